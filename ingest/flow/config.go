@@ -1,0 +1,97 @@
+package flow
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Configuration is the ingest.flows section of the configuration file.
+type Configuration struct {
+	// Listen lists UDP listeners as scheme://host:port. netflow:// takes
+	// NetFlow v5, v9 and IPFIX on one port (told apart by the version
+	// field); sflow:// takes sFlow v5.
+	Listen []string `yaml:"listen"`
+	// Readers is the number of sockets (SO_REUSEPORT) and goroutines per
+	// listener; 0 means one per CPU.
+	Readers int `yaml:"readers"`
+	// ReceiveBuffer is the requested kernel receive buffer per socket in
+	// bytes. SO_RCVBUFFORCE is tried first (root or CAP_NET_ADMIN), then
+	// SO_RCVBUF (capped by net.core.rmem_max); the effective size is
+	// logged and exported as flowaudit_ingest_receive_buffer_bytes.
+	ReceiveBuffer int `yaml:"receive_buffer"`
+	// FlushInterval bounds how long a decoded flow waits before it is
+	// sent to the broker. Kept small: anything unflushed is lost if the
+	// collector is killed.
+	FlushInterval time.Duration `yaml:"flush_interval"`
+	// DeadLetterMaxBytes bounds the raw payload copied into a dead-letter
+	// record.
+	DeadLetterMaxBytes int `yaml:"dead_letter_max_bytes"`
+}
+
+// DefaultConfiguration returns the defaults of DESIGN.md.
+func DefaultConfiguration() Configuration {
+	return Configuration{
+		Listen:             []string{"netflow://0.0.0.0:2055", "sflow://0.0.0.0:6343"},
+		ReceiveBuffer:      32 << 20,
+		FlushInterval:      20 * time.Millisecond,
+		DeadLetterMaxBytes: 65535,
+	}
+}
+
+// Protocol is what a listener accepts.
+type Protocol string
+
+// Listener protocols (URL schemes of ingest.flows.listen).
+const (
+	ProtocolNetFlow Protocol = "netflow"
+	ProtocolSFlow   Protocol = "sflow"
+)
+
+// ListenerSpec is one parsed entry of ingest.flows.listen.
+type ListenerSpec struct {
+	Protocol Protocol
+	Addr     string // host:port
+}
+
+// ParseListen parses one ingest.flows.listen entry.
+func ParseListen(s string) (ListenerSpec, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return ListenerSpec{}, fmt.Errorf("%q is not scheme://host:port (for example netflow://0.0.0.0:2055)", s)
+	}
+	p := Protocol(strings.ToLower(u.Scheme))
+	if p != ProtocolNetFlow && p != ProtocolSFlow {
+		return ListenerSpec{}, fmt.Errorf("%q: unknown scheme %q; use netflow:// (v5, v9, IPFIX) or sflow://", s, u.Scheme)
+	}
+	if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		return ListenerSpec{}, fmt.Errorf("%q: %v", s, err)
+	}
+	return ListenerSpec{Protocol: p, Addr: u.Host}, nil
+}
+
+// Validate checks the configuration; errors name the key.
+func (c Configuration) Validate() error {
+	var errs []error
+	for i, l := range c.Listen {
+		if _, err := ParseListen(l); err != nil {
+			errs = append(errs, fmt.Errorf("ingest.flows.listen[%d]: %w", i, err))
+		}
+	}
+	if c.Readers < 0 || c.Readers > 256 {
+		errs = append(errs, fmt.Errorf("ingest.flows.readers: must be between 0 (one per CPU) and 256, got %d", c.Readers))
+	}
+	if c.ReceiveBuffer < 0 {
+		errs = append(errs, fmt.Errorf("ingest.flows.receive_buffer: must be a size in bytes, got %d", c.ReceiveBuffer))
+	}
+	if c.FlushInterval <= 0 || c.FlushInterval > 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("ingest.flows.flush_interval: must be between 1ms and 100ms (unflushed flows are lost on a crash), got %s", c.FlushInterval))
+	}
+	if c.DeadLetterMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("ingest.flows.dead_letter_max_bytes: must not be negative, got %d", c.DeadLetterMaxBytes))
+	}
+	return errors.Join(errs...)
+}

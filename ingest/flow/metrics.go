@@ -1,0 +1,68 @@
+package flow
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	datagrams      *prometheus.CounterVec // exporter, flow_type
+	flows          *prometheus.CounterVec // exporter, flow_type
+	decodeErrors   *prometheus.CounterVec // exporter, reason
+	lostDatagrams  *prometheus.CounterVec // exporter
+	lostFlows      *prometheus.CounterVec // exporter
+	socketDrops    *prometheus.GaugeVec   // listener
+	receiveBuffer  *prometheus.GaugeVec   // listener
+	producedFlows  prometheus.Counter
+	producedRecs   prometheus.Counter
+	produceErrors  prometheus.Counter
+	deadLetters    prometheus.Counter
+	templateSaves  *prometheus.CounterVec // outcome
+	datagramsTotal prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		datagrams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_datagrams_total", Help: "Flow datagrams received, per exporter and protocol.",
+		}, []string{"exporter", "flow_type"}),
+		flows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_flows_total", Help: "Flows decoded, per exporter and protocol.",
+		}, []string{"exporter", "flow_type"}),
+		decodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_decode_errors_total", Help: "Datagrams (or parts of them) that could not be decoded, per exporter and reason.",
+		}, []string{"exporter", "reason"}),
+		lostDatagrams: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_lost_datagrams_total", Help: "Datagrams the exporter sent that never arrived, from sequence-number gaps (NetFlow v9, sFlow).",
+		}, []string{"exporter"}),
+		lostFlows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_lost_flows_total", Help: "Flows the exporter sent that never arrived, from sequence-number gaps (NetFlow v5, IPFIX).",
+		}, []string{"exporter"}),
+		socketDrops: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowaudit_ingest_socket_drops", Help: "Datagrams the kernel dropped on this listener's sockets because the receive buffer was full (from /proc/net/udp).",
+		}, []string{"listener"}),
+		receiveBuffer: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowaudit_ingest_receive_buffer_bytes", Help: "Effective kernel receive buffer of one socket of this listener.",
+		}, []string{"listener"}),
+		producedFlows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_produced_flows_total", Help: "Flows acknowledged by the broker (accepted).",
+		}),
+		producedRecs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_produced_records_total", Help: "Flow batch records acknowledged by the broker.",
+		}),
+		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_produce_errors_total", Help: "Records the broker did not accept (only at shutdown: produce retries forever).",
+		}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_dead_letters_total", Help: "Undecodable datagrams sent to the dead-letter topic.",
+		}),
+		templateSaves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_template_saves_total", Help: "Writes of the NetFlow v9/IPFIX template file, per outcome.",
+		}, []string{"outcome"}),
+		datagramsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_datagrams_read_total", Help: "Datagrams read from all sockets, decodable or not.",
+		}),
+	}
+	reg.MustRegister(m.datagrams, m.flows, m.decodeErrors, m.lostDatagrams, m.lostFlows, m.socketDrops,
+		m.receiveBuffer, m.producedFlows, m.producedRecs, m.produceErrors, m.deadLetters, m.templateSaves, m.datagramsTotal)
+	return m
+}

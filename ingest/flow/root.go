@@ -1,0 +1,369 @@
+// Package flow is the flow collector: UDP listeners for NetFlow v5/v9,
+// IPFIX and sFlow that decode each datagram into a schemas.FlowBatch and
+// produce it to flowaudit.flows.v1, keyed by exporter address.
+//
+// Each listener runs several readers, each with its own SO_REUSEPORT
+// socket, batch and buffers, so the hot path is synchronous per reader and
+// shares nothing but the decoder's template cache. Undecodable datagrams
+// are counted per reason, logged through a sampler and dead-lettered.
+package flow
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flowaudit/flowaudit/ingest/flow/decoder"
+	"github.com/flowaudit/flowaudit/internal/kafka"
+	"github.com/flowaudit/flowaudit/internal/reporter"
+	"github.com/flowaudit/flowaudit/schemas"
+	"github.com/flowaudit/flowaudit/schemas/pb"
+)
+
+// Dependencies are what the collector needs from the rest of the process.
+type Dependencies struct {
+	Kafka   kafka.Configuration
+	DataDir string // templates are persisted under DataDir/templates
+}
+
+// Component is the flow collector.
+type Component struct {
+	r       *reporter.Reporter
+	cfg     Configuration
+	deps    Dependencies
+	specs   []ListenerSpec
+	metrics *metrics
+	ready   *reporter.Readiness
+	sampler *reporter.Sampler
+
+	decoder *decoder.Decoder
+	seq     *decoder.SequenceTracker
+	client  *kgo.Client
+
+	flowsTopic, deadTopic string
+
+	mu        sync.Mutex
+	listeners []*listener
+	wg        sync.WaitGroup
+	stopping  atomic.Bool
+	stopCh    chan struct{}
+	fatal     chan error
+	bufPool   sync.Pool
+}
+
+type listener struct {
+	spec  ListenerSpec
+	conns []*net.UDPConn
+	port  int
+	name  string
+}
+
+// New validates the configuration and prepares the collector; Start opens
+// the sockets.
+func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Component{
+		r:          r,
+		cfg:        cfg,
+		deps:       deps,
+		metrics:    newMetrics(r.Registry),
+		ready:      r.Readiness("ingest.flows"),
+		sampler:    reporter.NewSampler(10 * time.Second),
+		seq:        decoder.NewSequenceTracker(),
+		flowsTopic: deps.Kafka.Topic(kafka.TopicFlows),
+		deadTopic:  deps.Kafka.Topic(kafka.TopicDeadLetter),
+		stopCh:     make(chan struct{}),
+		fatal:      make(chan error, 1),
+	}
+	for _, l := range cfg.Listen {
+		spec, err := ParseListen(l)
+		if err != nil {
+			return nil, err
+		}
+		c.specs = append(c.specs, spec)
+	}
+	var opts []decoder.Option
+	if deps.DataDir != "" {
+		opts = append(opts, decoder.WithTemplateFile(filepath.Join(deps.DataDir, "templates", "templates.json")))
+	}
+	opts = append(opts, decoder.WithLogger(r.Logger.With("component", "ingest.flows")))
+	c.decoder = decoder.New(opts...)
+	c.bufPool.New = func() any { b := make([]byte, 0, 4096); return &b }
+	return c, nil
+}
+
+// Start connects the producer and opens every listener.
+func (c *Component) Start() error {
+	opts := append(kafka.ClientOptions(c.deps.Kafka, "collector"),
+		kgo.DefaultProduceTopic(c.flowsTopic),
+		kgo.ProducerLinger(c.cfg.FlushInterval),
+		kgo.MaxBufferedBytes(256<<20),
+		kgo.ProducerBatchMaxBytes(4<<20),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+	)
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("unable to create Kafka producer: %w", err)
+	}
+	c.client = client
+
+	readers := c.cfg.Readers
+	if readers == 0 {
+		readers = runtime.GOMAXPROCS(0)
+	}
+	for _, spec := range c.specs {
+		l := &listener{spec: spec, name: string(spec.Protocol) + "://" + spec.Addr}
+		addr := spec.Addr
+		for i := 0; i < readers; i++ {
+			conn, rcvbuf, err := listenUDP(addr, c.cfg.ReceiveBuffer)
+			if err != nil {
+				c.closeListeners()
+				client.Close()
+				return fmt.Errorf("ingest.flows.listen: cannot listen on %s: %w", l.name, err)
+			}
+			if i == 0 {
+				// With port 0 the kernel picks one; the other readers
+				// must join that same port.
+				l.port = conn.LocalAddr().(*net.UDPAddr).Port
+				host, _, _ := net.SplitHostPort(spec.Addr)
+				addr = net.JoinHostPort(host, fmt.Sprint(l.port))
+				c.metrics.receiveBuffer.WithLabelValues(l.name).Set(float64(rcvbuf))
+				if rcvbuf < c.cfg.ReceiveBuffer {
+					c.r.Logger.Warn("receive buffer smaller than requested: run as root or raise net.core.rmem_max",
+						"listener", l.name, "requested", c.cfg.ReceiveBuffer, "effective", rcvbuf)
+				} else {
+					c.r.Logger.Info("flow listener open", "listener", l.name, "port", l.port, "readers", readers, "receive_buffer", rcvbuf)
+				}
+			}
+			l.conns = append(l.conns, conn)
+		}
+		c.mu.Lock()
+		c.listeners = append(c.listeners, l)
+		c.mu.Unlock()
+		for _, conn := range l.conns {
+			c.wg.Add(1)
+			go c.read(l, conn)
+		}
+	}
+	c.wg.Add(1)
+	go c.watchDrops()
+	c.ready.Ready()
+	return nil
+}
+
+// Addrs returns the bound address of each listener, in configuration
+// order (useful with port 0).
+func (c *Component) Addrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, len(c.listeners))
+	for i, l := range c.listeners {
+		out[i] = l.conns[0].LocalAddr().String()
+	}
+	return out
+}
+
+// Done returns a channel that receives an error if the collector can no
+// longer work.
+func (c *Component) Done() <-chan error { return c.fatal }
+
+// Stop closes the sockets, flushes the producer within 10 s and saves the
+// templates.
+func (c *Component) Stop() error {
+	if !c.stopping.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(c.stopCh)
+	c.closeListeners()
+	c.wg.Wait()
+	var errs []error
+	if c.client != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := c.client.Flush(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flushing flows to the broker: %w", err))
+		}
+		cancel()
+		c.client.Close()
+	}
+	if err := c.decoder.SaveTemplates(); err != nil {
+		errs = append(errs, fmt.Errorf("saving templates: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Component) closeListeners() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range c.listeners {
+		for _, conn := range l.conns {
+			conn.Close()
+		}
+	}
+}
+
+// exporterCounters caches one exporter's counters per reader, so the hot
+// path does not hash label values for every datagram.
+type exporterCounters struct {
+	label string
+	types [5]struct{ datagrams, flows interface{ Add(float64) } }
+}
+
+func (c *Component) read(l *listener, conn *net.UDPConn) {
+	defer c.wg.Done()
+	buf := make([]byte, 65536)
+	var batch schemas.FlowBatch
+	cache := map[schemas.Addr]*exporterCounters{}
+	for {
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if c.stopping.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			c.r.Logger.Error("reading flow datagram failed", "listener", l.name, "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		c.metrics.datagramsTotal.Inc()
+		received := uint64(time.Now().UnixNano())
+		exporter := schemas.AddrFromNetip(from.Addr())
+		data := buf[:n]
+		if l.spec.Protocol == ProtocolSFlow {
+			err = c.decoder.DecodeSFlow(exporter, from.Port(), received, data, &batch)
+		} else {
+			err = c.decoder.DecodeNetFlow(exporter, from.Port(), received, data, &batch)
+		}
+		ec := cache[exporter]
+		if ec == nil {
+			ec = &exporterCounters{label: exporter.String()}
+			for t := range ec.types {
+				ft := schemas.FlowType(t).String()
+				ec.types[t].datagrams = c.metrics.datagrams.WithLabelValues(ec.label, ft)
+				ec.types[t].flows = c.metrics.flows.WithLabelValues(ec.label, ft)
+			}
+			if len(cache) > 100000 {
+				clear(cache)
+			}
+			cache[exporter] = ec
+		}
+		if err != nil {
+			c.decodeFailed(l, ec.label, data, err)
+		}
+		if int(batch.Type) < len(ec.types) {
+			ec.types[batch.Type].datagrams.Add(1)
+		}
+		if len(batch.Flows) == 0 {
+			continue
+		}
+		ec.types[batch.Type].flows.Add(float64(len(batch.Flows)))
+		if lostD, lostF := c.seq.Observe(&batch, len(batch.Flows)); lostD > 0 || lostF > 0 {
+			c.metrics.lostDatagrams.WithLabelValues(ec.label).Add(float64(lostD))
+			c.metrics.lostFlows.WithLabelValues(ec.label).Add(float64(lostF))
+		}
+		c.produce(&batch)
+		if err := c.decoder.SaveTemplates(); err != nil {
+			c.metrics.templateSaves.WithLabelValues("error").Inc()
+			if ok, _ := c.sampler.Allow("template-save"); ok {
+				c.r.Logger.Error("cannot persist templates", "err", err)
+			}
+		}
+	}
+}
+
+func (c *Component) produce(batch *schemas.FlowBatch) {
+	bp := c.bufPool.Get().(*[]byte)
+	value := schemas.AppendFlowBatch((*bp)[:0], batch)
+	*bp = value
+	key := batch.Exporter[:]
+	keyCopy := make([]byte, 16)
+	copy(keyCopy, key)
+	flows := len(batch.Flows)
+	rec := &kgo.Record{Key: keyCopy, Value: value}
+	c.client.Produce(context.Background(), rec, func(r *kgo.Record, err error) {
+		c.bufPool.Put(bp)
+		if err != nil {
+			c.metrics.produceErrors.Inc()
+			if ok, n := c.sampler.Allow("produce"); ok {
+				c.r.Logger.Error("broker did not accept flows", "flows", flows, "err", err, "suppressed", n)
+			}
+			return
+		}
+		c.metrics.producedRecs.Inc()
+		c.metrics.producedFlows.Add(float64(flows))
+	})
+}
+
+// decodeFailed counts, logs (sampled) and dead-letters an undecodable
+// datagram or part of one.
+func (c *Component) decodeFailed(l *listener, exporter string, data []byte, err error) {
+	reason := string(decoder.ReasonMalformed)
+	var de *decoder.DecodeError
+	if errors.As(err, &de) {
+		reason = string(de.Reason)
+	}
+	c.metrics.decodeErrors.WithLabelValues(exporter, reason).Inc()
+	if ok, n := c.sampler.Allow("decode/" + exporter + "/" + reason); ok {
+		c.r.Logger.Warn("undecodable flow datagram", "listener", l.name, "exporter", exporter, "reason", reason, "err", err, "suppressed", n)
+	}
+	payload := data
+	if len(payload) > c.cfg.DeadLetterMaxBytes {
+		payload = payload[:c.cfg.DeadLetterMaxBytes]
+	}
+	dl := &pb.DeadLetter{
+		Time:    uint64(time.Now().UnixNano()),
+		Stage:   "ingest.flows",
+		Source:  l.name + " from " + exporter,
+		Reason:  reason,
+		Error:   err.Error(),
+		Payload: append([]byte(nil), payload...),
+	}
+	value, merr := proto.Marshal(dl)
+	if merr != nil {
+		return
+	}
+	c.client.Produce(context.Background(), &kgo.Record{Topic: c.deadTopic, Value: value}, func(_ *kgo.Record, err error) {
+		if err != nil {
+			c.metrics.produceErrors.Inc()
+			return
+		}
+		c.metrics.deadLetters.Inc()
+	})
+}
+
+// watchDrops exports the kernel's per-socket drop counters every 5 s.
+func (c *Component) watchDrops() {
+	defer c.wg.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		c.mu.Lock()
+		ls := append([]*listener(nil), c.listeners...)
+		c.mu.Unlock()
+		for _, l := range ls {
+			if d, err := socketDrops(l.port); err == nil {
+				c.metrics.socketDrops.WithLabelValues(l.name).Set(float64(d))
+			}
+		}
+		select {
+		case <-c.stopCh:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Accepted returns the number of flows the broker has acknowledged.
+func (c *Component) Accepted() uint64 {
+	return uint64(readCounter(c.metrics.producedFlows))
+}

@@ -1,0 +1,96 @@
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"time"
+)
+
+// Configuration is the kafka section of the configuration file.
+type Configuration struct {
+	// Brokers are seed brokers of an existing cluster. Empty means: use the
+	// embedded broker listening on EmbeddedListen.
+	Brokers []string `yaml:"brokers"`
+	// EmbeddedListen is where the embedded broker listens (host:port).
+	EmbeddedListen string `yaml:"embedded_listen"`
+	// TopicPrefix starts every topic name: PREFIX.flows.v1 and so on.
+	TopicPrefix string `yaml:"topic_prefix"`
+	// Partitions is the partition count used when flowaudit creates a
+	// topic. It bounds how many consumers of one group share the work.
+	Partitions int32 `yaml:"partitions"`
+	// ReplicationFactor is used when flowaudit creates a topic on a real
+	// cluster (the embedded broker has one replica).
+	ReplicationFactor int16 `yaml:"replication_factor"`
+	// ClientID names this process in broker logs and quotas.
+	ClientID string `yaml:"client_id"`
+	// ProduceLinger bounds how long a record waits in the producer for
+	// its batch to fill.
+	ProduceLinger time.Duration `yaml:"produce_linger"`
+}
+
+// DefaultConfiguration returns defaults that work on one machine.
+func DefaultConfiguration() Configuration {
+	return Configuration{
+		EmbeddedListen:    "127.0.0.1:9092",
+		TopicPrefix:       "flowaudit",
+		Partitions:        4,
+		ReplicationFactor: 1,
+		ClientID:          "flowaudit",
+		ProduceLinger:     5 * time.Millisecond,
+	}
+}
+
+var topicPrefixRE = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,200}$`)
+
+// Validate checks the configuration; errors name the key under kafka.
+func (c Configuration) Validate() error {
+	var errs []error
+	for i, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			errs = append(errs, fmt.Errorf("kafka.brokers[%d]: %q is not host:port", i, b))
+		}
+	}
+	if len(c.Brokers) == 0 {
+		if _, _, err := net.SplitHostPort(c.EmbeddedListen); err != nil {
+			errs = append(errs, fmt.Errorf("kafka.embedded_listen: %q is not host:port", c.EmbeddedListen))
+		}
+	}
+	if !topicPrefixRE.MatchString(c.TopicPrefix) {
+		errs = append(errs, fmt.Errorf("kafka.topic_prefix: %q must be 1-200 characters of letters, digits, '.', '_' or '-'", c.TopicPrefix))
+	}
+	if c.Partitions < 1 || c.Partitions > 10000 {
+		errs = append(errs, fmt.Errorf("kafka.partitions: must be between 1 and 10000, got %d", c.Partitions))
+	}
+	if c.ReplicationFactor < 1 {
+		errs = append(errs, fmt.Errorf("kafka.replication_factor: must be at least 1, got %d", c.ReplicationFactor))
+	}
+	if c.ProduceLinger < 0 || c.ProduceLinger > time.Second {
+		errs = append(errs, fmt.Errorf("kafka.produce_linger: must be between 0 and 1s, got %s", c.ProduceLinger))
+	}
+	return errors.Join(errs...)
+}
+
+// Embedded reports whether this configuration asks for the embedded broker.
+func (c Configuration) Embedded() bool { return len(c.Brokers) == 0 }
+
+// SeedBrokers returns the brokers clients should dial.
+func (c Configuration) SeedBrokers() []string {
+	if c.Embedded() {
+		return []string{c.EmbeddedListen}
+	}
+	return c.Brokers
+}
+
+// Topic names. The version suffix is bumped on a breaking payload change.
+const (
+	TopicFlows      = "flows.v1"
+	TopicAccess     = "access.v1"
+	TopicEnriched   = "enriched.v1"
+	TopicAlerts     = "alerts.v1"
+	TopicDeadLetter = "deadletter.v1"
+)
+
+// Topic returns the full name of one of the Topic* names.
+func (c Configuration) Topic(name string) string { return c.TopicPrefix + "." + name }

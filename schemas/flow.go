@@ -1,0 +1,134 @@
+// Package schemas holds flowaudit's data contracts: the typed records that
+// travel between stages, their protobuf wire encoding on the Kafka topics
+// (see flow.proto), and the Go description of the ClickHouse tables.
+//
+// The hot path never goes through protobuf reflection: FlowBatch has a
+// hand-written protowire codec (flow_codec.go) that is tested against the
+// protoc-generated types in schemas/pb for wire compatibility.
+package schemas
+
+import (
+	"net/netip"
+)
+
+// FlowType names the export protocol a flow arrived in. The string form is
+// the value stored in ClickHouse's flows.flow_type column.
+type FlowType uint8
+
+// Flow types. Numbers are part of the protobuf contract (flow.proto).
+const (
+	FlowTypeUnknown   FlowType = 0
+	FlowTypeNetFlowV5 FlowType = 1
+	FlowTypeNetFlowV9 FlowType = 2
+	FlowTypeIPFIX     FlowType = 3
+	FlowTypeSFlow     FlowType = 4
+)
+
+// String returns the ClickHouse enum value for t.
+func (t FlowType) String() string {
+	switch t {
+	case FlowTypeNetFlowV5:
+		return "netflow_v5"
+	case FlowTypeNetFlowV9:
+		return "netflow_v9"
+	case FlowTypeIPFIX:
+		return "ipfix"
+	case FlowTypeSFlow:
+		return "sflow"
+	}
+	return "unknown"
+}
+
+// Addr is an IP address stored as 16 bytes, IPv4 mapped into IPv6
+// (::ffff:a.b.c.d), exactly as ClickHouse stores it. The zero value means
+// "not present".
+type Addr [16]byte
+
+// AddrFrom4 maps an IPv4 address into an Addr.
+func AddrFrom4(b [4]byte) Addr {
+	return Addr{10: 0xff, 11: 0xff, 12: b[0], 13: b[1], 14: b[2], 15: b[3]}
+}
+
+// AddrFromSlice builds an Addr from a 4- or 16-byte slice; other lengths
+// give the zero Addr.
+func AddrFromSlice(b []byte) Addr {
+	var a Addr
+	switch len(b) {
+	case 4:
+		a[10], a[11] = 0xff, 0xff
+		copy(a[12:], b)
+	case 16:
+		copy(a[:], b)
+	}
+	return a
+}
+
+// AddrFromNetip converts a netip.Addr (zone dropped).
+func AddrFromNetip(ip netip.Addr) Addr {
+	if !ip.IsValid() {
+		return Addr{}
+	}
+	return Addr(ip.As16())
+}
+
+// Netip returns a as a netip.Addr, unmapped to IPv4 when it is a mapped
+// IPv4 address.
+func (a Addr) Netip() netip.Addr {
+	return netip.AddrFrom16(a).Unmap()
+}
+
+// String formats a the way netip does (IPv4 dotted for mapped addresses).
+func (a Addr) String() string {
+	return a.Netip().String()
+}
+
+// Is4 reports whether a is an IPv4-mapped address.
+func (a Addr) Is4() bool {
+	return a[0]|a[1]|a[2]|a[3]|a[4]|a[5]|a[6]|a[7]|a[8]|a[9] == 0 && a[10] == 0xff && a[11] == 0xff
+}
+
+// Flow is one normalized flow record. Counters are as exported (not
+// multiplied by the sampling rate); SamplingRate sits beside them. Times
+// are Unix nanoseconds.
+type Flow struct {
+	TimeStart    uint64 // first packet, Unix ns; 0 when the exporter did not say
+	TimeEnd      uint64 // last packet, Unix ns; 0 when the exporter did not say
+	SrcAddr      Addr
+	DstAddr      Addr
+	NextHop      Addr
+	Bytes        uint64
+	Packets      uint64
+	SamplingRate uint32 // 1-in-N; 0 when unknown
+	InIf         uint32
+	OutIf        uint32
+	SrcAS        uint32
+	DstAS        uint32
+	SrcPort      uint16
+	DstPort      uint16
+	EtherType    uint16 // 0x0800 IPv4, 0x86dd IPv6
+	Proto        uint8
+	TCPFlags     uint8
+	IPTos        uint8
+	Direction    uint8 // 0 ingress, 1 egress (IPFIX flowDirection)
+}
+
+// FlowBatch is the flows decoded from one datagram of one exporter. It is
+// the payload of the flowaudit.flows.v1 topic, keyed by exporter address.
+//
+// A FlowBatch is owned by one worker at a time; decoders append into Flows
+// and callers reuse the batch by resetting Flows to Flows[:0].
+type FlowBatch struct {
+	TimeReceived   uint64 // Unix ns when the collector read the datagram
+	Exporter       Addr   // source address of the datagram
+	ExporterPort   uint16
+	Type           FlowType
+	ObservationID  uint32 // v9 source id, IPFIX observation domain, sFlow sub-agent
+	SequenceNumber uint32 // header sequence (datagram or flow sequence, per protocol)
+	Flows          []Flow
+}
+
+// Reset empties b for reuse, keeping the Flows capacity.
+func (b *FlowBatch) Reset() {
+	flows := b.Flows[:0]
+	*b = FlowBatch{Flows: flows}
+}

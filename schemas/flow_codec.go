@@ -1,0 +1,271 @@
+package schemas
+
+import (
+	"errors"
+	"fmt"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// Field numbers of flow.proto. They are the wire contract; never reuse one.
+const (
+	fieldFlowTimeStart    = 1
+	fieldFlowTimeEnd      = 2
+	fieldFlowSrcAddr      = 3
+	fieldFlowDstAddr      = 4
+	fieldFlowNextHop      = 5
+	fieldFlowBytes        = 6
+	fieldFlowPackets      = 7
+	fieldFlowSamplingRate = 8
+	fieldFlowInIf         = 9
+	fieldFlowOutIf        = 10
+	fieldFlowSrcAS        = 11
+	fieldFlowDstAS        = 12
+	fieldFlowSrcPort      = 13
+	fieldFlowDstPort      = 14
+	fieldFlowEtherType    = 15
+	fieldFlowProto        = 16
+	fieldFlowTCPFlags     = 17
+	fieldFlowIPTos        = 18
+	fieldFlowDirection    = 19
+
+	fieldBatchTimeReceived   = 1
+	fieldBatchExporter       = 2
+	fieldBatchExporterPort   = 3
+	fieldBatchType           = 4
+	fieldBatchObservationID  = 5
+	fieldBatchSequenceNumber = 6
+	fieldBatchFlows          = 7
+)
+
+// ErrMalformed is wrapped by every decoding error of a topic payload.
+var ErrMalformed = errors.New("malformed payload")
+
+func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, v)
+}
+
+func appendAddrField(b []byte, num protowire.Number, a *Addr) []byte {
+	if *a == (Addr{}) {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	b = append(b, 16)
+	return append(b, a[:]...)
+}
+
+func flowSize(f *Flow) int {
+	n := 0
+	vs := func(num protowire.Number, v uint64) {
+		if v != 0 {
+			n += protowire.SizeTag(num) + protowire.SizeVarint(v)
+		}
+	}
+	as := func(a *Addr) {
+		if *a != (Addr{}) {
+			n += 1 + 1 + 16
+		}
+	}
+	vs(fieldFlowTimeStart, f.TimeStart)
+	vs(fieldFlowTimeEnd, f.TimeEnd)
+	as(&f.SrcAddr)
+	as(&f.DstAddr)
+	as(&f.NextHop)
+	vs(fieldFlowBytes, f.Bytes)
+	vs(fieldFlowPackets, f.Packets)
+	vs(fieldFlowSamplingRate, uint64(f.SamplingRate))
+	vs(fieldFlowInIf, uint64(f.InIf))
+	vs(fieldFlowOutIf, uint64(f.OutIf))
+	vs(fieldFlowSrcAS, uint64(f.SrcAS))
+	vs(fieldFlowDstAS, uint64(f.DstAS))
+	vs(fieldFlowSrcPort, uint64(f.SrcPort))
+	vs(fieldFlowDstPort, uint64(f.DstPort))
+	vs(fieldFlowEtherType, uint64(f.EtherType))
+	vs(fieldFlowProto, uint64(f.Proto))
+	vs(fieldFlowTCPFlags, uint64(f.TCPFlags))
+	vs(fieldFlowIPTos, uint64(f.IPTos))
+	vs(fieldFlowDirection, uint64(f.Direction))
+	return n
+}
+
+func appendFlow(b []byte, f *Flow) []byte {
+	b = appendVarintField(b, fieldFlowTimeStart, f.TimeStart)
+	b = appendVarintField(b, fieldFlowTimeEnd, f.TimeEnd)
+	b = appendAddrField(b, fieldFlowSrcAddr, &f.SrcAddr)
+	b = appendAddrField(b, fieldFlowDstAddr, &f.DstAddr)
+	b = appendAddrField(b, fieldFlowNextHop, &f.NextHop)
+	b = appendVarintField(b, fieldFlowBytes, f.Bytes)
+	b = appendVarintField(b, fieldFlowPackets, f.Packets)
+	b = appendVarintField(b, fieldFlowSamplingRate, uint64(f.SamplingRate))
+	b = appendVarintField(b, fieldFlowInIf, uint64(f.InIf))
+	b = appendVarintField(b, fieldFlowOutIf, uint64(f.OutIf))
+	b = appendVarintField(b, fieldFlowSrcAS, uint64(f.SrcAS))
+	b = appendVarintField(b, fieldFlowDstAS, uint64(f.DstAS))
+	b = appendVarintField(b, fieldFlowSrcPort, uint64(f.SrcPort))
+	b = appendVarintField(b, fieldFlowDstPort, uint64(f.DstPort))
+	b = appendVarintField(b, fieldFlowEtherType, uint64(f.EtherType))
+	b = appendVarintField(b, fieldFlowProto, uint64(f.Proto))
+	b = appendVarintField(b, fieldFlowTCPFlags, uint64(f.TCPFlags))
+	b = appendVarintField(b, fieldFlowIPTos, uint64(f.IPTos))
+	b = appendVarintField(b, fieldFlowDirection, uint64(f.Direction))
+	return b
+}
+
+// AppendFlowBatch appends the protobuf encoding of b (flow.proto's
+// FlowBatch) to dst and returns the extended slice. It does not allocate
+// when dst has enough capacity.
+func AppendFlowBatch(dst []byte, b *FlowBatch) []byte {
+	dst = appendVarintField(dst, fieldBatchTimeReceived, b.TimeReceived)
+	dst = appendAddrField(dst, fieldBatchExporter, &b.Exporter)
+	dst = appendVarintField(dst, fieldBatchExporterPort, uint64(b.ExporterPort))
+	dst = appendVarintField(dst, fieldBatchType, uint64(b.Type))
+	dst = appendVarintField(dst, fieldBatchObservationID, uint64(b.ObservationID))
+	dst = appendVarintField(dst, fieldBatchSequenceNumber, uint64(b.SequenceNumber))
+	for i := range b.Flows {
+		f := &b.Flows[i]
+		dst = protowire.AppendTag(dst, fieldBatchFlows, protowire.BytesType)
+		dst = protowire.AppendVarint(dst, uint64(flowSize(f)))
+		dst = appendFlow(dst, f)
+	}
+	return dst
+}
+
+// UnmarshalFlowBatch decodes a flow.proto FlowBatch into b, reusing
+// b.Flows' capacity. Unknown fields are skipped (forward compatibility).
+// Errors wrap ErrMalformed.
+func UnmarshalFlowBatch(data []byte, b *FlowBatch) error {
+	b.Reset()
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return fmt.Errorf("%w: flow batch tag: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		data = data[n:]
+		if num == fieldBatchFlows && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(data)
+			if n < 0 {
+				return fmt.Errorf("%w: flow batch flows: %v", ErrMalformed, protowire.ParseError(n))
+			}
+			data = data[n:]
+			b.Flows = append(b.Flows, Flow{})
+			if err := unmarshalFlow(v, &b.Flows[len(b.Flows)-1]); err != nil {
+				return err
+			}
+			continue
+		}
+		if num == fieldBatchExporter && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(data)
+			if n < 0 {
+				return fmt.Errorf("%w: flow batch exporter: %v", ErrMalformed, protowire.ParseError(n))
+			}
+			data = data[n:]
+			b.Exporter = AddrFromSlice(v)
+			continue
+		}
+		if typ != protowire.VarintType {
+			n := protowire.ConsumeFieldValue(num, typ, data)
+			if n < 0 {
+				return fmt.Errorf("%w: flow batch field %d: %v", ErrMalformed, num, protowire.ParseError(n))
+			}
+			data = data[n:]
+			continue
+		}
+		v, n := protowire.ConsumeVarint(data)
+		if n < 0 {
+			return fmt.Errorf("%w: flow batch field %d: %v", ErrMalformed, num, protowire.ParseError(n))
+		}
+		data = data[n:]
+		switch num {
+		case fieldBatchTimeReceived:
+			b.TimeReceived = v
+		case fieldBatchExporterPort:
+			b.ExporterPort = uint16(v)
+		case fieldBatchType:
+			b.Type = FlowType(v)
+		case fieldBatchObservationID:
+			b.ObservationID = uint32(v)
+		case fieldBatchSequenceNumber:
+			b.SequenceNumber = uint32(v)
+		}
+	}
+	return nil
+}
+
+func unmarshalFlow(data []byte, f *Flow) error {
+	for len(data) > 0 {
+		num, typ, n := protowire.ConsumeTag(data)
+		if n < 0 {
+			return fmt.Errorf("%w: flow tag: %v", ErrMalformed, protowire.ParseError(n))
+		}
+		data = data[n:]
+		if typ == protowire.BytesType && (num == fieldFlowSrcAddr || num == fieldFlowDstAddr || num == fieldFlowNextHop) {
+			v, n := protowire.ConsumeBytes(data)
+			if n < 0 {
+				return fmt.Errorf("%w: flow field %d: %v", ErrMalformed, num, protowire.ParseError(n))
+			}
+			data = data[n:]
+			a := AddrFromSlice(v)
+			switch num {
+			case fieldFlowSrcAddr:
+				f.SrcAddr = a
+			case fieldFlowDstAddr:
+				f.DstAddr = a
+			default:
+				f.NextHop = a
+			}
+			continue
+		}
+		if typ != protowire.VarintType {
+			n := protowire.ConsumeFieldValue(num, typ, data)
+			if n < 0 {
+				return fmt.Errorf("%w: flow field %d: %v", ErrMalformed, num, protowire.ParseError(n))
+			}
+			data = data[n:]
+			continue
+		}
+		v, n := protowire.ConsumeVarint(data)
+		if n < 0 {
+			return fmt.Errorf("%w: flow field %d: %v", ErrMalformed, num, protowire.ParseError(n))
+		}
+		data = data[n:]
+		switch num {
+		case fieldFlowTimeStart:
+			f.TimeStart = v
+		case fieldFlowTimeEnd:
+			f.TimeEnd = v
+		case fieldFlowBytes:
+			f.Bytes = v
+		case fieldFlowPackets:
+			f.Packets = v
+		case fieldFlowSamplingRate:
+			f.SamplingRate = uint32(v)
+		case fieldFlowInIf:
+			f.InIf = uint32(v)
+		case fieldFlowOutIf:
+			f.OutIf = uint32(v)
+		case fieldFlowSrcAS:
+			f.SrcAS = uint32(v)
+		case fieldFlowDstAS:
+			f.DstAS = uint32(v)
+		case fieldFlowSrcPort:
+			f.SrcPort = uint16(v)
+		case fieldFlowDstPort:
+			f.DstPort = uint16(v)
+		case fieldFlowEtherType:
+			f.EtherType = uint16(v)
+		case fieldFlowProto:
+			f.Proto = uint8(v)
+		case fieldFlowTCPFlags:
+			f.TCPFlags = uint8(v)
+		case fieldFlowIPTos:
+			f.IPTos = uint8(v)
+		case fieldFlowDirection:
+			f.Direction = uint8(v)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,413 @@
+package schemas
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// This file is the one description of every ClickHouse table. DDL for
+// both server generations is generated from it (see DESIGN.md, "Two
+// ClickHouse generations, one schema source"): modern servers (>= 23.8) get
+// IPv6, LowCardinality, DateTime64, codecs and TTL; Debian's 18.16 gets the
+// fallbacks. Column names are a public contract: analysts' queries and
+// dashboards use them.
+
+// ColumnType is a column's logical type. Its SQL type depends on the server
+// generation (Column.SQLType).
+type ColumnType int
+
+// Logical column types.
+const (
+	TypeDateTime     ColumnType = iota + 1 // seconds; DateTime on both
+	TypeDateTime64ms                       // DateTime64(3); old: DateTime (seconds)
+	TypeDate                               // Date on both
+	TypeAddr                               // IPv6; old: FixedString(16), IPv4 mapped
+	TypeLowString                          // LowCardinality(String); old: String
+	TypeString
+	TypeUInt8
+	TypeUInt16
+	TypeUInt32
+	TypeUInt64
+	TypeInt64
+)
+
+var columnTypeNames = map[ColumnType]string{
+	TypeDateTime:     "DateTime",
+	TypeDateTime64ms: "DateTime64ms",
+	TypeDate:         "Date",
+	TypeAddr:         "Addr",
+	TypeLowString:    "LowString",
+	TypeString:       "String",
+	TypeUInt8:        "UInt8",
+	TypeUInt16:       "UInt16",
+	TypeUInt32:       "UInt32",
+	TypeUInt64:       "UInt64",
+	TypeInt64:        "Int64",
+}
+
+// String returns the logical type's name (not an SQL type).
+func (t ColumnType) String() string {
+	if s, ok := columnTypeNames[t]; ok {
+		return s
+	}
+	return "ColumnType(" + strconv.Itoa(int(t)) + ")"
+}
+
+// isTime reports whether a column of type t can drive a TTL.
+func (t ColumnType) isTime() bool {
+	return t == TypeDateTime || t == TypeDateTime64ms || t == TypeDate
+}
+
+// ServerVersion is a ClickHouse server's major.minor version, as returned
+// by SELECT version().
+type ServerVersion struct{ Major, Minor int }
+
+// modernVersion is the oldest version given the modern DDL. 23.8 is the
+// oldest LTS we support in production; everything older is treated like
+// Debian's 18.16, even versions that know some modern types, so that there
+// are exactly two DDL shapes to test.
+var modernVersion = ServerVersion{23, 8}
+
+// ParseServerVersion parses the output of version(), such as "18.16.1" or
+// "23.8.2.7". Only major and minor are kept.
+func ParseServerVersion(s string) (ServerVersion, error) {
+	parts := strings.SplitN(strings.TrimSpace(s), ".", 3)
+	if len(parts) < 2 {
+		return ServerVersion{}, fmt.Errorf("parse ClickHouse version %q: want major.minor[...]", s)
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	if err := errors.Join(err1, err2); err != nil || major < 0 || minor < 0 {
+		return ServerVersion{}, fmt.Errorf("parse ClickHouse version %q: want numeric major.minor", s)
+	}
+	return ServerVersion{Major: major, Minor: minor}, nil
+}
+
+// Modern reports whether v gets the modern DDL (>= 23.8).
+func (v ServerVersion) Modern() bool {
+	return v.Major > modernVersion.Major ||
+		(v.Major == modernVersion.Major && v.Minor >= modernVersion.Minor)
+}
+
+// String returns "major.minor".
+func (v ServerVersion) String() string {
+	return strconv.Itoa(v.Major) + "." + strconv.Itoa(v.Minor)
+}
+
+// Column describes one column.
+type Column struct {
+	Name    string
+	Type    ColumnType
+	Default string // SQL expression for DEFAULT; "" for the type's zero value
+	Codec   string // modern servers only, e.g. "ZSTD(1)" or "Delta, LZ4"
+	Comment string // emitted on both generations (18.16 accepts COMMENT)
+}
+
+// SQLType returns the column's SQL type on a server of version v.
+func (c Column) SQLType(v ServerVersion) string {
+	modern := v.Modern()
+	switch c.Type {
+	case TypeDateTime:
+		return "DateTime"
+	case TypeDateTime64ms:
+		if modern {
+			return "DateTime64(3)"
+		}
+		return "DateTime"
+	case TypeDate:
+		return "Date"
+	case TypeAddr:
+		if modern {
+			return "IPv6"
+		}
+		return "FixedString(16)"
+	case TypeLowString:
+		if modern {
+			return "LowCardinality(String)"
+		}
+		return "String"
+	case TypeString:
+		return "String"
+	case TypeUInt8:
+		return "UInt8"
+	case TypeUInt16:
+		return "UInt16"
+	case TypeUInt32:
+		return "UInt32"
+	case TypeUInt64:
+		return "UInt64"
+	case TypeInt64:
+		return "Int64"
+	}
+	panic(fmt.Sprintf("schemas: column %s has unknown type %d", c.Name, int(c.Type)))
+}
+
+// Definition returns the column's declaration as used in CREATE TABLE and
+// ALTER TABLE ... ADD COLUMN: name, type, DEFAULT, COMMENT and (modern
+// only) CODEC, in the order both generations parse.
+func (c Column) Definition(v ServerVersion) string {
+	var b strings.Builder
+	b.WriteString(QuoteIdent(c.Name))
+	b.WriteByte(' ')
+	b.WriteString(c.SQLType(v))
+	if c.Default != "" {
+		b.WriteString(" DEFAULT ")
+		b.WriteString(c.Default)
+	}
+	if c.Comment != "" {
+		b.WriteString(" COMMENT ")
+		b.WriteString(quoteString(c.Comment))
+	}
+	if c.Codec != "" && v.Modern() {
+		b.WriteString(" CODEC(")
+		b.WriteString(c.Codec)
+		b.WriteByte(')')
+	}
+	return b.String()
+}
+
+// Table describes one table. The zero TTLColumn means the table is never
+// expired by TTL.
+type Table struct {
+	Name        string
+	Comment     string // table comment; modern servers only (18.16 has none)
+	Columns     []Column
+	Engine      string // e.g. "MergeTree", "ReplacingMergeTree(next_offset)"
+	PartitionBy string // SQL expression; "" for none
+	OrderBy     string // SQL expression, e.g. "(a, b)"; required by MergeTree engines
+	TTLColumn   string // time column the retention applies to; "" for no TTL
+}
+
+// Column returns the column named name.
+func (t Table) Column(name string) (Column, bool) {
+	for _, c := range t.Columns {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Column{}, false
+}
+
+// ColumnNames returns the column names in declaration order.
+func (t Table) ColumnNames() []string {
+	names := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		names[i] = c.Name
+	}
+	return names
+}
+
+// InsertSQL returns "INSERT INTO db.name (col, ...)" for a batch insert
+// with every column, in declaration order. The explicit column list is
+// required: clickhouse-go cannot prepare "INSERT INTO t" against 18.16.
+func (t Table) InsertSQL(database string) string {
+	quoted := make([]string, len(t.Columns))
+	for i, c := range t.Columns {
+		quoted[i] = QuoteIdent(c.Name)
+	}
+	return "INSERT INTO " + QualifiedName(database, t.Name) + " (" + strings.Join(quoted, ", ") + ")"
+}
+
+// CreateSQL returns the CREATE TABLE IF NOT EXISTS statement for a server
+// of version v. ttl is the retention applied to TTLColumn on modern servers
+// (0 for none); old servers have no TTL and retention is done by dropping
+// partitions. A ttl that is not a whole number of days is rounded down to
+// seconds (at least one).
+func (t Table) CreateSQL(database string, v ServerVersion, ttl time.Duration) string {
+	modern := v.Modern()
+	var b strings.Builder
+	b.WriteString("CREATE TABLE IF NOT EXISTS ")
+	b.WriteString(QualifiedName(database, t.Name))
+	b.WriteString("\n(\n")
+	for i, c := range t.Columns {
+		b.WriteString("    ")
+		b.WriteString(c.Definition(v))
+		if i < len(t.Columns)-1 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('\n')
+	}
+	b.WriteString(")\nENGINE = ")
+	b.WriteString(t.Engine)
+	if t.PartitionBy != "" {
+		b.WriteString("\nPARTITION BY ")
+		b.WriteString(t.PartitionBy)
+	}
+	if t.OrderBy != "" {
+		b.WriteString("\nORDER BY ")
+		b.WriteString(t.OrderBy)
+	}
+	if modern {
+		if ttl := t.TTL(ttl); ttl != "" {
+			b.WriteString("\nTTL ")
+			b.WriteString(ttl)
+		}
+		b.WriteString("\nSETTINGS index_granularity = 8192")
+		if t.Comment != "" {
+			b.WriteString("\nCOMMENT ")
+			b.WriteString(quoteString(t.Comment))
+		}
+	}
+	return b.String()
+}
+
+// TTL returns the table's TTL expression for a retention of ttl, such as
+// "toDateTime(time_received) + INTERVAL 30 DAY", or "" when the table has
+// no TTL column or ttl <= 0. Only modern servers accept it.
+func (t Table) TTL(ttl time.Duration) string {
+	if t.TTLColumn == "" || ttl <= 0 {
+		return ""
+	}
+	interval := strconv.FormatInt(max(int64(ttl/time.Second), 1), 10) + " SECOND"
+	if ttl%(24*time.Hour) == 0 {
+		interval = strconv.FormatInt(int64(ttl/(24*time.Hour)), 10) + " DAY"
+	}
+	return "toDateTime(" + QuoteIdent(t.TTLColumn) + ") + INTERVAL " + interval
+}
+
+// Validate checks the description itself: names are identifiers and
+// unique, types are known, the engine and order are set, and TTLColumn is a
+// time column.
+func (t Table) Validate() error {
+	if !identRE.MatchString(t.Name) {
+		return fmt.Errorf("table %q: name is not a plain identifier", t.Name)
+	}
+	if t.Engine == "" || t.OrderBy == "" {
+		return fmt.Errorf("table %s: Engine and OrderBy are required", t.Name)
+	}
+	if len(t.Columns) == 0 {
+		return fmt.Errorf("table %s: no columns", t.Name)
+	}
+	seen := make(map[string]bool, len(t.Columns))
+	for _, c := range t.Columns {
+		if !identRE.MatchString(c.Name) {
+			return fmt.Errorf("table %s: column %q: name is not a plain identifier", t.Name, c.Name)
+		}
+		if seen[c.Name] {
+			return fmt.Errorf("table %s: column %s declared twice", t.Name, c.Name)
+		}
+		seen[c.Name] = true
+		if _, ok := columnTypeNames[c.Type]; !ok {
+			return fmt.Errorf("table %s: column %s: unknown type %v", t.Name, c.Name, c.Type)
+		}
+	}
+	if t.TTLColumn != "" {
+		c, ok := t.Column(t.TTLColumn)
+		if !ok {
+			return fmt.Errorf("table %s: TTLColumn %s is not a column", t.Name, t.TTLColumn)
+		}
+		if !c.Type.isTime() {
+			return fmt.Errorf("table %s: TTLColumn %s has type %v, want a time type", t.Name, t.TTLColumn, c.Type)
+		}
+	}
+	return nil
+}
+
+// FlowsTable holds one row per flow, enriched. Addresses are 16 bytes with
+// IPv4 mapped into IPv6; bytes and packets are as exported, sampling_rate
+// beside them (multiply in queries).
+//
+// Partitions are days, so retention on old servers is DROP PARTITION and
+// every query with a time range reads only the days it covers.
+//
+// The sorting key serves the audit questions analysts ask of raw flows,
+// always within a time range: "what crossed from segment A to segment B",
+// then "what did host X talk to". The hour bucket first keeps time-range
+// pruning nearly as good as sorting by time_received alone, while inside
+// each hour rows of one segment pair, and within it one source address,
+// sit together, so those filters read few granules. time_received last
+// keeps each source's flows in time order (and compresses well). The key
+// uses only functions 18.16 has (toStartOfHour, not toStartOfInterval).
+var FlowsTable = Table{
+	Name:    "flows",
+	Comment: "One row per enriched flow (flowaudit.enriched.v1)",
+	Columns: []Column{
+		{Name: "time_received", Type: TypeDateTime, Codec: "Delta, ZSTD(1)", Comment: "when the collector read the datagram"},
+		{Name: "time_start", Type: TypeDateTime64ms, Codec: "Delta, ZSTD(1)", Comment: "first packet; epoch when not exported"},
+		{Name: "time_end", Type: TypeDateTime64ms, Codec: "Delta, ZSTD(1)", Comment: "last packet; epoch when not exported"},
+		{Name: "flow_type", Type: TypeLowString, Comment: "netflow_v5, netflow_v9, ipfix or sflow"},
+		{Name: "exporter", Type: TypeAddr, Codec: "ZSTD(1)", Comment: "source address of the datagram"},
+		{Name: "observation_id", Type: TypeUInt32, Comment: "v9 source id, IPFIX observation domain, sFlow sub-agent"},
+		{Name: "sampling_rate", Type: TypeUInt32, Comment: "1-in-N; bytes and packets are not multiplied by it"},
+		{Name: "src_addr", Type: TypeAddr, Codec: "ZSTD(1)"},
+		{Name: "dst_addr", Type: TypeAddr, Codec: "ZSTD(1)"},
+		{Name: "next_hop", Type: TypeAddr, Codec: "ZSTD(1)"},
+		{Name: "src_port", Type: TypeUInt16},
+		{Name: "dst_port", Type: TypeUInt16},
+		{Name: "proto", Type: TypeUInt8},
+		{Name: "bytes", Type: TypeUInt64, Codec: "T64, ZSTD(1)", Comment: "as exported (sampled)"},
+		{Name: "packets", Type: TypeUInt64, Codec: "T64, ZSTD(1)", Comment: "as exported (sampled)"},
+		{Name: "tcp_flags", Type: TypeUInt8},
+		{Name: "ip_tos", Type: TypeUInt8},
+		{Name: "in_if", Type: TypeUInt32},
+		{Name: "out_if", Type: TypeUInt32},
+		{Name: "src_as", Type: TypeUInt32},
+		{Name: "dst_as", Type: TypeUInt32},
+		{Name: "ether_type", Type: TypeUInt16, Comment: "0x0800 IPv4, 0x86dd IPv6"},
+		{Name: "direction", Type: TypeUInt8, Comment: "0 ingress, 1 egress"},
+		{Name: "src_segment", Type: TypeLowString, Default: "''"},
+		{Name: "dst_segment", Type: TypeLowString, Default: "''"},
+		{Name: "src_workload", Type: TypeLowString, Default: "''"},
+		{Name: "dst_workload", Type: TypeLowString, Default: "''"},
+		{Name: "src_identity", Type: TypeLowString, Default: "''"},
+		{Name: "dst_identity", Type: TypeLowString, Default: "''"},
+		{Name: "verdict", Type: TypeLowString, Default: "'unknown'", Comment: "allowed, violation, intra_segment or unknown"},
+		{Name: "rule", Type: TypeLowString, Default: "''", Comment: "policy rule that decided the verdict"},
+	},
+	Engine:      "MergeTree",
+	PartitionBy: "toYYYYMMDD(time_received)",
+	OrderBy:     "(toStartOfHour(time_received), src_segment, dst_segment, src_addr, time_received)",
+	TTLColumn:   "time_received",
+}
+
+// KafkaOffsetsTable records, after each successful insert, the next Kafka
+// offset per partition the sink has written, so a restarted sink skips
+// records ClickHouse already has. Rows are only ever inserted; the engine
+// keeps the highest next_offset per key on merge, and readers take
+// max(next_offset) (or FINAL) because merges are lazy.
+var KafkaOffsetsTable = Table{
+	Name:    "kafka_offsets",
+	Comment: "Next Kafka offset per partition already written by the sink",
+	Columns: []Column{
+		{Name: "consumer_group", Type: TypeString},
+		{Name: "topic", Type: TypeString},
+		{Name: "partition", Type: TypeUInt32},
+		{Name: "next_offset", Type: TypeInt64, Comment: "offset of the first record not yet in ClickHouse"},
+		{Name: "updated", Type: TypeDateTime, Default: "now()"},
+	},
+	Engine:  "ReplacingMergeTree(next_offset)",
+	OrderBy: "(consumer_group, topic, partition)",
+}
+
+// Tables returns every table, in creation order.
+func Tables() []Table {
+	return []Table{FlowsTable, KafkaOffsetsTable}
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// QuoteIdent backquotes name unless it is a plain identifier, so that the
+// generated DDL stays readable for the names we choose and still safe for
+// a configured database name.
+func QuoteIdent(name string) string {
+	if identRE.MatchString(name) {
+		return name
+	}
+	r := strings.NewReplacer("\\", "\\\\", "`", "\\`")
+	return "`" + r.Replace(name) + "`"
+}
+
+// QualifiedName returns database.table, each quoted as needed.
+func QualifiedName(database, table string) string {
+	return QuoteIdent(database) + "." + QuoteIdent(table)
+}
+
+// quoteString returns s as a single-quoted SQL string literal.
+func quoteString(s string) string {
+	r := strings.NewReplacer("\\", "\\\\", "'", "\\'")
+	return "'" + r.Replace(s) + "'"
+}

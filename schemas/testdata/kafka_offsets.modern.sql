@@ -1,0 +1,12 @@
+CREATE TABLE IF NOT EXISTS flowaudit.kafka_offsets
+(
+    consumer_group String,
+    topic String,
+    partition UInt32,
+    next_offset Int64 COMMENT 'offset of the first record not yet in ClickHouse',
+    updated DateTime DEFAULT now()
+)
+ENGINE = ReplacingMergeTree(next_offset)
+ORDER BY (consumer_group, topic, partition)
+SETTINGS index_granularity = 8192
+COMMENT 'Next Kafka offset per partition already written by the sink'

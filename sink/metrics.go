@@ -1,0 +1,50 @@
+package sink
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	rows           prometheus.Counter
+	batches        prometheus.Counter
+	insertErrors   prometheus.Counter
+	insertDuration prometheus.Histogram
+	commitErrors   prometheus.Counter
+	malformed      prometheus.Counter
+	lag            *prometheus.GaugeVec // partition
+	pending        prometheus.Gauge
+	skippedDup     prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		rows: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_sink_rows_total", Help: "Rows ClickHouse accepted into flowaudit.flows.",
+		}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_sink_batches_total", Help: "Batches ClickHouse accepted.",
+		}),
+		insertErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_sink_insert_errors_total", Help: "Failed insert attempts (each is retried).",
+		}),
+		insertDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "flowaudit_sink_insert_duration_seconds", Help: "Duration of successful batch inserts.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_sink_commit_errors_total", Help: "Kafka offset commits that failed after the rows were inserted.",
+		}),
+		malformed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_sink_malformed_records_total", Help: "Records on the flow topic that could not be decoded (dead-lettered).",
+		}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowaudit_sink_consumer_lag", Help: "Records behind the partition's end, as of the last fetch.",
+		}, []string{"partition"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flowaudit_sink_pending_rows", Help: "Rows buffered, not yet inserted.",
+		}),
+		skippedDup: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_sink_resumed_partitions_total", Help: "Partitions resumed from ClickHouse's own offset record because it was ahead of Kafka's committed offset (a crash between insert and commit).",
+		}),
+	}
+	reg.MustRegister(m.rows, m.batches, m.insertErrors, m.insertDuration, m.commitErrors, m.malformed, m.lag, m.pending, m.skippedDup)
+	return m
+}

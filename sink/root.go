@@ -1,0 +1,458 @@
+// Package sink moves flow batches from the Kafka flow topic into
+// ClickHouse. It batches by size and time, inserts over the native
+// protocol, and commits Kafka offsets only after ClickHouse accepted the
+// rows; on errors it retries with backoff and never skips data.
+//
+// To keep duplicates after a crash rare, every successful insert is
+// followed by a row in flowaudit.kafka_offsets holding the next offset of
+// each partition in the batch; a restarted sink resumes from whichever of
+// that and Kafka's committed offset is further.
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowaudit/flowaudit/internal/clickhousedb"
+	"github.com/flowaudit/flowaudit/internal/kafka"
+	"github.com/flowaudit/flowaudit/internal/reporter"
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+// Dependencies are what the sink needs from the rest of the process.
+type Dependencies struct {
+	Kafka      kafka.Configuration
+	ClickHouse clickhousedb.Configuration
+}
+
+// Component is the flow sink.
+type Component struct {
+	r       *reporter.Reporter
+	log     *slog.Logger
+	cfg     Configuration
+	deps    Dependencies
+	metrics *metrics
+	ready   *reporter.Readiness
+	sampler *reporter.Sampler
+	topic   string
+
+	conn    driver.Conn
+	client  *kgo.Client
+	version schemas.ServerVersion
+
+	mu      sync.Mutex // guards parts and first, shared with rebalance callbacks
+	parts   map[int32]*partitionRows
+	rows    int
+	first   time.Time
+	cols    columns
+	scratch schemas.FlowBatch
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	fatal  chan error
+}
+
+// partitionRows are the decoded rows of one partition not yet inserted,
+// and the offset to commit once they are.
+type partitionRows struct {
+	rows []flowRow
+	next int64
+}
+
+type flowRow struct {
+	received uint64
+	exporter schemas.Addr
+	typ      schemas.FlowType
+	obsID    uint32
+	flow     schemas.Flow
+}
+
+// New validates the configuration and prepares the sink; Start connects.
+func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	conn, err := clickhousedb.Open(deps.ClickHouse)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Component{
+		r:       r,
+		log:     r.Logger.With("component", "sink"),
+		cfg:     cfg,
+		deps:    deps,
+		metrics: newMetrics(r.Registry),
+		ready:   r.Readiness("sink"),
+		sampler: reporter.NewSampler(10 * time.Second),
+		topic:   deps.Kafka.Topic(kafka.TopicFlows),
+		conn:    conn,
+		parts:   map[int32]*partitionRows{},
+		ctx:     ctx,
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		fatal:   make(chan error, 1),
+	}, nil
+}
+
+// Start returns at once; a goroutine waits for ClickHouse, migrates the
+// schema, then joins the consumer group. Until then /readyz says why not.
+// Flows keep arriving in Kafka meanwhile, so nothing is lost while
+// ClickHouse is down at start.
+func (c *Component) Start() error {
+	go c.run()
+	return nil
+}
+
+// Done returns a channel that receives an error if the sink stops working.
+func (c *Component) Done() <-chan error { return c.fatal }
+
+// Stop flushes what was consumed (bounded by sink.shutdown_timeout),
+// commits, and leaves the group.
+func (c *Component) Stop() error {
+	c.cancel()
+	<-c.done
+	return c.conn.Close()
+}
+
+func (c *Component) run() {
+	defer close(c.done)
+	c.ready.NotReady("waiting for ClickHouse at " + c.deps.ClickHouse.Addr)
+	err := clickhousedb.WaitReady(c.ctx, c.conn, func(err error) {
+		if ok, _ := c.sampler.Allow("wait"); ok {
+			c.log.Warn("ClickHouse not reachable yet; flows wait in Kafka", "addr", c.deps.ClickHouse.Addr, "err", err)
+		}
+	})
+	if err != nil {
+		return // stopped before ClickHouse came up
+	}
+	for {
+		c.version, err = Migrate(c.ctx, c.conn, c.deps.ClickHouse.Database, c.deps.ClickHouse.Retention, c.log)
+		if err == nil {
+			break
+		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.log.Error("migration failed; retrying", "err", err)
+		c.ready.NotReady("migration failed: " + err.Error())
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(c.cfg.MaxRetryBackoff):
+		}
+	}
+	c.cols.modern = c.version.Modern()
+
+	opts := append(kafka.ClientOptions(c.deps.Kafka, "sink"),
+		kgo.ConsumeTopics(c.topic),
+		kgo.ConsumerGroup(c.cfg.ConsumerGroup),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(64<<20),
+		kgo.OnPartitionsRevoked(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
+		kgo.AdjustFetchOffsetsFn(c.adjustOffsets),
+	)
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		c.fatal <- fmt.Errorf("unable to create Kafka consumer: %w", err)
+		return
+	}
+	c.client = client
+	c.ready.Ready()
+	c.log.Info("sink consuming", "topic", c.topic, "group", c.cfg.ConsumerGroup, "clickhouse", c.version.String())
+	c.consume()
+
+	// Clean stop: flush and commit within the shutdown deadline, then
+	// leave the group so the partitions move at once.
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.ShutdownTimeout)
+	if err := c.flush(ctx); err != nil {
+		c.log.Warn("final flush incomplete; those rows will be read again on restart", "err", err)
+	}
+	cancel()
+	client.AllowRebalance()
+	client.Close()
+}
+
+func (c *Component) consume() {
+	for c.ctx.Err() == nil {
+		pollCtx := c.ctx
+		var cancel context.CancelFunc = func() {}
+		c.mu.Lock()
+		if c.rows > 0 {
+			pollCtx, cancel = context.WithDeadline(c.ctx, c.first.Add(c.cfg.BatchInterval))
+		}
+		c.mu.Unlock()
+		fetches := c.client.PollRecords(pollCtx, 50_000)
+		cancel()
+		if fetches.IsClientClosed() {
+			return
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return
+			}
+			if ok, n := c.sampler.Allow("fetch"); ok {
+				c.log.Warn("fetch error (retrying)", "topic", t, "partition", p, "err", err, "suppressed", n)
+			}
+		})
+		c.mu.Lock()
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				last := p.Records[len(p.Records)-1].Offset
+				c.metrics.lag.WithLabelValues(strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-last-1, 0)))
+			}
+			for _, rec := range p.Records {
+				c.add(rec)
+			}
+		})
+		due := c.rows >= c.cfg.BatchRows || (c.rows > 0 && time.Since(c.first) >= c.cfg.BatchInterval)
+		c.mu.Unlock()
+		if due {
+			if err := c.flush(c.ctx); err != nil && c.ctx.Err() == nil {
+				c.log.Error("flush failed", "err", err)
+			}
+		}
+		c.client.AllowRebalance()
+	}
+}
+
+// add decodes one record into its partition's pending rows. Undecodable
+// records are counted and skipped: they can never be inserted, and
+// blocking on them would stop the partition for good.
+func (c *Component) add(rec *kgo.Record) {
+	pr := c.parts[rec.Partition]
+	if pr == nil {
+		pr = &partitionRows{}
+		c.parts[rec.Partition] = pr
+	}
+	pr.next = rec.Offset + 1
+	if err := schemas.UnmarshalFlowBatch(rec.Value, &c.scratch); err != nil {
+		c.metrics.malformed.Inc()
+		if ok, n := c.sampler.Allow("malformed"); ok {
+			c.log.Warn("skipping undecodable record on the flow topic", "partition", rec.Partition, "offset", rec.Offset, "err", err, "suppressed", n)
+		}
+		return
+	}
+	if c.rows == 0 {
+		c.first = time.Now()
+	}
+	b := &c.scratch
+	for i := range b.Flows {
+		pr.rows = append(pr.rows, flowRow{received: b.TimeReceived, exporter: b.Exporter, typ: b.Type, obsID: b.ObservationID, flow: b.Flows[i]})
+	}
+	c.rows += len(b.Flows)
+	c.metrics.pending.Set(float64(c.rows))
+}
+
+// flush inserts every pending row, records the offsets in ClickHouse,
+// then commits them to Kafka. Insert failures are retried until ctx ends;
+// on failure nothing is committed and the rows stay pending.
+func (c *Component) flush(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.parts) == 0 {
+		return nil
+	}
+	if c.rows > 0 {
+		c.cols.reset()
+		for _, pr := range c.parts {
+			for i := range pr.rows {
+				c.cols.add(&pr.rows[i])
+			}
+		}
+		if err := c.retry(ctx, "insert flows", func(ctx context.Context) error {
+			start := time.Now()
+			if err := c.insertFlows(ctx); err != nil {
+				return err
+			}
+			c.metrics.insertDuration.Observe(time.Since(start).Seconds())
+			return nil
+		}); err != nil {
+			return err
+		}
+		c.metrics.rows.Add(float64(c.rows))
+		c.metrics.batches.Inc()
+	}
+	offsets := map[int32]int64{}
+	for p, pr := range c.parts {
+		offsets[p] = pr.next
+	}
+	if err := c.retry(ctx, "record offsets", func(ctx context.Context) error {
+		return c.insertOffsets(ctx, offsets)
+	}); err != nil {
+		// The rows are in; only the duplicate guard is missing. Committing
+		// to Kafka below still avoids re-reading them.
+		c.log.Warn("could not record offsets in ClickHouse", "err", err)
+	}
+	commit := map[string]map[int32]kgo.EpochOffset{c.topic: {}}
+	for p, off := range offsets {
+		commit[c.topic][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
+	}
+	var commitErr error
+	done := make(chan struct{})
+	c.client.CommitOffsetsSync(ctx, commit, func(_ *kgo.Client, _ *kmsgOffsetCommitRequest, resp *kmsgOffsetCommitResponse, err error) {
+		defer close(done)
+		if err != nil {
+			commitErr = err
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if e := kerrErr(p.ErrorCode); e != nil {
+					commitErr = errors.Join(commitErr, fmt.Errorf("partition %d: %w", p.Partition, e))
+				}
+			}
+		}
+	})
+	<-done
+	if commitErr != nil {
+		c.metrics.commitErrors.Inc()
+		c.log.Warn("offset commit failed after insert; ClickHouse's offset record prevents re-inserting", "err", commitErr)
+	}
+	clear(c.parts)
+	c.rows = 0
+	c.metrics.pending.Set(0)
+	return nil
+}
+
+// retry runs fn until it succeeds or ctx ends, backing off exponentially
+// up to sink.max_retry_backoff. Every ClickHouse error is treated as
+// retryable: a server outage, a full disk or a missing table are all fixed
+// outside the sink, and skipping would lose data.
+func (c *Component) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		err := fn(actx)
+		cancel()
+		if err == nil {
+			if attempt > 1 {
+				c.log.Info("ClickHouse accepted the batch after retries", "what", what, "attempts", attempt)
+				c.ready.Ready()
+			}
+			return nil
+		}
+		if what == "insert flows" {
+			c.metrics.insertErrors.Inc()
+		}
+		c.ready.NotReady(what + " failing: " + err.Error())
+		if ok, n := c.sampler.Allow("retry/" + what); ok {
+			c.log.Warn("ClickHouse call failed; retrying", "what", what, "attempt", attempt, "backoff", backoff, "err", err, "suppressed", n)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: gave up after %d attempts: %w", what, attempt, err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, c.cfg.MaxRetryBackoff)
+	}
+}
+
+func (c *Component) insertFlows(ctx context.Context) error {
+	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.deps.ClickHouse.Database+".flows ("+strings.Join(flowColumns, ", ")+")")
+	if err != nil {
+		return fmt.Errorf("prepare insert: %w", err)
+	}
+	defer batch.Abort()
+	if err := c.cols.appendTo(batch); err != nil {
+		return err
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("send %d rows: %w", c.cols.len(), err)
+	}
+	return nil
+}
+
+func (c *Component) insertOffsets(ctx context.Context, offsets map[int32]int64) error {
+	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.deps.ClickHouse.Database+".kafka_offsets (consumer_group, topic, partition, next_offset)")
+	if err != nil {
+		return err
+	}
+	defer batch.Abort()
+	for p, off := range offsets {
+		if err := batch.Append(c.cfg.ConsumerGroup, c.topic, uint32(p), off); err != nil {
+			return err
+		}
+	}
+	return batch.Send()
+}
+
+// onRevoked flushes before partitions move away, so the next owner starts
+// after what we inserted. If ClickHouse is down the flush gives up in
+// time for the rebalance; the rows are dropped uncommitted and the new
+// owner reads them again.
+func (c *Component) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := c.flush(fctx); err != nil {
+		c.log.Warn("flush before rebalance failed; another member will re-read those rows", "err", err)
+	}
+	c.drop(revoked)
+}
+
+// onLost drops lost partitions' rows: we may no longer commit them.
+func (c *Component) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.drop(lost)
+}
+
+func (c *Component) drop(m map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range m[c.topic] {
+		if pr := c.parts[p]; pr != nil {
+			c.rows -= len(pr.rows)
+			delete(c.parts, p)
+		}
+	}
+	c.metrics.pending.Set(float64(c.rows))
+}
+
+// adjustOffsets resumes each assigned partition from ClickHouse's offset
+// record when it is ahead of Kafka's committed offset: the previous owner
+// inserted those rows but died before committing.
+func (c *Component) adjustOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	parts, ok := assigned[c.topic]
+	if !ok || len(parts) == 0 {
+		return assigned, nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rows, err := c.conn.Query(qctx, "SELECT partition, max(next_offset) FROM "+c.deps.ClickHouse.Database+
+		".kafka_offsets WHERE consumer_group = ? AND topic = ? GROUP BY partition", c.cfg.ConsumerGroup, c.topic)
+	if err != nil {
+		c.log.Warn("cannot read ClickHouse offset record; resuming from Kafka's committed offsets", "err", err)
+		return assigned, nil
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p uint32
+		var off int64
+		if err := rows.Scan(&p, &off); err != nil {
+			return assigned, nil
+		}
+		cur, ok := parts[int32(p)]
+		if !ok {
+			continue
+		}
+		if committed := cur.EpochOffset().Offset; committed >= 0 && committed >= off {
+			continue
+		}
+		c.log.Info("resuming partition from ClickHouse's offset record", "partition", p, "kafka_committed", cur.EpochOffset().Offset, "clickhouse", off)
+		c.metrics.skippedDup.Inc()
+		parts[int32(p)] = kgo.NewOffset().At(off).WithEpoch(-1)
+	}
+	return assigned, nil
+}
