@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flowaudit/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/internal/reporter"
+)
+
+// stageFlags are the flags every stage command shares.
+type stageFlags struct {
+	config string
+	check  bool
+}
+
+func newFlagSet(name, synopsis, description string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: flowaudit %s %s\n\n%s\n\nFlags:\n", name, synopsis, strings.TrimSpace(description))
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func (s *stageFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.config, "config", "", "YAML configuration `file` (default: built-in defaults)")
+	fs.BoolVar(&s.check, "check", false, "validate the configuration, build every component, start nothing, and exit")
+}
+
+// parseFlags parses args; it returns (exit code, done) when the command
+// must stop (help or a flag error).
+func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, true
+		}
+		return 2, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "flowaudit %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return 2, true
+	}
+	return 0, false
+}
+
+func loadConfig(path string, stderr io.Writer) (config.Configuration, bool) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "flowaudit: invalid configuration:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return cfg, false
+	}
+	return cfg, true
+}
+
+func newLogger(cfg config.LogConfiguration, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// lifecycle starts components in order and stops them in reverse.
+type lifecycle struct {
+	log     *slog.Logger
+	started []startedComponent
+	fatal   []<-chan error
+}
+
+type startedComponent struct {
+	name string
+	stop func() error
+}
+
+func (l *lifecycle) start(name string, start func() error, stop func() error) error {
+	if err := start(); err != nil {
+		return fmt.Errorf("unable to start %s: %w", name, err)
+	}
+	l.started = append(l.started, startedComponent{name, stop})
+	return nil
+}
+
+func (l *lifecycle) watch(ch <-chan error) { l.fatal = append(l.fatal, ch) }
+
+// wait blocks until SIGINT/SIGTERM or a component reports a fatal error.
+func (l *lifecycle) wait() error {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	fatal := make(chan error, 1)
+	for _, ch := range l.fatal {
+		go func(ch <-chan error) {
+			if err, ok := <-ch; ok && err != nil {
+				select {
+				case fatal <- err:
+				default:
+				}
+			}
+		}(ch)
+	}
+	select {
+	case s := <-sig:
+		l.log.Info("stopping", "signal", s.String())
+		return nil
+	case err := <-fatal:
+		l.log.Error("a component failed; stopping", "err", err)
+		return err
+	}
+}
+
+// stop stops started components in reverse order.
+func (l *lifecycle) stop() error {
+	var errs []error
+	for i := len(l.started) - 1; i >= 0; i-- {
+		c := l.started[i]
+		t := time.Now()
+		if err := c.stop(); err != nil {
+			errs = append(errs, fmt.Errorf("stopping %s: %w", c.name, err))
+			l.log.Error("stop failed", "component", c.name, "err", err)
+		} else {
+			l.log.Debug("stopped", "component", c.name, "took", time.Since(t))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (" + s.Value[:12] + ")"
+		}
+	}
+	return v + " " + bi.GoVersion
+}
+
+func cmdVersion(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", "", "Print the version of this binary.", stderr)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	fmt.Fprintln(stdout, "flowaudit", version())
+	return 0
+}
+
+// metricSum sums every sample of a counter or gauge family by name.
+func metricSum(r *reporter.Reporter, name string) float64 {
+	mfs, err := r.Registry.Gather()
+	if err != nil {
+		return 0
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				total += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				total += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+// statusLoop logs one progress line every interval until ctx ends.
+func statusLoop(ctx context.Context, r *reporter.Reporter, interval time.Duration, collector, sink bool) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		attrs := []any{}
+		if collector {
+			attrs = append(attrs,
+				"datagrams", int64(metricSum(r, "flowaudit_ingest_datagrams_read_total")),
+				"flows_received", int64(metricSum(r, "flowaudit_ingest_flows_total")),
+				"flows_accepted", int64(metricSum(r, "flowaudit_ingest_produced_flows_total")),
+				"decode_errors", int64(metricSum(r, "flowaudit_ingest_decode_errors_total")))
+		}
+		if sink {
+			attrs = append(attrs,
+				"rows_inserted", int64(metricSum(r, "flowaudit_sink_rows_total")),
+				"pending", int64(metricSum(r, "flowaudit_sink_pending_rows")),
+				"lag", int64(metricSum(r, "flowaudit_sink_consumer_lag")))
+		}
+		if nr := r.NotReady(); len(nr) > 0 {
+			attrs = append(attrs, "not_ready", strings.Join(nr, "; "))
+		}
+		r.Logger.Info("status", attrs...)
+	}
+}

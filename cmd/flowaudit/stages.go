@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/flowaudit/flowaudit/ingest/flow"
+	"github.com/flowaudit/flowaudit/internal/clickhousedb"
+	"github.com/flowaudit/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/internal/kafka"
+	"github.com/flowaudit/flowaudit/internal/reporter"
+	"github.com/flowaudit/flowaudit/sink"
+)
+
+// stages says which components one process runs.
+type stages struct {
+	broker, collect, sink bool
+}
+
+func cmdRun(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("run", "[--config FILE] [--check]", `
+Run every stage in one process: the embedded Kafka-protocol broker (when
+kafka.brokers is empty), the flow collector and the ClickHouse sink.
+Stops cleanly on SIGINT or SIGTERM, flushing what it holds.`, stderr)
+	var sf stageFlags
+	sf.register(fs)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	return runStages(sf, stages{broker: true, collect: true, sink: true}, stdout, stderr)
+}
+
+func cmdCollect(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("collect", "[--config FILE] [--check]", `
+Run the flow collector: listen for NetFlow v5/v9, IPFIX and sFlow on
+ingest.flows.listen and produce flow batches to the flows topic. Run more
+collect processes behind a load balancer to scale out. Needs a broker:
+kafka.brokers, or a "flowaudit broker" on kafka.embedded_listen.`, stderr)
+	var sf stageFlags
+	sf.register(fs)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	return runStages(sf, stages{collect: true}, stdout, stderr)
+}
+
+func cmdSink(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("sink", "[--config FILE] [--check]", `
+Run the ClickHouse sink: consume the flows topic in consumer group
+sink.consumer_group and insert into ClickHouse, committing offsets only
+after ClickHouse accepted the rows. Run more sink processes with the same
+group to scale out (up to kafka.partitions).`, stderr)
+	var sf stageFlags
+	sf.register(fs)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	return runStages(sf, stages{sink: true}, stdout, stderr)
+}
+
+func cmdBroker(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("broker", "[--config FILE] [--check]", `
+Run the embedded Kafka-protocol broker (franz-go's kfake) alone on
+kafka.embedded_listen, persisted under data_dir/kafka, and create the
+flowaudit topics. For separate collect and sink processes on one machine
+without a Kafka cluster.`, stderr)
+	var sf stageFlags
+	sf.register(fs)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	return runStages(sf, stages{broker: true}, stdout, stderr)
+}
+
+func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
+	cfg, ok := loadConfig(sf.config, stderr)
+	if !ok {
+		return 1
+	}
+	if st.broker && !cfg.Kafka.Embedded() {
+		if !st.collect && !st.sink {
+			fmt.Fprintln(stderr, "flowaudit broker: kafka.brokers is set, so there is no embedded broker to run; empty it to use the embedded broker")
+			return 1
+		}
+		st.broker = false
+	}
+	logger := newLogger(cfg.Log, stderr)
+	r := reporter.New(logger)
+
+	var (
+		broker    *kafka.Broker
+		collector *flow.Component
+		sinkComp  *sink.Component
+		err       error
+	)
+	if st.broker {
+		if broker, err = kafka.NewBroker(logger, cfg.Kafka, cfg.DataDir); err != nil {
+			fmt.Fprintf(stderr, "flowaudit: unable to initialize broker: %v\n", err)
+			return 1
+		}
+	}
+	if st.collect {
+		if collector, err = flow.New(r, cfg.Ingest.Flows, flow.Dependencies{Kafka: cfg.Kafka, DataDir: cfg.DataDir}); err != nil {
+			fmt.Fprintf(stderr, "flowaudit: unable to initialize collector: %v\n", err)
+			return 1
+		}
+	}
+	if st.sink {
+		if sinkComp, err = sink.New(r, cfg.Sink, sink.Dependencies{Kafka: cfg.Kafka, ClickHouse: cfg.ClickHouse}); err != nil {
+			fmt.Fprintf(stderr, "flowaudit: unable to initialize sink: %v\n", err)
+			return 1
+		}
+	}
+	if sf.check {
+		fmt.Fprintln(stdout, "configuration OK")
+		return 0
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		fmt.Fprintf(stderr, "flowaudit: data_dir: %v\n", err)
+		return 1
+	}
+
+	lc := &lifecycle{log: logger}
+	fail := func(err error) int {
+		logger.Error(err.Error())
+		_ = lc.stop()
+		return 1
+	}
+	metricsSrv := reporter.NewServer(r, cfg.Metrics)
+	if err := lc.start("metrics server", metricsSrv.Start, metricsSrv.Stop); err != nil {
+		return fail(err)
+	}
+	if broker != nil {
+		if err := lc.start("broker", broker.Start, broker.Stop); err != nil {
+			return fail(err)
+		}
+	}
+	if err := kafka.EnsureTopics(context.Background(), cfg.Kafka, logger, 60*time.Second, topicsFor(cfg.Kafka)...); err != nil {
+		return fail(err)
+	}
+	if sinkComp != nil {
+		if err := lc.start("sink", sinkComp.Start, sinkComp.Stop); err != nil {
+			return fail(err)
+		}
+		lc.watch(sinkComp.Done())
+	}
+	if collector != nil {
+		if err := lc.start("collector", collector.Start, collector.Stop); err != nil {
+			return fail(err)
+		}
+		lc.watch(collector.Done())
+	}
+	logger.Info("flowaudit running", "version", version(), "collect", st.collect, "sink", st.sink, "embedded_broker", broker != nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	go statusLoop(ctx, r, 10*time.Second, st.collect, st.sink)
+	werr := lc.wait()
+	cancel()
+	serr := lc.stop()
+	if werr != nil || serr != nil {
+		return 1
+	}
+	logger.Info("stopped cleanly")
+	return 0
+}
+
+func topicsFor(k kafka.Configuration) []string {
+	return []string{
+		k.Topic(kafka.TopicFlows), k.Topic(kafka.TopicAccess), k.Topic(kafka.TopicEnriched),
+		k.Topic(kafka.TopicAlerts), k.Topic(kafka.TopicDeadLetter),
+	}
+}
+
+func cmdMigrate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("migrate", "[--config FILE] [--check]", `
+Create the ClickHouse database clickhouse.database and every flowaudit
+table, or add columns missing from existing ones. Reads version() first:
+ClickHouse >= 23.8 gets IPv6, LowCardinality, codecs and a TTL; older
+servers get the compatible fallbacks. Safe to run repeatedly.`, stderr)
+	var sf stageFlags
+	sf.register(fs)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	cfg, ok := loadConfig(sf.config, stderr)
+	if !ok {
+		return 1
+	}
+	if sf.check {
+		fmt.Fprintln(stdout, "configuration OK")
+		return 0
+	}
+	logger := newLogger(cfg.Log, stderr)
+	conn, err := clickhousedb.Open(cfg.ClickHouse)
+	if err != nil {
+		fmt.Fprintf(stderr, "flowaudit migrate: %v\n", err)
+		return 1
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := clickhousedb.WaitReady(ctx, conn, func(err error) {
+		logger.Warn("waiting for ClickHouse", "addr", cfg.ClickHouse.Addr, "err", err)
+	}); err != nil {
+		fmt.Fprintf(stderr, "flowaudit migrate: clickhouse.addr %s: %v\n", cfg.ClickHouse.Addr, err)
+		return 1
+	}
+	v, err := sink.Migrate(ctx, conn, cfg.ClickHouse.Database, cfg.ClickHouse.Retention, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "flowaudit migrate: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "database %s is up to date on ClickHouse %s\n", cfg.ClickHouse.Database, v.String())
+	return 0
+}
+
+var _ = config.Default

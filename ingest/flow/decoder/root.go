@@ -1,0 +1,173 @@
+// Package decoder turns NetFlow v5, NetFlow v9, IPFIX and sFlow v5
+// datagrams into schemas.FlowBatch values.
+//
+// The decoder is pure: bytes in, flows out, no I/O on the decode path.
+// Templates and per-exporter sampling rates learnt from NetFlow v9 and IPFIX
+// are kept in copy-on-write maps behind atomic pointers, so the many
+// datagrams that only carry data cost one atomic load and a map lookup per
+// set; only a new or changed template takes a lock and copies a map. Each
+// template is compiled once into a flat list of (offset, length, target)
+// operations, so decoding a record is a loop over that list with
+// binary.BigEndian reads and no allocation.
+//
+// Decode failures are reported as *DecodeError, whose Reason is a stable
+// label for metrics. A datagram that is only partly decodable (for
+// example one data set with an unknown template beside others that are
+// known) still yields the flows that could be decoded together with the
+// error: callers should count both.
+package decoder
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+// Reason classifies a decode failure. The values are stable snake_case
+// strings meant to be used as metrics labels.
+type Reason string
+
+// Decode failure reasons.
+const (
+	// ReasonTruncated: the datagram ends before a header, set or record it
+	// announces.
+	ReasonTruncated Reason = "truncated"
+	// ReasonBadVersion: the version field names a protocol this entry
+	// point does not decode.
+	ReasonBadVersion Reason = "bad_version"
+	// ReasonUnknownTemplate: a NetFlow v9/IPFIX data set refers to a
+	// template the exporter has not sent (yet).
+	ReasonUnknownTemplate Reason = "unknown_template"
+	// ReasonMalformed: lengths or counts that contradict each other or
+	// the specification.
+	ReasonMalformed Reason = "malformed"
+)
+
+// Sentinel errors wrapped by DecodeError.Err, usable with errors.Is.
+var (
+	ErrTruncated       = errors.New("datagram truncated")
+	ErrBadVersion      = errors.New("unsupported version")
+	ErrUnknownTemplate = errors.New("unknown template")
+	ErrMalformed       = errors.New("malformed datagram")
+)
+
+// DecodeError describes why (part of) a datagram could not be decoded. It
+// carries enough context to label a metric and to find the exporter.
+// TemplateID is 0 when the failure is not tied to a template.
+type DecodeError struct {
+	Exporter      schemas.Addr
+	Version       uint16
+	ObservationID uint32
+	TemplateID    uint16
+	Reason        Reason
+	Err           error
+}
+
+// Error formats e as "decode vN from ADDR domain D template T: REASON: ERR".
+func (e *DecodeError) Error() string {
+	if e.TemplateID != 0 {
+		return fmt.Sprintf("decode v%d from %s domain %d template %d: %s: %v",
+			e.Version, e.Exporter, e.ObservationID, e.TemplateID, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("decode v%d from %s domain %d: %s: %v",
+		e.Version, e.Exporter, e.ObservationID, e.Reason, e.Err)
+}
+
+// Unwrap returns the underlying error (one of the Err* sentinels, possibly
+// wrapped with detail).
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// Option configures a Decoder in New.
+type Option func(*Decoder)
+
+// WithTemplateFile makes the Decoder load templates and sampling rates from
+// path in New and write them back there in SaveTemplates. A restarted
+// collector can then decode data sets at once instead of dropping them
+// until each exporter resends its templates. A missing file is not an
+// error; a corrupt one is logged as a warning and ignored (see
+// LoadTemplates to get the error instead).
+func WithTemplateFile(path string) Option {
+	return func(d *Decoder) { d.path = path }
+}
+
+// WithLogger sets the logger used for the rare, non-hot-path events
+// (template file problems). The default discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return func(d *Decoder) {
+		if l != nil {
+			d.logger = l
+		}
+	}
+}
+
+// Decoder decodes flow datagrams. It is safe for concurrent use by several
+// reader goroutines: template state is shared between them, so a template
+// received by one reader is immediately usable by the others.
+type Decoder struct {
+	logger *slog.Logger
+	path   string
+
+	// writeMu serializes template and domain writers; readers never take it.
+	writeMu   sync.Mutex
+	templates atomic.Pointer[map[templateKey]*template]
+	domains   atomic.Pointer[map[domainKey]domainState]
+	// generation counts template/domain changes, so SaveTemplates knows
+	// whether there is anything new to write.
+	generation atomic.Uint64
+
+	saveMu   sync.Mutex
+	savedGen uint64
+}
+
+// New returns a Decoder. With WithTemplateFile, the file's templates are
+// loaded before New returns; a load failure is logged and New still
+// returns a working, empty Decoder.
+func New(opts ...Option) *Decoder {
+	d := &Decoder{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	for _, o := range opts {
+		o(d)
+	}
+	emptyT := map[templateKey]*template{}
+	emptyD := map[domainKey]domainState{}
+	d.templates.Store(&emptyT)
+	d.domains.Store(&emptyD)
+	if d.path != "" {
+		if err := d.LoadTemplates(); err != nil {
+			d.logger.Warn("ignoring flow template file", slog.String("path", d.path), slog.Any("error", err))
+		}
+	}
+	return d
+}
+
+// DecodeNetFlow decodes one NetFlow v5, NetFlow v9 or IPFIX datagram
+// (chosen by its version field) received from exporter:port at received
+// (Unix ns). out is Reset and its Flows appended to, reusing their
+// capacity; out also gets TimeReceived, Exporter, ExporterPort, Type,
+// ObservationID and SequenceNumber.
+//
+// On a partial failure out holds the flows that could be decoded and the
+// returned error is a *DecodeError; data is not retained after return.
+func (d *Decoder) DecodeNetFlow(exporter schemas.Addr, port uint16, received uint64, data []byte, out *schemas.FlowBatch) error {
+	out.Reset()
+	out.TimeReceived = received
+	out.Exporter = exporter
+	out.ExporterPort = port
+	if len(data) < 2 {
+		return &DecodeError{Exporter: exporter, Reason: ReasonTruncated, Err: fmt.Errorf("%w: %d bytes, no version", ErrTruncated, len(data))}
+	}
+	switch v := uint16(data[0])<<8 | uint16(data[1]); v {
+	case 5:
+		return d.decodeV5(data, out)
+	case 9:
+		return d.decodeV9(data, out)
+	case 10:
+		return d.decodeIPFIX(data, out)
+	default:
+		return &DecodeError{Exporter: exporter, Version: v, Reason: ReasonBadVersion, Err: fmt.Errorf("%w: netflow version %d", ErrBadVersion, v)}
+	}
+}

@@ -1,0 +1,363 @@
+package decoder
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+// templateKey identifies a template. The version is part of the key
+// because an exporter may speak v9 and IPFIX with the same domain numbers,
+// and the same template ID then means different things.
+type templateKey struct {
+	exporter schemas.Addr
+	domain   uint32
+	id       uint16
+	version  uint16
+}
+
+// domainKey identifies an exporter's observation domain (v9 source ID).
+type domainKey struct {
+	exporter schemas.Addr
+	domain   uint32
+	version  uint16
+}
+
+// domainState is what options data records tell us about a domain.
+type domainState struct {
+	samplingRate uint32 // 1-in-N, 0 when unknown
+	sysInitMs    uint64 // IPFIX systemInitTimeMilliseconds, 0 when unknown
+}
+
+// fieldSpec is one field specifier as sent by the exporter. Templates are
+// persisted and compared in this raw form; the compiled plan is derived.
+type fieldSpec struct {
+	Type   uint16 `json:"t"`
+	Length uint16 `json:"l"`
+	PEN    uint32 `json:"e,omitempty"`
+}
+
+// varLength marks an IPFIX variable-length field (RFC 7011 §7).
+const varLength = 0xffff
+
+// kind is what a field contributes to a flow or to the domain state.
+type kind uint8
+
+const (
+	kSkip kind = iota
+	kBytes
+	kPackets
+	kSrc4
+	kDst4
+	kSrc6
+	kDst6
+	kNextHop4
+	kNextHop6
+	kSrcPort
+	kDstPort
+	kProto
+	kTCPFlags
+	kTos
+	kDirection
+	kIPVersion
+	kInIf
+	kOutIf
+	kSrcAS
+	kDstAS
+	kStartUptime // v9 FIRST_SWITCHED / IPFIX flowStartSysUpTime, ms
+	kEndUptime
+	kStartSec
+	kEndSec
+	kStartMs
+	kEndMs
+	kStartNTP // micro- and nanoseconds: both NTP timestamps
+	kEndNTP
+	kStartDeltaUs
+	kEndDeltaUs
+	kSamplingRate     // 34 samplingInterval, 50 samplerRandomInterval
+	kSamplingInterval // 305 samplingPacketInterval
+	kSamplingSpace    // 306 samplingPacketSpace
+	kSysInitMs        // 160 systemInitTimeMilliseconds
+)
+
+// op is one compiled step: read len bytes at off and store them as kind.
+// For variable-length templates off is unused and fields are walked in
+// order.
+type op struct {
+	off  uint16
+	len  uint16
+	kind kind
+}
+
+// template is a compiled (options) template.
+type template struct {
+	fields     []fieldSpec
+	scopeCount uint16
+	options    bool
+
+	// fixedLen is the record length, or 0 when a field is variable-length.
+	fixedLen int
+	// minLen is the smallest possible record (1 byte per variable field),
+	// used to tell padding from a record.
+	minLen int
+	// ops holds only useful fields for fixed-length templates and every
+	// field (kSkip for the useless ones) for variable-length templates.
+	ops []op
+	// etype is the EtherType implied by the address fields; ipVersion
+	// fields override it per record.
+	etype uint16
+	// samplingPair is set when the template carries 305 and 306, whose
+	// ratio gives the rate.
+	samplingPair bool
+}
+
+// byteSource and packetSource rank counters: the first present wins, so a
+// template carrying both inbound and outbound counters reports inbound.
+var (
+	byteSources   = [...]uint16{1, 85, 23}
+	packetSources = [...]uint16{2, 86, 24}
+)
+
+// compileTemplate builds the decoding plan for fields. scopeCount leading
+// fields are option scopes (never decoded: in v9 their type numbers clash
+// with ordinary fields). It returns nil when the template cannot describe
+// a record (empty, or a record longer than any datagram).
+func compileTemplate(version uint16, fields []fieldSpec, scopeCount uint16, options bool) *template {
+	t := &template{fields: fields, scopeCount: scopeCount, options: options}
+	variable := false
+	minLen, fixed := 0, 0
+	for _, f := range fields {
+		if f.Length == varLength && version == 10 {
+			variable = true
+			minLen++
+			continue
+		}
+		minLen += int(f.Length)
+		fixed += int(f.Length)
+	}
+	if minLen == 0 || minLen > 65535 {
+		return nil
+	}
+	t.minLen = minLen
+	if !variable {
+		t.fixedLen = fixed
+	}
+
+	// Pick the best counter sources once, so records do not compare.
+	bytesFrom, packetsFrom := uint16(0), uint16(0)
+	has := func(typ uint16) bool {
+		for i, f := range fields {
+			if i >= int(scopeCount) && f.PEN == 0 && f.Type == typ {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range byteSources {
+		if has(s) {
+			bytesFrom = s
+			break
+		}
+	}
+	for _, s := range packetSources {
+		if has(s) {
+			packetsFrom = s
+			break
+		}
+	}
+	t.samplingPair = has(305) && has(306)
+
+	off := 0
+	for i, f := range fields {
+		k := kSkip
+		if i >= int(scopeCount) && f.PEN == 0 {
+			if options {
+				k = optionKind(f.Type)
+			} else {
+				k = dataKind(version, f.Type, bytesFrom, packetsFrom)
+			}
+		}
+		if k != kSkip && !variable && !validLength(k, f.Length) {
+			k = kSkip
+		}
+		switch k {
+		case kSrc4, kDst4:
+			if t.etype == 0 {
+				t.etype = 0x0800
+			}
+		case kSrc6, kDst6:
+			t.etype = 0x86dd
+		}
+		if variable || k != kSkip {
+			t.ops = append(t.ops, op{off: uint16(off), len: f.Length, kind: k})
+		}
+		off += int(f.Length)
+	}
+	return t
+}
+
+// validLength reports whether a field of length n can hold kind k; other
+// lengths are skipped rather than misread.
+func validLength(k kind, n uint16) bool {
+	switch k {
+	case kSrc4, kDst4, kNextHop4:
+		return n == 4
+	case kSrc6, kDst6, kNextHop6:
+		return n == 16
+	}
+	return n >= 1 && n <= 8
+}
+
+func dataKind(version, typ, bytesFrom, packetsFrom uint16) kind {
+	switch typ {
+	case 1, 85, 23:
+		if typ == bytesFrom {
+			return kBytes
+		}
+	case 2, 86, 24:
+		if typ == packetsFrom {
+			return kPackets
+		}
+	case 4:
+		return kProto
+	case 5:
+		return kTos
+	case 6:
+		return kTCPFlags
+	case 7:
+		return kSrcPort
+	case 8:
+		return kSrc4
+	case 10:
+		return kInIf
+	case 11:
+		return kDstPort
+	case 12:
+		return kDst4
+	case 14:
+		return kOutIf
+	case 15:
+		return kNextHop4
+	case 16:
+		return kSrcAS
+	case 17:
+		return kDstAS
+	case 21:
+		return kEndUptime
+	case 22:
+		return kStartUptime
+	case 27:
+		return kSrc6
+	case 28:
+		return kDst6
+	case 34, 50:
+		return kSamplingRate
+	case 60:
+		return kIPVersion
+	case 61:
+		return kDirection
+	case 62:
+		return kNextHop6
+	case 305:
+		return kSamplingInterval
+	case 306:
+		return kSamplingSpace
+	}
+	if version == 10 {
+		switch typ {
+		case 150:
+			return kStartSec
+		case 151:
+			return kEndSec
+		case 152:
+			return kStartMs
+		case 153:
+			return kEndMs
+		case 154, 156:
+			return kStartNTP
+		case 155, 157:
+			return kEndNTP
+		case 158:
+			return kStartDeltaUs
+		case 159:
+			return kEndDeltaUs
+		}
+	}
+	return kSkip
+}
+
+func optionKind(typ uint16) kind {
+	switch typ {
+	case 34, 50:
+		return kSamplingRate
+	case 305:
+		return kSamplingInterval
+	case 306:
+		return kSamplingSpace
+	case 160:
+		return kSysInitMs
+	}
+	return kSkip
+}
+
+// sameFields reports whether t was compiled from exactly these fields, so
+// that periodic template refreshes do not copy the map.
+func (t *template) sameFields(fields []fieldSpec, scopeCount uint16, options bool) bool {
+	return t.options == options && t.scopeCount == scopeCount && slices.Equal(t.fields, fields)
+}
+
+// lookupTemplate returns the template for k, or nil.
+func (d *Decoder) lookupTemplate(k templateKey) *template {
+	return (*d.templates.Load())[k]
+}
+
+// addTemplate stores a template unless the same one is already known.
+// fields is copied: it may alias the caller's scratch space.
+func (d *Decoder) addTemplate(k templateKey, fields []fieldSpec, scopeCount uint16, options bool) *template {
+	if t := d.lookupTemplate(k); t != nil && t.sameFields(fields, scopeCount, options) {
+		return t
+	}
+	t := compileTemplate(k.version, slices.Clone(fields), scopeCount, options)
+	if t == nil {
+		return nil
+	}
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	next := maps.Clone(*d.templates.Load())
+	next[k] = t
+	d.templates.Store(&next)
+	d.generation.Add(1)
+	return t
+}
+
+// removeTemplate handles IPFIX template withdrawals.
+func (d *Decoder) removeTemplate(k templateKey) {
+	if d.lookupTemplate(k) == nil {
+		return
+	}
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	next := maps.Clone(*d.templates.Load())
+	delete(next, k)
+	d.templates.Store(&next)
+	d.generation.Add(1)
+}
+
+// lookupDomain returns what is known about a domain.
+func (d *Decoder) lookupDomain(k domainKey) domainState {
+	return (*d.domains.Load())[k]
+}
+
+// setDomain stores s for k when it differs from what is known.
+func (d *Decoder) setDomain(k domainKey, s domainState) {
+	if d.lookupDomain(k) == s {
+		return
+	}
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	next := maps.Clone(*d.domains.Load())
+	next[k] = s
+	d.domains.Store(&next)
+	d.generation.Add(1)
+}

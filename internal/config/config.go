@@ -1,0 +1,203 @@
+// Package config loads flowaudit's one YAML configuration file. Every key
+// is optional; defaults work on one machine. Unknown keys and invalid
+// values are errors that name the key (and the line).
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/flowaudit/flowaudit/ingest/flow"
+	"github.com/flowaudit/flowaudit/internal/clickhousedb"
+	"github.com/flowaudit/flowaudit/internal/kafka"
+	"github.com/flowaudit/flowaudit/internal/reporter"
+	"github.com/flowaudit/flowaudit/sink"
+)
+
+// Configuration is the whole configuration file. The key names are a
+// public contract (DESIGN.md); renaming one needs a migration note.
+type Configuration struct {
+	// DataDir holds the embedded broker's log, NetFlow templates and other
+	// state that must survive a restart.
+	DataDir    string                     `yaml:"data_dir"`
+	Kafka      kafka.Configuration        `yaml:"kafka"`
+	ClickHouse clickhousedb.Configuration `yaml:"clickhouse"`
+	Ingest     IngestConfiguration        `yaml:"ingest"`
+	Sink       sink.Configuration         `yaml:"sink"`
+	Policy     PolicyConfiguration        `yaml:"policy"`
+	Enrich     EnrichConfiguration        `yaml:"enrich"`
+	Alerts     AlertsConfiguration        `yaml:"alerts"`
+	Metrics    reporter.Configuration     `yaml:"metrics"`
+	Log        LogConfiguration           `yaml:"log"`
+}
+
+// IngestConfiguration is the ingest section.
+type IngestConfiguration struct {
+	Flows  flow.Configuration  `yaml:"flows"`
+	Access AccessConfiguration `yaml:"access"`
+}
+
+// AccessConfiguration is ingest.access: access-log intake (syslog, HTTP).
+// Accepted and validated now; the listeners arrive with the access-log
+// collectors.
+type AccessConfiguration struct {
+	SyslogListen []string `yaml:"syslog_listen"`
+	HTTPListen   string   `yaml:"http_listen"`
+}
+
+// PolicyConfiguration is the policy section.
+type PolicyConfiguration struct {
+	// File declares segments, inventory and allow rules.
+	File string `yaml:"file"`
+}
+
+// EnrichConfiguration is the enrich section.
+type EnrichConfiguration struct {
+	// IdentityTTL is how long a login binds an address to a user.
+	IdentityTTL time.Duration `yaml:"identity_ttl"`
+}
+
+// AlertsConfiguration is the alerts section.
+type AlertsConfiguration struct {
+	Webhooks []WebhookConfiguration `yaml:"webhooks"`
+}
+
+// WebhookConfiguration is one alerts.webhooks entry.
+type WebhookConfiguration struct {
+	URL         string `yaml:"url"`
+	Secret      string `yaml:"secret"`
+	Format      string `yaml:"format"`
+	MinSeverity string `yaml:"min_severity"`
+}
+
+// LogConfiguration is the log section.
+type LogConfiguration struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// Default returns the configuration used when a key is absent.
+func Default() Configuration {
+	return Configuration{
+		DataDir:    "./var",
+		Kafka:      kafka.DefaultConfiguration(),
+		ClickHouse: clickhousedb.DefaultConfiguration(),
+		Ingest: IngestConfiguration{
+			Flows: flow.DefaultConfiguration(),
+			Access: AccessConfiguration{
+				SyslogListen: []string{"udp://0.0.0.0:5514", "tcp://0.0.0.0:5514"},
+				HTTPListen:   "127.0.0.1:8080",
+			},
+		},
+		Sink:    sink.DefaultConfiguration(),
+		Enrich:  EnrichConfiguration{IdentityTTL: 8 * time.Hour},
+		Metrics: reporter.DefaultConfiguration(),
+		Log:     LogConfiguration{Level: "info", Format: "text"},
+	}
+}
+
+// Load reads path (empty: defaults only) and validates the result.
+func Load(path string) (Configuration, error) {
+	cfg := Default()
+	if path == "" {
+		return cfg, cfg.Validate()
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("reading configuration: %w", err)
+	}
+	if err := Parse(data, &cfg); err != nil {
+		return cfg, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML over cfg (which holds the defaults) and validates.
+func Parse(data []byte, cfg *Configuration) error {
+	if len(bytes.TrimSpace(data)) > 0 {
+		var node yaml.Node
+		if err := yaml.Unmarshal(data, &node); err != nil {
+			return fmt.Errorf("not valid YAML: %w", err)
+		}
+		if err := decodeStrict(&node, cfg); err != nil {
+			return err
+		}
+	}
+	return cfg.Validate()
+}
+
+// Validate checks every section; each error names its key.
+func (c Configuration) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: must not be empty (state such as templates and the embedded broker's log lives there)"))
+	}
+	for _, err := range []error{
+		c.Kafka.Validate(), c.ClickHouse.Validate(), c.Ingest.Flows.Validate(),
+		c.Sink.Validate(), c.Metrics.Validate(),
+	} {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for i, l := range c.Ingest.Access.SyslogListen {
+		if _, err := parseSchemeAddr(l, "udp", "tcp"); err != nil {
+			errs = append(errs, fmt.Errorf("ingest.access.syslog_listen[%d]: %w", i, err))
+		}
+	}
+	if c.Ingest.Access.HTTPListen != "" {
+		if _, _, err := net.SplitHostPort(c.Ingest.Access.HTTPListen); err != nil {
+			errs = append(errs, fmt.Errorf("ingest.access.http_listen: %q is not host:port", c.Ingest.Access.HTTPListen))
+		}
+	}
+	if c.Enrich.IdentityTTL <= 0 {
+		errs = append(errs, fmt.Errorf("enrich.identity_ttl: must be positive, got %s", c.Enrich.IdentityTTL))
+	}
+	for i, w := range c.Alerts.Webhooks {
+		if w.URL == "" {
+			errs = append(errs, fmt.Errorf("alerts.webhooks[%d].url: required", i))
+		}
+		switch w.Format {
+		case "", "json", "slack":
+		default:
+			errs = append(errs, fmt.Errorf("alerts.webhooks[%d].format: %q is not json or slack", i, w.Format))
+		}
+		switch w.MinSeverity {
+		case "", "low", "medium", "high", "critical":
+		default:
+			errs = append(errs, fmt.Errorf("alerts.webhooks[%d].min_severity: %q is not low, medium, high or critical", i, w.MinSeverity))
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not text or json", c.Log.Format))
+	}
+	return errors.Join(errs...)
+}
+
+func parseSchemeAddr(s string, schemes ...string) (string, error) {
+	for _, sc := range schemes {
+		prefix := sc + "://"
+		if len(s) > len(prefix) && s[:len(prefix)] == prefix {
+			if _, _, err := net.SplitHostPort(s[len(prefix):]); err != nil {
+				return "", fmt.Errorf("%q: %v", s, err)
+			}
+			return sc, nil
+		}
+	}
+	return "", fmt.Errorf("%q must start with one of %v followed by ://host:port", s, schemes)
+}
