@@ -104,6 +104,8 @@ func TestMigrate(t *testing.T) {
 		}
 		// An older flowaudit's flows: the first 10 columns only, with a row
 		// that must keep its values and get the new columns' defaults.
+		// INSERT ... SELECT, not VALUES: through clickhouse-go's Exec, an
+		// INSERT ... VALUES never completes on 18.16.
 		var defs []string
 		for _, c := range schemas.FlowsTable.Columns[:10] {
 			defs = append(defs, c.Definition(v))
@@ -111,7 +113,7 @@ func TestMigrate(t *testing.T) {
 		for _, stmt := range []string{
 			"CREATE DATABASE " + db,
 			"CREATE TABLE " + db + ".flows (" + strings.Join(defs, ", ") + ") ENGINE = MergeTree ORDER BY time_received",
-			"INSERT INTO " + db + ".flows (time_received, flow_type, observation_id) VALUES (now(), 'ipfix', 7)",
+			"INSERT INTO " + db + ".flows (time_received, flow_type, observation_id) SELECT now(), 'ipfix', 7",
 		} {
 			if err := conn.Exec(ctx, stmt); err != nil {
 				t.Fatalf("%s: %v", stmt, err)

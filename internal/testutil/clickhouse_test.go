@@ -63,3 +63,23 @@ func TestFindClickHouseServerHonoursEnv(t *testing.T) {
 		t.Fatalf("findClickHouseServer() = %v, %v; want [/bin/true]", got, err)
 	}
 }
+
+func TestStartReportsServerOutput(t *testing.T) {
+	// A "server" that dies at once: start must fail fast and quote its output.
+	s := &ClickHouseServer{Dir: t.TempDir(), binary: []string{"/bin/sh", "-c", "echo boom-from-server >&2; exit 3", "sh"}}
+	if err := s.choosePorts(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.writeConfig(); err != nil {
+		t.Fatal(err)
+	}
+	err := s.start()
+	if err == nil {
+		t.Fatal("start succeeded with a server that exits")
+	}
+	for _, want := range []string{"exited before answering", "boom-from-server", "exit status 3"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("start error lacks %q:\n%v", want, err)
+		}
+	}
+}
