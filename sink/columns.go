@@ -2,7 +2,6 @@ package sink
 
 import (
 	"fmt"
-	"unsafe"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
@@ -32,6 +31,8 @@ type columns struct {
 	srcPort, dstPort, etherType      []uint16
 	proto, tcpFlags, ipTos, dir      []uint8
 	bytes, packets                   []uint64
+
+	views [4][][]byte // FixedString(16) views of the address columns
 }
 
 func (c *columns) len() int { return len(c.timeReceived) }
@@ -98,22 +99,24 @@ func (c *columns) add(r *flowRow) {
 }
 
 // addrColumn gives an address column in the form its ClickHouse type
-// takes without copying: IPv6 takes [][16]byte, FixedString(16) a flat
-// byte slice of 16-byte values.
-func (c *columns) addrColumn(a [][16]byte) any {
+// takes without copying the addresses: IPv6 takes [][16]byte,
+// FixedString(16) a [][]byte whose elements point into a.
+func (c *columns) addrColumn(a [][16]byte, views *[][]byte) any {
 	if c.modern {
 		return a
 	}
-	if len(a) == 0 {
-		return []byte{}
+	v := (*views)[:0]
+	for i := range a {
+		v = append(v, a[i][:])
 	}
-	return unsafe.Slice(&a[0][0], len(a)*16)
+	*views = v
+	return v
 }
 
 func (c *columns) appendTo(b driver.Batch) error {
 	values := []any{
-		c.timeReceived, c.timeStart, c.timeEnd, c.flowType, c.addrColumn(c.exporter), c.obsID,
-		c.sampling, c.addrColumn(c.src), c.addrColumn(c.dst), c.addrColumn(c.nextHop), c.srcPort, c.dstPort, c.proto,
+		c.timeReceived, c.timeStart, c.timeEnd, c.flowType, c.addrColumn(c.exporter, &c.views[0]), c.obsID,
+		c.sampling, c.addrColumn(c.src, &c.views[1]), c.addrColumn(c.dst, &c.views[2]), c.addrColumn(c.nextHop, &c.views[3]), c.srcPort, c.dstPort, c.proto,
 		c.bytes, c.packets, c.tcpFlags, c.ipTos, c.inIf, c.outIf, c.srcAS, c.dstAS,
 		c.etherType, c.dir,
 	}

@@ -227,6 +227,30 @@ func TestMigrate(t *testing.T) {
 		}
 	})
 
+	t.Run("offsets without updated", func(t *testing.T) {
+		if _, err := Migrate(ctx, conn, "flowaudit", 0, nil); err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+		// updated is left to its DEFAULT now().
+		batch, err := conn.PrepareBatch(ctx, "INSERT INTO flowaudit.kafka_offsets (consumer_group, topic, partition, next_offset)")
+		if err != nil {
+			t.Fatalf("PrepareBatch: %v", err)
+		}
+		for _, off := range []int64{6, 9} {
+			if err := batch.Append("g", "t", uint32(2), off); err != nil {
+				t.Fatalf("Append: %v", err)
+			}
+		}
+		if err := batch.Send(); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+		got := server.QueryUint64(t, `SELECT toUInt64(max(next_offset)) FROM flowaudit.kafka_offsets
+			WHERE consumer_group = 'g' AND topic = 't' AND partition = 2 AND updated > 0`)
+		if got != 9 {
+			t.Errorf("max(next_offset) = %d, want 9", got)
+		}
+	})
+
 	t.Run("empty database name", func(t *testing.T) {
 		if _, err := Migrate(ctx, conn, "", 0, nil); err == nil {
 			t.Fatal("Migrate with an empty database succeeded")

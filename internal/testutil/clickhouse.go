@@ -62,14 +62,17 @@ type ClickHouseServer struct {
 // StartClickHouse starts a clickhouse-server on free loopback ports in a
 // fresh t.TempDir(), waits until it answers SELECT 1, and registers a
 // cleanup that kills it. When no binary is found it skips the test, unless
-// FLOWAUDIT_REQUIRE_CLICKHOUSE=1, in which case it fails.
+// FLOWAUDIT_REQUIRE_CLICKHOUSE=1 or FLOWAUDIT_CLICKHOUSE_SERVER names a
+// missing file, in which case it fails.
 func StartClickHouse(t testing.TB) *ClickHouseServer {
 	t.Helper()
 	bin, err := findClickHouseServer()
 	if err != nil {
-		if os.Getenv(EnvRequireClickHouse) == "1" {
-			t.Fatalf("%v; %s=1 requires a real server: install it with `apt-get install clickhouse-server` or set %s to the binary",
-				err, EnvRequireClickHouse, EnvClickHouseServer)
+		// A binary named explicitly but unusable is a mistake to report,
+		// not a reason to skip silently.
+		if os.Getenv(EnvRequireClickHouse) == "1" || os.Getenv(EnvClickHouseServer) != "" {
+			t.Fatalf("%v: a real ClickHouse server is required; install it with `apt-get install clickhouse-server` or set %s to the binary",
+				err, EnvClickHouseServer)
 		}
 		t.Skipf("%v; install it with `apt-get install clickhouse-server` (set %s=1 to fail instead of skipping)",
 			err, EnvRequireClickHouse)

@@ -425,6 +425,8 @@ func (ctx *recordCtx) apply(k kind, v []byte, f *schemas.Flow, s *recordScratch)
 	case kNextHop4:
 		f.NextHop = addr4(v)
 	case kNextHop6:
+		// Templates may carry both next hops; an all-zero IPv6 one must
+		// not hide the IPv4 one.
 		if !allZero(v) || f.NextHop == (schemas.Addr{}) {
 			f.NextHop = schemas.Addr(v)
 		}

@@ -211,11 +211,10 @@ func newFlow(i int, rng *rand.Rand, v6Share float64) flow {
 // total length.
 func (f *flow) packet(b []byte, flags uint8, payload int) ([]byte, int) {
 	b = append(b, 0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01) // dst, src MAC
-	var ipStart, ipLen int
+	var ipLen int
 	if f.v6 {
 		ipLen = 40 + 20 + payload
 		b = append(b, 0x86, 0xdd)
-		ipStart = len(b)
 		b = append(b, 0x60, 0, 0, 0)
 		b = binary.BigEndian.AppendUint16(b, uint16(20+payload))
 		b = append(b, 6, 64)
@@ -224,7 +223,7 @@ func (f *flow) packet(b []byte, flags uint8, payload int) ([]byte, int) {
 	} else {
 		ipLen = 20 + 20 + payload
 		b = append(b, 0x08, 0x00)
-		ipStart = len(b)
+		ipStart := len(b)
 		b = append(b, 0x45, 0)
 		b = binary.BigEndian.AppendUint16(b, uint16(ipLen))
 		b = binary.BigEndian.AppendUint16(b, f.ipID)

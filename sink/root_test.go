@@ -1,0 +1,257 @@
+package sink
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowaudit/flowaudit/internal/clickhousedb"
+	"github.com/flowaudit/flowaudit/internal/kafka"
+	"github.com/flowaudit/flowaudit/internal/reporter"
+	"github.com/flowaudit/flowaudit/internal/testutil"
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+func TestDefaultConfiguration(t *testing.T) {
+	cfg := DefaultConfiguration()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if cfg.BatchRows != 100_000 || cfg.BatchInterval != time.Second {
+		t.Errorf("batch = %d rows / %s, want 100000 rows / 1s (DESIGN.md)", cfg.BatchRows, cfg.BatchInterval)
+	}
+	bad := cfg
+	bad.BatchRows = 0
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "sink.batch_rows") {
+		t.Errorf("Validate(batch_rows=0) = %v, want an error naming sink.batch_rows", err)
+	}
+}
+
+// testBatch returns a batch of n flows whose bytes are 1..n and packets 1.
+func testBatch(n int, exporter string) *schemas.FlowBatch {
+	b := &schemas.FlowBatch{
+		TimeReceived: uint64(time.Now().UnixNano()),
+		Exporter:     schemas.AddrFromNetip(netip.MustParseAddr(exporter)),
+		Type:         schemas.FlowTypeIPFIX,
+	}
+	for i := 0; i < n; i++ {
+		b.Flows = append(b.Flows, schemas.Flow{
+			SrcAddr: schemas.AddrFromNetip(netip.MustParseAddr("10.1.0.1")),
+			DstAddr: schemas.AddrFromNetip(netip.MustParseAddr("2001:db8::1")),
+			Bytes:   uint64(i + 1), Packets: 1, Proto: 6, SrcPort: 40000, DstPort: 443, SamplingRate: 1,
+		})
+	}
+	return b
+}
+
+type sinkEnv struct {
+	ch     *testutil.ClickHouseServer
+	kcfg   kafka.Configuration
+	chcfg  clickhousedb.Configuration
+	client *kgo.Client
+}
+
+func newSinkEnv(t *testing.T) *sinkEnv {
+	ch := testutil.StartClickHouse(t)
+	kcfg := kafka.DefaultConfiguration()
+	kcfg.Partitions = 2
+	_, addr := testutil.StartBroker(t, 2, kcfg.Topic(kafka.TopicFlows))
+	kcfg.Brokers = []string{addr}
+	chcfg := clickhousedb.DefaultConfiguration()
+	chcfg.Addr = ch.Addr
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(kcfg.Topic(kafka.TopicFlows)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &sinkEnv{ch: ch, kcfg: kcfg, chcfg: chcfg, client: cl}
+}
+
+func (e *sinkEnv) produce(t *testing.T, records, flowsPer int) {
+	t.Helper()
+	for i := 0; i < records; i++ {
+		b := testBatch(flowsPer, "192.0.2.1")
+		rec := &kgo.Record{Key: []byte{byte(i)}, Value: schemas.AppendFlowBatch(nil, b)}
+		if err := e.client.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (e *sinkEnv) newSink(t *testing.T, cfg Configuration) *Component {
+	t.Helper()
+	r := reporter.New(slog.New(slog.NewTextHandler(testWriter{t}, nil)))
+	c, err := New(r, cfg, Dependencies{Kafka: e.kcfg, ClickHouse: e.chcfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func waitRows(t *testing.T, ch *testutil.ClickHouseServer, want uint64) uint64 {
+	t.Helper()
+	var got uint64
+	conn := ch.Conn(t)
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		// Errors are expected until the sink has migrated the schema.
+		if err := conn.QueryRow(context.Background(), "SELECT toUInt64(count()) FROM flowaudit.flows").Scan(&got); err == nil && got >= want {
+			break
+		}
+	}
+	return got
+}
+
+// TestSinkInsertsThenCommits checks rows land exactly once, byte sums
+// match, and Kafka's committed offsets and ClickHouse's offset record both
+// point past the consumed records.
+func TestSinkInsertsThenCommits(t *testing.T) {
+	e := newSinkEnv(t)
+	e.produce(t, 50, 20)
+	cfg := DefaultConfiguration()
+	cfg.BatchInterval = 100 * time.Millisecond
+	s := e.newSink(t, cfg)
+	if got := waitRows(t, e.ch, 1000); got != 1000 {
+		t.Fatalf("rows = %d, want 1000", got)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := e.ch.QueryUint64(t, "SELECT toUInt64(sum(bytes)) FROM flowaudit.flows"), uint64(50*210); got != want {
+		t.Errorf("sum(bytes) = %d, want %d", got, want)
+	}
+	if got := e.ch.QueryUint64(t, "SELECT toUInt64(count()) FROM flowaudit.flows WHERE IPv6NumToString(dst_addr) = '2001:db8::1' AND IPv6NumToString(src_addr) = '::ffff:10.1.0.1'"); got != 1000 {
+		t.Errorf("rows with the right addresses = %d, want 1000", got)
+	}
+	adm := kadm.NewClient(e.client)
+	offs, err := adm.FetchOffsets(context.Background(), cfg.ConsumerGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var committed int64
+	offs.Each(func(o kadm.OffsetResponse) { committed += o.At })
+	if committed != 50 {
+		t.Errorf("committed offsets sum = %d, want 50", committed)
+	}
+	if got := e.ch.QueryUint64(t, "SELECT toUInt64(sum(o)) FROM (SELECT partition, max(next_offset) AS o FROM flowaudit.kafka_offsets GROUP BY partition)"); got != 50 {
+		t.Errorf("ClickHouse offset record sum = %d, want 50", got)
+	}
+	// A second sink in the same group starts after the committed offsets:
+	// nothing is inserted twice.
+	e.produce(t, 5, 20)
+	s2 := e.newSink(t, cfg)
+	if got := waitRows(t, e.ch, 1100); got != 1100 {
+		t.Errorf("rows after restart = %d, want 1100", got)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := e.ch.QueryUint64(t, "SELECT toUInt64(count()) FROM flowaudit.flows"); got != 1100 {
+		t.Errorf("rows after settling = %d, want 1100", got)
+	}
+	if err := s2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSinkResumesFromClickHouseOffsets simulates a sink that inserted and
+// recorded its offsets in ClickHouse but died before committing to Kafka:
+// the next sink must not insert those records again.
+func TestSinkResumesFromClickHouseOffsets(t *testing.T) {
+	e := newSinkEnv(t)
+	// Key 0 records: put everything on one partition to know the offsets.
+	for i := 0; i < 10; i++ {
+		rec := &kgo.Record{Partition: 0, Value: schemas.AppendFlowBatch(nil, testBatch(10, "192.0.2.1"))}
+		cl := e.client
+		if err := cl.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn := e.ch.Conn(t)
+	if _, err := Migrate(context.Background(), conn, "flowaudit", 0, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfiguration()
+	cfg.BatchInterval = 100 * time.Millisecond
+	topic := e.kcfg.Topic(kafka.TopicFlows)
+	var p0 int32 = -1
+	// Find which partition holds the records.
+	adm := kadm.NewClient(e.client)
+	ends, err := adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset == 10 {
+			p0 = o.Partition
+		}
+	})
+	if p0 < 0 {
+		t.Fatalf("no partition with 10 records: %v", ends)
+	}
+	// "Already inserted" the first 6 records (60 rows), recorded offset 6.
+	ob, err := conn.PrepareBatch(context.Background(), "INSERT INTO flowaudit.kafka_offsets (consumer_group, topic, partition, next_offset)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Append(cfg.ConsumerGroup, topic, uint32(p0), int64(6)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Send(); err != nil {
+		t.Fatal(err)
+	}
+	s := e.newSink(t, cfg)
+	if got := waitRows(t, e.ch, 40); got != 40 {
+		t.Fatalf("rows = %d, want 40 (records 6-9 only)", got)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := e.ch.QueryUint64(t, "SELECT toUInt64(count()) FROM flowaudit.flows"); got != 40 {
+		t.Errorf("rows after settling = %d, want 40", got)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkSinkInsert measures insert rows/s into a real ClickHouse.
+func BenchmarkSinkInsert(b *testing.B) {
+	ch := testutil.StartClickHouse(b)
+	conn := ch.Conn(b)
+	v, err := Migrate(context.Background(), conn, "flowaudit", 0, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	chcfg := clickhousedb.DefaultConfiguration()
+	chcfg.Addr = ch.Addr
+	c := &Component{conn: conn, deps: Dependencies{ClickHouse: chcfg}}
+	c.cols.modern = v.Modern()
+	const rows = 100_000
+	batch := testBatch(rows, "192.0.2.1")
+	c.cols.reset()
+	for i := range batch.Flows {
+		c.cols.add(&flowRow{received: batch.TimeReceived, exporter: batch.Exporter, typ: batch.Type, flow: batch.Flows[i]})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := c.insertFlows(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*rows)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// testWriter sends component logs to the test log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
