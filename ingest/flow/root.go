@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -95,7 +96,11 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 	}
 	var opts []decoder.Option
 	if deps.DataDir != "" {
-		opts = append(opts, decoder.WithTemplateFile(filepath.Join(deps.DataDir, "templates", "templates.json")))
+		dir := filepath.Join(deps.DataDir, "templates")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("data_dir: cannot create %s for NetFlow templates: %w", dir, err)
+		}
+		opts = append(opts, decoder.WithTemplateFile(filepath.Join(dir, "templates.json")))
 	}
 	opts = append(opts, decoder.WithLogger(r.Logger.With("component", "ingest.flows")))
 	c.decoder = decoder.New(opts...)

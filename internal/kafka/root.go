@@ -94,10 +94,9 @@ func ClientOptions(cfg Configuration, role string) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.SeedBrokers(cfg.SeedBrokers()...),
 		kgo.ClientID(cfg.ClientID + "-" + role),
-		// Retry broker outages for as long as it takes: accepted data must
-		// not be dropped, and stages pause rather than fail while the
-		// broker is away.
-		kgo.RecordRetries(-1),
+		// Retry broker outages for as long as it takes: produce retries
+		// are unbounded by default, and requests get the same treatment
+		// so stages pause rather than fail while the broker is away.
 		kgo.RequestRetries(1 << 30),
 		kgo.RetryTimeout(0),
 	}
