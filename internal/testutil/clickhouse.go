@@ -389,3 +389,7 @@ func (s *ClickHouseServer) logTail() string {
 	}
 	return b.String()
 }
+
+// RequireExternal reports whether tests must fail rather than skip when an
+// external program they need (clickhouse-server, softflowd) is missing.
+func RequireExternal() bool { return os.Getenv(EnvRequireClickHouse) == "1" }
