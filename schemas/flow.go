@@ -124,7 +124,12 @@ type FlowBatch struct {
 	Type           FlowType
 	ObservationID  uint32 // v9 source id, IPFIX observation domain, sFlow sub-agent
 	SequenceNumber uint32 // header sequence (datagram or flow sequence, per protocol)
-	Flows          []Flow
+	// Records counts the data records the datagram carried, flow and
+	// options records alike, as the exporter's sequence number counts
+	// them (IPFIX counts options data records too). Collector-local: not
+	// part of the topic payload.
+	Records uint32
+	Flows   []Flow
 }
 
 // Reset empties b for reuse, keeping the Flows capacity.

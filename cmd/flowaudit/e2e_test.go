@@ -125,6 +125,11 @@ func TestEndToEndTotals(t *testing.T) {
 	if got := p.Metric("flowaudit_ingest_decode_errors_total"); got != 0 {
 		t.Errorf("decode errors = %v, want 0", got)
 	}
+	for _, m := range []string{"flowaudit_ingest_lost_datagrams_total", "flowaudit_ingest_lost_flows_total"} {
+		if got := p.Metric(m); got != 0 {
+			t.Errorf("%s = %v, want 0: nothing was lost", m, got)
+		}
+	}
 }
 
 // exporter sends datagrams from one encoder, so sequence numbers and the

@@ -181,9 +181,13 @@ func (d *Decoder) decodeSets(ctx *recordCtx, sets []byte, out *schemas.FlowBatch
 			}
 			var err error
 			if t.options {
-				err = d.decodeOptionsData(ctx, t, body)
+				var n int
+				n, err = d.decodeOptionsData(ctx, t, body)
+				out.Records += uint32(n)
 			} else {
+				before := len(out.Flows)
 				out.Flows, err = decodeData(ctx, t, body, out.Flows)
+				out.Records += uint32(len(out.Flows) - before)
 			}
 			if err != nil {
 				fail(ReasonMalformed, id, err)
@@ -504,8 +508,12 @@ func (ctx *recordCtx) uptimeTime(ms uint32) uint64 {
 
 // decodeOptionsData reads sampling rates and the system init time from
 // options data records and makes them the domain's state.
-func (d *Decoder) decodeOptionsData(ctx *recordCtx, t *template, body []byte) error {
+// It returns how many records it read: the IPFIX sequence number counts
+// them like flow records.
+func (d *Decoder) decodeOptionsData(ctx *recordCtx, t *template, body []byte) (int, error) {
+	n := 0
 	for len(body) >= t.minLen {
+		n++
 		state := ctx.domain
 		var rate, interval, space uint64
 		p := 0
@@ -516,7 +524,7 @@ func (d *Decoder) decodeOptionsData(ctx *recordCtx, t *template, body []byte) er
 			} else {
 				var ok bool
 				if v, p, ok = fieldValue(body, p, o.len); !ok {
-					return fmt.Errorf("%w: options record overruns its data set", ErrMalformed)
+					return n - 1, fmt.Errorf("%w: options record overruns its data set", ErrMalformed)
 				}
 			}
 			if len(v) < 1 || len(v) > 8 {
@@ -550,7 +558,7 @@ func (d *Decoder) decodeOptionsData(ctx *recordCtx, t *template, body []byte) er
 			d.setDomain(ctx.dk, state)
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // uptimeToNs converts a timestamp in exporter uptime milliseconds to Unix

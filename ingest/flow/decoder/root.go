@@ -162,7 +162,9 @@ func (d *Decoder) DecodeNetFlow(exporter schemas.Addr, port uint16, received uin
 	}
 	switch v := uint16(data[0])<<8 | uint16(data[1]); v {
 	case 5:
-		return d.decodeV5(data, out)
+		err := d.decodeV5(data, out)
+		out.Records = uint32(len(out.Flows))
+		return err
 	case 9:
 		return d.decodeV9(data, out)
 	case 10:
