@@ -286,11 +286,15 @@ func (c *Component) flush(ctx context.Context) error {
 		c.metrics.rows.Add(float64(c.rows))
 		c.metrics.batches.Inc()
 	}
+	// The rows are in: from here on a stop request must not interrupt
+	// recording their offsets, or they would be inserted again.
+	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	offsets := map[int32]int64{}
 	for p, pr := range c.parts {
 		offsets[p] = pr.next
 	}
-	if err := c.retry(ctx, "record offsets", func(ctx context.Context) error {
+	if err := c.retry(cctx, "record offsets", func(ctx context.Context) error {
 		return c.insertOffsets(ctx, offsets)
 	}); err != nil {
 		// The rows are in; only the duplicate guard is missing. Committing
@@ -303,7 +307,7 @@ func (c *Component) flush(ctx context.Context) error {
 	}
 	var commitErr error
 	done := make(chan struct{})
-	c.client.CommitOffsetsSync(ctx, commit, func(_ *kgo.Client, _ *kmsgOffsetCommitRequest, resp *kmsgOffsetCommitResponse, err error) {
+	c.client.CommitOffsetsSync(cctx, commit, func(_ *kgo.Client, _ *kmsgOffsetCommitRequest, resp *kmsgOffsetCommitResponse, err error) {
 		defer close(done)
 		if err != nil {
 			commitErr = err

@@ -20,6 +20,9 @@ func decodeStrict(node *yaml.Node, out any) error {
 		}
 		node = node.Content[0]
 	}
+	if node.Kind == 0 || (node.Kind == yaml.ScalarNode && node.Value == "") {
+		return nil // a file of comments only
+	}
 	return decodeValue(node, reflect.ValueOf(out).Elem(), "")
 }
 
