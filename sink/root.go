@@ -153,6 +153,7 @@ func (c *Component) run() {
 		}
 	}
 	c.cols.modern = c.version.Modern()
+	go c.retentionLoop()
 
 	opts := append(kafka.ClientOptions(c.deps.Kafka, "sink"),
 		kgo.ConsumeTopics(c.topic),
