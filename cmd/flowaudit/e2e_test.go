@@ -220,9 +220,9 @@ func TestRestart(t *testing.T) {
 	p.Start()
 	want.add(exp.send(1500))
 	p.WaitMetric("flowaudit_ingest_produced_flows_total", 1500, 30*time.Second)
-	got := waitCount(t, ch, countFlows, want.Flows, 60*time.Second)
+	waitCount(t, ch, countFlows, want.Flows, 60*time.Second)
 	time.Sleep(2 * time.Second) // let any duplicate rows land too
-	got = ch.QueryUint64(t, countFlows)
+	got := ch.QueryUint64(t, countFlows)
 	if got < want.Flows {
 		t.Fatalf("after kill -9: rows = %d, want at least %d: %d flows lost", got, want.Flows, want.Flows-got)
 	}
