@@ -133,6 +133,10 @@ func (c *Component) Start() error {
 		for i := 0; i < readers; i++ {
 			conn, rcvbuf, err := listenUDP(addr, c.cfg.ReceiveBuffer)
 			if err != nil {
+				// l is not in c.listeners yet: close its open readers too.
+				for _, open := range l.conns {
+					open.Close()
+				}
 				c.closeListeners()
 				client.Close()
 				return fmt.Errorf("ingest.flows.listen: cannot listen on %s: %w", l.name, err)

@@ -1,0 +1,64 @@
+package schemas
+
+// Outcome says how an access attempt ended. The string form is the value
+// stored in ClickHouse's access_events.outcome column.
+type Outcome uint8
+
+// Outcomes. Numbers are part of the protobuf contract (access.proto).
+const (
+	OutcomeUnknown Outcome = 0
+	OutcomeSuccess Outcome = 1 // access happened (HTTP 2xx/3xx and 5xx: the server was reached)
+	OutcomeFailure Outcome = 2 // authentication failed (bad password, unknown user)
+	OutcomeDenied  Outcome = 3 // authenticated or not, authorization refused (HTTP 401/403, k8s forbid)
+)
+
+// String returns the ClickHouse value for o.
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeSuccess:
+		return "success"
+	case OutcomeFailure:
+		return "failure"
+	case OutcomeDenied:
+		return "denied"
+	}
+	return "unknown"
+}
+
+// Actions of access events with a meaning downstream stages rely on: the
+// enricher binds an address to a user on ActionLogin (and a successful
+// session open) and ends the binding on ActionLogout, ActionSessionClose
+// and ActionDisconnect. Web, Kubernetes and gateway events carry their own
+// verb (GET, list, connect…) as Action.
+const (
+	ActionLogin        = "login"         // an authentication attempt (see Outcome)
+	ActionLogout       = "logout"        // the user ended the session
+	ActionSessionOpen  = "session_open"  // a session started (sshd pam_unix "session opened")
+	ActionSessionClose = "session_close" // a session ended
+	ActionDisconnect   = "disconnect"    // the connection ended (sshd "Disconnected from")
+)
+
+// AccessEvent is one access-log record normalized: who (User) from where
+// (SrcAddr) reached what (DstAddr/DstHost/DstPort, Resource), how (Action,
+// AuthMethod) and with what Outcome. It is the payload of
+// flowaudit.access.v1, keyed by SrcAddr. Empty strings and zero values
+// mean "not in the log line".
+type AccessEvent struct {
+	Time       uint64 // Unix ns when the access happened (from the log line)
+	Received   uint64 // Unix ns when flowaudit received the line
+	Source     string // log kind: sshd, nginx, apache, k8s_audit, gateway, json
+	Host       string // the host that wrote the log line (syslog HOSTNAME, or the collector's host for files)
+	User       string
+	SrcAddr    Addr
+	SrcPort    uint16
+	DstAddr    Addr
+	DstPort    uint16
+	DstHost    string
+	Resource   string // URL path, k8s object (namespace/resource/name), database, target host
+	Action     string // login, logout, session_open, GET, list, connect…
+	Outcome    Outcome
+	SessionID  string
+	AuthMethod string // password, publickey, keyboard-interactive, token…
+	Status     int32  // protocol status code: HTTP status, k8s response code; 0 when none
+	UserAgent  string
+}
