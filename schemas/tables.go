@@ -383,9 +383,41 @@ var KafkaOffsetsTable = Table{
 	OrderBy: "(consumer_group, topic, partition)",
 }
 
+// AccessEventsTable holds one row per access-log event (sshd logins,
+// web requests, Kubernetes audit events, gateway sessions). Ordered by
+// hour then source address, because the commonest question is "who was
+// behind this address around then".
+var AccessEventsTable = Table{
+	Name:    "access_events",
+	Comment: "Access-log events, one row per event",
+	Columns: []Column{
+		{Name: "time", Type: TypeDateTime64ms, Codec: "Delta, ZSTD(1)", Comment: "when the access happened, from the log line"},
+		{Name: "received", Type: TypeDateTime, Codec: "Delta, ZSTD(1)", Comment: "when flowaudit received the line"},
+		{Name: "source", Type: TypeLowString, Comment: "sshd, nginx, apache, k8s_audit, gateway, json"},
+		{Name: "host", Type: TypeLowString, Comment: "host that wrote the log line"},
+		{Name: "user", Type: TypeLowString},
+		{Name: "src_addr", Type: TypeAddr, Codec: "ZSTD(1)"},
+		{Name: "src_port", Type: TypeUInt16},
+		{Name: "dst_addr", Type: TypeAddr, Codec: "ZSTD(1)"},
+		{Name: "dst_host", Type: TypeLowString},
+		{Name: "dst_port", Type: TypeUInt16},
+		{Name: "resource", Type: TypeString, Codec: "ZSTD(1)"},
+		{Name: "action", Type: TypeLowString, Comment: "login, logout, session_open, session_close, disconnect, or the verb"},
+		{Name: "outcome", Type: TypeLowString, Comment: "success, failure, denied or unknown"},
+		{Name: "session_id", Type: TypeString, Codec: "ZSTD(1)"},
+		{Name: "auth_method", Type: TypeLowString},
+		{Name: "status", Type: TypeUInt16, Comment: "HTTP status or Kubernetes response code; 0 when none"},
+		{Name: "user_agent", Type: TypeLowString},
+	},
+	Engine:      "MergeTree",
+	PartitionBy: "toYYYYMMDD(time)",
+	OrderBy:     "(toStartOfHour(time), src_addr, time)",
+	TTLColumn:   "time",
+}
+
 // Tables returns every table, in creation order.
 func Tables() []Table {
-	return []Table{FlowsTable, KafkaOffsetsTable}
+	return []Table{FlowsTable, AccessEventsTable, KafkaOffsetsTable}
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -12,8 +12,9 @@ type Configuration struct {
 	BatchRows int `yaml:"batch_rows"`
 	// BatchInterval flushes a non-empty batch at least this often.
 	BatchInterval time.Duration `yaml:"batch_interval"`
-	// ConsumerGroup is the Kafka consumer group of the flow sink; run more
-	// sink processes with the same group to share the partitions.
+	// ConsumerGroup is the Kafka consumer group of the sink (flows and
+	// access events); run more sink processes with the same group to
+	// share the partitions.
 	ConsumerGroup string `yaml:"consumer_group"`
 	// MaxRetryBackoff caps the wait between attempts while ClickHouse is
 	// failing; the sink retries for as long as it takes and never skips.
@@ -28,7 +29,7 @@ func DefaultConfiguration() Configuration {
 	return Configuration{
 		BatchRows:       100_000,
 		BatchInterval:   time.Second,
-		ConsumerGroup:   "flowaudit-sink-flows",
+		ConsumerGroup:   "flowaudit-sink",
 		MaxRetryBackoff: 5 * time.Second,
 		ShutdownTimeout: 15 * time.Second,
 	}

@@ -3,41 +3,41 @@ package sink
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	rows           prometheus.Counter
-	batches        prometheus.Counter
+	rows           *prometheus.CounterVec // table
+	batches        *prometheus.CounterVec // table
 	insertErrors   prometheus.Counter
-	insertDuration prometheus.Histogram
+	insertDuration *prometheus.HistogramVec // table
 	commitErrors   prometheus.Counter
 	malformed      prometheus.Counter
-	lag            *prometheus.GaugeVec // partition
+	lag            *prometheus.GaugeVec // topic, partition
 	pending        prometheus.Gauge
 	skippedDup     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		rows: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "flowaudit_sink_rows_total", Help: "Rows ClickHouse accepted into flowaudit.flows.",
-		}),
-		batches: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "flowaudit_sink_batches_total", Help: "Batches ClickHouse accepted.",
-		}),
+		rows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_sink_rows_total", Help: "Rows ClickHouse accepted, per table.",
+		}, []string{"table"}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_sink_batches_total", Help: "Batches ClickHouse accepted, per table.",
+		}, []string{"table"}),
 		insertErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowaudit_sink_insert_errors_total", Help: "Failed insert attempts (each is retried).",
 		}),
-		insertDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "flowaudit_sink_insert_duration_seconds", Help: "Duration of successful batch inserts.",
+		insertDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "flowaudit_sink_insert_duration_seconds", Help: "Duration of successful batch inserts, per table.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
-		}),
+		}, []string{"table"}),
 		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowaudit_sink_commit_errors_total", Help: "Kafka offset commits that failed after the rows were inserted.",
 		}),
 		malformed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "flowaudit_sink_malformed_records_total", Help: "Records on the flow topic that could not be decoded (dead-lettered).",
+			Name: "flowaudit_sink_malformed_records_total", Help: "Records that could not be decoded and were skipped.",
 		}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flowaudit_sink_consumer_lag", Help: "Records behind the partition's end, as of the last fetch.",
-		}, []string{"partition"}),
+		}, []string{"topic", "partition"}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "flowaudit_sink_pending_rows", Help: "Rows buffered, not yet inserted.",
 		}),

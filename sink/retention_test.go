@@ -24,17 +24,16 @@ func TestDropExpiredPartitions(t *testing.T) {
 	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	chcfg := clickhousedb.DefaultConfiguration()
 	chcfg.Addr = ch.Addr
-	c := &Component{conn: conn, deps: Dependencies{ClickHouse: chcfg}}
-	c.cols.modern = v.Modern()
-	c.cols.reset()
+	w := &flowWriter{name: "flows"}
+	w.cols.modern = v.Modern()
 	for _, day := range []time.Time{now.AddDate(0, 0, -4), now.AddDate(0, 0, -2), now} {
 		b := testBatch(3, "192.0.2.1")
 		b.TimeReceived = uint64(day.UnixNano())
 		for i := range b.Flows {
-			c.cols.add(&flowRow{received: b.TimeReceived, exporter: b.Exporter, typ: b.Type, flow: b.Flows[i]})
+			w.partition(0, 0).rows = append(w.partition(0, 0).rows, flowRow{received: b.TimeReceived, exporter: b.Exporter, typ: b.Type, flow: b.Flows[i]})
 		}
 	}
-	if err := c.insertFlows(ctx); err != nil {
+	if err := w.insert(ctx, conn, chcfg.Database); err != nil {
 		t.Fatal(err)
 	}
 	dropped, err := DropExpiredPartitions(ctx, conn, "flowaudit", 48*time.Hour, now)

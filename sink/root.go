@@ -43,30 +43,20 @@ type Component struct {
 	metrics *metrics
 	ready   *reporter.Readiness
 	sampler *reporter.Sampler
-	topic   string
 
 	conn    driver.Conn
 	client  *kgo.Client
 	version schemas.ServerVersion
 
-	mu      sync.Mutex // guards parts and first, shared with rebalance callbacks
-	parts   map[int32]*partitionRows
+	mu      sync.Mutex // guards writers, rows and first, shared with rebalance callbacks
+	writers map[string]topicWriter
 	rows    int
 	first   time.Time
-	cols    columns
-	scratch schemas.FlowBatch
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
 	fatal  chan error
-}
-
-// partitionRows are the decoded rows of one partition not yet inserted,
-// and the offset to commit once they are.
-type partitionRows struct {
-	rows []flowRow
-	next int64
 }
 
 type flowRow struct {
@@ -95,9 +85,8 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 		metrics: newMetrics(r.Registry),
 		ready:   r.Readiness("sink"),
 		sampler: reporter.NewSampler(10 * time.Second),
-		topic:   deps.Kafka.Topic(kafka.TopicFlows),
 		conn:    conn,
-		parts:   map[int32]*partitionRows{},
+		writers: map[string]topicWriter{},
 		ctx:     ctx,
 		cancel:  cancel,
 		done:    make(chan struct{}),
@@ -152,11 +141,18 @@ func (c *Component) run() {
 		case <-time.After(c.cfg.MaxRetryBackoff):
 		}
 	}
-	c.cols.modern = c.version.Modern()
+	flows := &flowWriter{name: c.deps.Kafka.Topic(kafka.TopicFlows)}
+	flows.cols.modern = c.version.Modern()
+	access := &accessWriter{name: c.deps.Kafka.Topic(kafka.TopicAccess), modern: c.version.Modern()}
+	var topics []string
+	for _, w := range []topicWriter{flows, access} {
+		c.writers[w.topic()] = w
+		topics = append(topics, w.topic())
+	}
 	go c.retentionLoop()
 
 	opts := append(kafka.ClientOptions(c.deps.Kafka, "sink"),
-		kgo.ConsumeTopics(c.topic),
+		kgo.ConsumeTopics(topics...),
 		kgo.ConsumerGroup(c.cfg.ConsumerGroup),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -173,7 +169,7 @@ func (c *Component) run() {
 	}
 	c.client = client
 	c.ready.Ready()
-	c.log.Info("sink consuming", "topic", c.topic, "group", c.cfg.ConsumerGroup, "clickhouse", c.version.String())
+	c.log.Info("sink consuming", "topics", topics, "group", c.cfg.ConsumerGroup, "clickhouse", c.version.String())
 	c.consume()
 
 	// Clean stop: flush and commit within the shutdown deadline, then
@@ -213,7 +209,7 @@ func (c *Component) consume() {
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if len(p.Records) > 0 {
 				last := p.Records[len(p.Records)-1].Offset
-				c.metrics.lag.WithLabelValues(strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-last-1, 0)))
+				c.metrics.lag.WithLabelValues(p.Topic, strconv.Itoa(int(p.Partition))).Set(float64(max(p.HighWatermark-last-1, 0)))
 			}
 			for _, rec := range p.Records {
 				c.add(rec)
@@ -234,77 +230,81 @@ func (c *Component) consume() {
 // records are counted and skipped: they can never be inserted, and
 // blocking on them would stop the partition for good.
 func (c *Component) add(rec *kgo.Record) {
-	pr := c.parts[rec.Partition]
-	if pr == nil {
-		pr = &partitionRows{}
-		c.parts[rec.Partition] = pr
+	w := c.writers[rec.Topic]
+	if w == nil {
+		return
 	}
-	pr.next = rec.Offset + 1
-	if err := schemas.UnmarshalFlowBatch(rec.Value, &c.scratch); err != nil {
+	n, err := w.add(rec)
+	if err != nil {
 		c.metrics.malformed.Inc()
 		if ok, n := c.sampler.Allow("malformed"); ok {
-			c.log.Warn("skipping undecodable record on the flow topic", "partition", rec.Partition, "offset", rec.Offset, "err", err, "suppressed", n)
+			c.log.Warn("skipping undecodable record", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err, "suppressed", n)
 		}
 		return
 	}
-	if c.rows == 0 {
+	if c.rows == 0 && n > 0 {
 		c.first = time.Now()
 	}
-	b := &c.scratch
-	for i := range b.Flows {
-		pr.rows = append(pr.rows, flowRow{received: b.TimeReceived, exporter: b.Exporter, typ: b.Type, obsID: b.ObservationID, flow: b.Flows[i]})
-	}
-	c.rows += len(b.Flows)
+	c.rows += n
 	c.metrics.pending.Set(float64(c.rows))
 }
 
-// flush inserts every pending row, records the offsets in ClickHouse,
-// then commits them to Kafka. Insert failures are retried until ctx ends;
-// on failure nothing is committed and the rows stay pending.
+// flush writes every topic's pending rows: for each topic it inserts
+// them, records the offsets in ClickHouse, then commits them to Kafka.
+// Insert failures are retried until ctx ends; on failure nothing of that
+// topic is committed and its rows stay pending.
 func (c *Component) flush(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.parts) == 0 {
-		return nil
-	}
-	if c.rows > 0 {
-		c.cols.reset()
-		for _, pr := range c.parts {
-			for i := range pr.rows {
-				c.cols.add(&pr.rows[i])
-			}
+	var errs []error
+	for _, w := range c.writers {
+		if len(w.offsets()) == 0 {
+			continue
 		}
-		if err := c.retry(ctx, "insert flows", func(ctx context.Context) error {
+		if err := c.flushTopic(ctx, w); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.rows = 0
+	for _, w := range c.writers {
+		c.rows += w.rows()
+	}
+	c.metrics.pending.Set(float64(c.rows))
+	return errors.Join(errs...)
+}
+
+func (c *Component) flushTopic(ctx context.Context, w topicWriter) error {
+	db := c.deps.ClickHouse.Database
+	if n := w.rows(); n > 0 {
+		if err := c.retry(ctx, "insert into "+w.table(), func(ctx context.Context) error {
 			start := time.Now()
-			if err := c.insertFlows(ctx); err != nil {
+			if err := w.insert(ctx, c.conn, db); err != nil {
 				return err
 			}
-			c.metrics.insertDuration.Observe(time.Since(start).Seconds())
+			c.metrics.insertDuration.WithLabelValues(w.table()).Observe(time.Since(start).Seconds())
 			return nil
 		}); err != nil {
 			return err
 		}
-		c.metrics.rows.Add(float64(c.rows))
-		c.metrics.batches.Inc()
+		c.metrics.rows.WithLabelValues(w.table()).Add(float64(n))
+		c.metrics.batches.WithLabelValues(w.table()).Inc()
 	}
 	// The rows are in: from here on a stop request must not interrupt
 	// recording their offsets, or they would be inserted again.
 	cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	offsets := map[int32]int64{}
-	for p, pr := range c.parts {
-		offsets[p] = pr.next
-	}
+	offsets := w.offsets()
+	w.clear()
 	if err := c.retry(cctx, "record offsets", func(ctx context.Context) error {
-		return c.insertOffsets(ctx, offsets)
+		return c.insertOffsets(ctx, w.topic(), offsets)
 	}); err != nil {
-		// The rows are in; only the duplicate guard is missing. Committing
-		// to Kafka below still avoids re-reading them.
-		c.log.Warn("could not record offsets in ClickHouse", "err", err)
+		// Only the duplicate guard is missing; the Kafka commit below
+		// still avoids re-reading the rows.
+		c.log.Warn("could not record offsets in ClickHouse", "topic", w.topic(), "err", err)
 	}
-	commit := map[string]map[int32]kgo.EpochOffset{c.topic: {}}
+	commit := map[string]map[int32]kgo.EpochOffset{w.topic(): {}}
 	for p, off := range offsets {
-		commit[c.topic][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
+		commit[w.topic()][p] = kgo.EpochOffset{Epoch: -1, Offset: off}
 	}
 	var commitErr error
 	done := make(chan struct{})
@@ -325,11 +325,8 @@ func (c *Component) flush(ctx context.Context) error {
 	<-done
 	if commitErr != nil {
 		c.metrics.commitErrors.Inc()
-		c.log.Warn("offset commit failed after insert; ClickHouse's offset record prevents re-inserting", "err", commitErr)
+		c.log.Warn("offset commit failed after insert; ClickHouse's offset record prevents re-inserting", "topic", w.topic(), "err", commitErr)
 	}
-	clear(c.parts)
-	c.rows = 0
-	c.metrics.pending.Set(0)
 	return nil
 }
 
@@ -350,7 +347,7 @@ func (c *Component) retry(ctx context.Context, what string, fn func(context.Cont
 			}
 			return nil
 		}
-		if what == "insert flows" {
+		if strings.HasPrefix(what, "insert") {
 			c.metrics.insertErrors.Inc()
 		}
 		c.ready.NotReady(what + " failing: " + err.Error())
@@ -366,29 +363,14 @@ func (c *Component) retry(ctx context.Context, what string, fn func(context.Cont
 	}
 }
 
-func (c *Component) insertFlows(ctx context.Context) error {
-	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.deps.ClickHouse.Database+".flows ("+strings.Join(flowColumns, ", ")+")")
-	if err != nil {
-		return fmt.Errorf("prepare insert: %w", err)
-	}
-	defer batch.Abort()
-	if err := c.cols.appendTo(batch); err != nil {
-		return err
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("send %d rows: %w", c.cols.len(), err)
-	}
-	return nil
-}
-
-func (c *Component) insertOffsets(ctx context.Context, offsets map[int32]int64) error {
+func (c *Component) insertOffsets(ctx context.Context, topic string, offsets map[int32]int64) error {
 	batch, err := c.conn.PrepareBatch(ctx, "INSERT INTO "+c.deps.ClickHouse.Database+".kafka_offsets (consumer_group, topic, partition, next_offset)")
 	if err != nil {
 		return err
 	}
 	defer batch.Abort()
 	for p, off := range offsets {
-		if err := batch.Append(c.cfg.ConsumerGroup, c.topic, uint32(p), off); err != nil {
+		if err := batch.Append(c.cfg.ConsumerGroup, topic, uint32(p), off); err != nil {
 			return err
 		}
 	}
@@ -416,10 +398,9 @@ func (c *Component) onLost(_ context.Context, _ *kgo.Client, lost map[string][]i
 func (c *Component) drop(m map[string][]int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, p := range m[c.topic] {
-		if pr := c.parts[p]; pr != nil {
-			c.rows -= len(pr.rows)
-			delete(c.parts, p)
+	for topic, parts := range m {
+		if w := c.writers[topic]; w != nil {
+			c.rows -= w.drop(parts)
 		}
 	}
 	c.metrics.pending.Set(float64(c.rows))
@@ -429,35 +410,32 @@ func (c *Component) drop(m map[string][]int32) {
 // record when it is ahead of Kafka's committed offset: the previous owner
 // inserted those rows but died before committing.
 func (c *Component) adjustOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	parts, ok := assigned[c.topic]
-	if !ok || len(parts) == 0 {
-		return assigned, nil
-	}
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rows, err := c.conn.Query(qctx, "SELECT partition, max(next_offset) FROM "+c.deps.ClickHouse.Database+
-		".kafka_offsets WHERE consumer_group = ? AND topic = ? GROUP BY partition", c.cfg.ConsumerGroup, c.topic)
+	rows, err := c.conn.Query(qctx, "SELECT topic, partition, max(next_offset) FROM "+c.deps.ClickHouse.Database+
+		".kafka_offsets WHERE consumer_group = ? GROUP BY topic, partition", c.cfg.ConsumerGroup)
 	if err != nil {
 		c.log.Warn("cannot read ClickHouse offset record; resuming from Kafka's committed offsets", "err", err)
 		return assigned, nil
 	}
 	defer rows.Close()
 	for rows.Next() {
+		var topic string
 		var p uint32
 		var off int64
-		if err := rows.Scan(&p, &off); err != nil {
+		if err := rows.Scan(&topic, &p, &off); err != nil {
 			return assigned, nil
 		}
-		cur, ok := parts[int32(p)]
+		cur, ok := assigned[topic][int32(p)]
 		if !ok {
 			continue
 		}
 		if committed := cur.EpochOffset().Offset; committed >= 0 && committed >= off {
 			continue
 		}
-		c.log.Info("resuming partition from ClickHouse's offset record", "partition", p, "kafka_committed", cur.EpochOffset().Offset, "clickhouse", off)
+		c.log.Info("resuming partition from ClickHouse's offset record", "topic", topic, "partition", p, "kafka_committed", cur.EpochOffset().Offset, "clickhouse", off)
 		c.metrics.skippedDup.Inc()
-		parts[int32(p)] = kgo.NewOffset().At(off).WithEpoch(-1)
+		assigned[topic][int32(p)] = kgo.NewOffset().At(off).WithEpoch(-1)
 	}
 	return assigned, nil
 }

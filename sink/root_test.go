@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -62,7 +63,7 @@ func newSinkEnv(t *testing.T) *sinkEnv {
 	ch := testutil.StartClickHouse(t)
 	kcfg := kafka.DefaultConfiguration()
 	kcfg.Partitions = 2
-	_, addr := testutil.StartBroker(t, 2, kcfg.Topic(kafka.TopicFlows))
+	_, addr := testutil.StartBroker(t, 2, kcfg.Topic(kafka.TopicFlows), kcfg.Topic(kafka.TopicAccess))
 	kcfg.Brokers = []string{addr}
 	chcfg := clickhousedb.DefaultConfiguration()
 	chcfg.Addr = ch.Addr
@@ -230,18 +231,18 @@ func BenchmarkSinkInsert(b *testing.B) {
 	}
 	chcfg := clickhousedb.DefaultConfiguration()
 	chcfg.Addr = ch.Addr
-	c := &Component{conn: conn, deps: Dependencies{ClickHouse: chcfg}}
-	c.cols.modern = v.Modern()
+	w := &flowWriter{name: "flows"}
+	w.cols.modern = v.Modern()
 	const rows = 100_000
 	batch := testBatch(rows, "192.0.2.1")
-	c.cols.reset()
+	pr := w.partition(0, 0)
 	for i := range batch.Flows {
-		c.cols.add(&flowRow{received: batch.TimeReceived, exporter: batch.Exporter, typ: batch.Type, flow: batch.Flows[i]})
+		pr.rows = append(pr.rows, flowRow{received: batch.TimeReceived, exporter: batch.Exporter, typ: batch.Type, flow: batch.Flows[i]})
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := c.insertFlows(context.Background()); err != nil {
+		if err := w.insert(context.Background(), conn, chcfg.Database); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -254,4 +255,65 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestSinkAccessEvents checks access events land in access_events with
+// their values, beside flows, from one consumer group.
+func TestSinkAccessEvents(t *testing.T) {
+	e := newSinkEnv(t)
+	e.produce(t, 3, 5)
+	when := time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC)
+	for i, ev := range []schemas.AccessEvent{
+		{Time: uint64(when.UnixNano()), Received: uint64(when.Add(time.Second).UnixNano()), Source: "sshd", Host: "web-1", User: "alice",
+			SrcAddr: schemas.AddrFromNetip(netip.MustParseAddr("10.1.2.3")), SrcPort: 52222, Action: schemas.ActionLogin,
+			Outcome: schemas.OutcomeSuccess, AuthMethod: "publickey"},
+		{Time: uint64(when.UnixNano()), Source: "nginx", User: "bob", SrcAddr: schemas.AddrFromNetip(netip.MustParseAddr("2001:db8::9")),
+			Resource: "/admin", Action: "GET", Outcome: schemas.OutcomeDenied, Status: 403, UserAgent: "curl/8"},
+	} {
+		rec := &kgo.Record{Topic: e.kcfg.Topic(kafka.TopicAccess), Key: []byte{byte(i)}, Value: schemas.AppendAccessEvent(nil, &ev)}
+		if err := e.client.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := DefaultConfiguration()
+	cfg.BatchInterval = 100 * time.Millisecond
+	s := e.newSink(t, cfg)
+	defer s.Stop()
+	if got := waitRows(t, e.ch, 15); got != 15 {
+		t.Fatalf("flow rows = %d, want 15", got)
+	}
+	conn := e.ch.Conn(t)
+	var n uint64
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && n < 2; time.Sleep(100 * time.Millisecond) {
+		_ = conn.QueryRow(context.Background(), "SELECT toUInt64(count()) FROM flowaudit.access_events").Scan(&n)
+	}
+	if n != 2 {
+		t.Fatalf("access_events rows = %d, want 2", n)
+	}
+	type row struct {
+		Source, User, Src, Action, Outcome, Resource, Method, UA string
+		Port, Status                                             uint16
+		Time                                                     time.Time
+	}
+	rows, err := conn.Query(context.Background(), "SELECT source, user, IPv6NumToString(src_addr), action, outcome, resource, auth_method, user_agent, src_port, status, time FROM flowaudit.access_events ORDER BY source DESC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.Source, &r.User, &r.Src, &r.Action, &r.Outcome, &r.Resource, &r.Method, &r.UA, &r.Port, &r.Status, &r.Time); err != nil {
+			t.Fatal(err)
+		}
+		r.Time = r.Time.UTC()
+		got = append(got, r)
+	}
+	rows.Close()
+	want := []row{
+		{Source: "sshd", User: "alice", Src: "::ffff:10.1.2.3", Action: "login", Outcome: "success", Method: "publickey", Port: 52222, Time: when},
+		{Source: "nginx", User: "bob", Src: "2001:db8::9", Action: "GET", Outcome: "denied", Resource: "/admin", UA: "curl/8", Status: 403, Time: when},
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("access_events (-got +want):\n%s", diff)
+	}
 }

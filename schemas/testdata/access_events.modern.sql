@@ -1,0 +1,26 @@
+CREATE TABLE IF NOT EXISTS flowaudit.access_events
+(
+    time DateTime64(3) COMMENT 'when the access happened, from the log line' CODEC(Delta, ZSTD(1)),
+    received DateTime COMMENT 'when flowaudit received the line' CODEC(Delta, ZSTD(1)),
+    source LowCardinality(String) COMMENT 'sshd, nginx, apache, k8s_audit, gateway, json',
+    host LowCardinality(String) COMMENT 'host that wrote the log line',
+    user LowCardinality(String),
+    src_addr IPv6 CODEC(ZSTD(1)),
+    src_port UInt16,
+    dst_addr IPv6 CODEC(ZSTD(1)),
+    dst_host LowCardinality(String),
+    dst_port UInt16,
+    resource String CODEC(ZSTD(1)),
+    action LowCardinality(String) COMMENT 'login, logout, session_open, session_close, disconnect, or the verb',
+    outcome LowCardinality(String) COMMENT 'success, failure, denied or unknown',
+    session_id String CODEC(ZSTD(1)),
+    auth_method LowCardinality(String),
+    status UInt16 COMMENT 'HTTP status or Kubernetes response code; 0 when none',
+    user_agent LowCardinality(String)
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(time)
+ORDER BY (toStartOfHour(time), src_addr, time)
+TTL toDateTime(time) + INTERVAL 90 DAY
+SETTINGS index_granularity = 8192
+COMMENT 'Access-log events, one row per event'

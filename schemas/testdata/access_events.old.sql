@@ -1,0 +1,23 @@
+CREATE TABLE IF NOT EXISTS flowaudit.access_events
+(
+    time DateTime COMMENT 'when the access happened, from the log line',
+    received DateTime COMMENT 'when flowaudit received the line',
+    source String COMMENT 'sshd, nginx, apache, k8s_audit, gateway, json',
+    host String COMMENT 'host that wrote the log line',
+    user String,
+    src_addr FixedString(16),
+    src_port UInt16,
+    dst_addr FixedString(16),
+    dst_host String,
+    dst_port UInt16,
+    resource String,
+    action String COMMENT 'login, logout, session_open, session_close, disconnect, or the verb',
+    outcome String COMMENT 'success, failure, denied or unknown',
+    session_id String,
+    auth_method String,
+    status UInt16 COMMENT 'HTTP status or Kubernetes response code; 0 when none',
+    user_agent String
+)
+ENGINE = MergeTree
+PARTITION BY toYYYYMMDD(time)
+ORDER BY (toStartOfHour(time), src_addr, time)

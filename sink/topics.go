@@ -1,0 +1,196 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+// topicWriter moves the records of one topic into one table. Rows are
+// buffered per partition so that a partition taken away by a rebalance
+// can be dropped without touching the others. A topicWriter is used by one
+// goroutine at a time (the sink's lock).
+type topicWriter interface {
+	topic() string
+	table() string
+	// add decodes rec into its partition's rows and returns how many.
+	add(rec *kgo.Record) (int, error)
+	// rows is the number of buffered rows.
+	rows() int
+	// offsets returns the next offset of every partition with buffered
+	// records (also those whose records held no row).
+	offsets() map[int32]int64
+	// insert sends every buffered row in one INSERT.
+	insert(ctx context.Context, conn driver.Conn, database string) error
+	// clear forgets everything buffered.
+	clear()
+	// drop forgets the given partitions' rows and returns how many.
+	drop(partitions []int32) int
+}
+
+// partitionBuffer is the generic per-partition row store behind writers.
+type partitionBuffer[R any] struct {
+	parts map[int32]*partitionRows[R]
+	n     int
+}
+
+type partitionRows[R any] struct {
+	rows []R
+	next int64
+}
+
+func (b *partitionBuffer[R]) partition(p int32, offset int64) *partitionRows[R] {
+	if b.parts == nil {
+		b.parts = map[int32]*partitionRows[R]{}
+	}
+	pr := b.parts[p]
+	if pr == nil {
+		pr = &partitionRows[R]{}
+		b.parts[p] = pr
+	}
+	pr.next = offset + 1
+	return pr
+}
+
+func (b *partitionBuffer[R]) rows() int { return b.n }
+
+func (b *partitionBuffer[R]) offsets() map[int32]int64 {
+	out := make(map[int32]int64, len(b.parts))
+	for p, pr := range b.parts {
+		out[p] = pr.next
+	}
+	return out
+}
+
+func (b *partitionBuffer[R]) clear() {
+	clear(b.parts)
+	b.n = 0
+}
+
+func (b *partitionBuffer[R]) drop(partitions []int32) int {
+	dropped := 0
+	for _, p := range partitions {
+		if pr := b.parts[p]; pr != nil {
+			dropped += len(pr.rows)
+			delete(b.parts, p)
+		}
+	}
+	b.n -= dropped
+	return dropped
+}
+
+func (b *partitionBuffer[R]) each(fn func(*R)) {
+	for _, pr := range b.parts {
+		for i := range pr.rows {
+			fn(&pr.rows[i])
+		}
+	}
+}
+
+// flowWriter writes flowaudit.flows.v1 into the flows table.
+type flowWriter struct {
+	partitionBuffer[flowRow]
+	name    string
+	cols    columns
+	scratch schemas.FlowBatch
+}
+
+func (w *flowWriter) topic() string { return w.name }
+func (w *flowWriter) table() string { return "flows" }
+
+func (w *flowWriter) add(rec *kgo.Record) (int, error) {
+	pr := w.partition(rec.Partition, rec.Offset)
+	if err := schemas.UnmarshalFlowBatch(rec.Value, &w.scratch); err != nil {
+		return 0, err
+	}
+	b := &w.scratch
+	for i := range b.Flows {
+		pr.rows = append(pr.rows, flowRow{received: b.TimeReceived, exporter: b.Exporter, typ: b.Type, obsID: b.ObservationID, flow: b.Flows[i]})
+	}
+	w.n += len(b.Flows)
+	return len(b.Flows), nil
+}
+
+func (w *flowWriter) insert(ctx context.Context, conn driver.Conn, database string) error {
+	w.cols.reset()
+	w.each(w.cols.add)
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+database+".flows ("+strings.Join(flowColumns, ", ")+")")
+	if err != nil {
+		return fmt.Errorf("prepare insert into flows: %w", err)
+	}
+	defer batch.Abort()
+	if err := w.cols.appendTo(batch); err != nil {
+		return err
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("send %d rows to flows: %w", w.cols.len(), err)
+	}
+	return nil
+}
+
+// accessWriter writes flowaudit.access.v1 into the access_events table.
+type accessWriter struct {
+	partitionBuffer[schemas.AccessEvent]
+	name   string
+	modern bool
+}
+
+var accessColumns = []string{
+	"time", "received", "source", "host", "user", "src_addr", "src_port", "dst_addr", "dst_host",
+	"dst_port", "resource", "action", "outcome", "session_id", "auth_method", "status", "user_agent",
+}
+
+func (w *accessWriter) topic() string { return w.name }
+func (w *accessWriter) table() string { return "access_events" }
+
+func (w *accessWriter) add(rec *kgo.Record) (int, error) {
+	pr := w.partition(rec.Partition, rec.Offset)
+	var ev schemas.AccessEvent
+	if err := schemas.UnmarshalAccessEvent(rec.Value, &ev); err != nil {
+		return 0, err
+	}
+	if ev.Time == 0 {
+		ev.Time = ev.Received
+	}
+	pr.rows = append(pr.rows, ev)
+	w.n++
+	return 1, nil
+}
+
+func (w *accessWriter) insert(ctx context.Context, conn driver.Conn, database string) error {
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+database+".access_events ("+strings.Join(accessColumns, ", ")+")")
+	if err != nil {
+		return fmt.Errorf("prepare insert into access_events: %w", err)
+	}
+	defer batch.Abort()
+	var appendErr error
+	w.each(func(e *schemas.AccessEvent) {
+		if appendErr != nil {
+			return
+		}
+		var src, dst any = e.SrcAddr[:], e.DstAddr[:]
+		if w.modern {
+			src, dst = netip.AddrFrom16(e.SrcAddr), netip.AddrFrom16(e.DstAddr)
+		}
+		status := uint16(0)
+		if e.Status > 0 && e.Status <= 65535 {
+			status = uint16(e.Status)
+		}
+		appendErr = batch.Append(time.Unix(0, int64(e.Time)), time.Unix(0, int64(e.Received)), e.Source, e.Host, e.User, src, e.SrcPort, dst, e.DstHost,
+			e.DstPort, e.Resource, e.Action, e.Outcome.String(), e.SessionID, e.AuthMethod, status, e.UserAgent)
+	})
+	if appendErr != nil {
+		return fmt.Errorf("access_events row: %w", appendErr)
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("send %d rows to access_events: %w", w.n, err)
+	}
+	return nil
+}
