@@ -77,6 +77,7 @@ func TestSoftflowdCrossCheck(t *testing.T) {
 			if diff := cmp.Diff(flowTotals(t, ch)[tc.flowType], want); diff != "" {
 				t.Errorf("ClickHouse vs softflowd (-got +want):\n%s", diff)
 			}
+			t.Logf("after -v %s: lost datagrams %v, lost flows %v", tc.version, p.Metric("flowaudit_ingest_lost_datagrams_total"), p.Metric("flowaudit_ingest_lost_flows_total"))
 			t.Logf("softflowd -v %s: %d flows, %d octets, %d packets; ClickHouse agrees", tc.version, want.Flows, want.Bytes, want.Packets)
 		})
 	}

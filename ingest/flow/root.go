@@ -96,11 +96,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 	}
 	var opts []decoder.Option
 	if deps.DataDir != "" {
-		dir := filepath.Join(deps.DataDir, "templates")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, fmt.Errorf("data_dir: cannot create %s for NetFlow templates: %w", dir, err)
-		}
-		opts = append(opts, decoder.WithTemplateFile(filepath.Join(dir, "templates.json")))
+		opts = append(opts, decoder.WithTemplateFile(filepath.Join(deps.DataDir, "templates", "templates.json")))
 	}
 	opts = append(opts, decoder.WithLogger(r.Logger.With("component", "ingest.flows")))
 	c.decoder = decoder.New(opts...)
@@ -110,6 +106,13 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 
 // Start connects the producer and opens every listener.
 func (c *Component) Start() error {
+	if c.deps.DataDir != "" {
+		// Created here, not in New, so that --check writes nothing.
+		dir := filepath.Join(c.deps.DataDir, "templates")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("data_dir: cannot create %s for NetFlow templates: %w", dir, err)
+		}
+	}
 	opts := append(kafka.ClientOptions(c.deps.Kafka, "collector"),
 		kgo.DefaultProduceTopic(c.flowsTopic),
 		kgo.ProducerLinger(c.cfg.FlushInterval),
@@ -147,6 +150,7 @@ func (c *Component) Start() error {
 				l.port = conn.LocalAddr().(*net.UDPAddr).Port
 				host, _, _ := net.SplitHostPort(spec.Addr)
 				addr = net.JoinHostPort(host, fmt.Sprint(l.port))
+				l.name = string(spec.Protocol) + "://" + addr
 				c.metrics.receiveBuffer.WithLabelValues(l.name).Set(float64(rcvbuf))
 				if rcvbuf < c.cfg.ReceiveBuffer {
 					c.r.Logger.Warn("receive buffer smaller than requested: run as root or raise net.core.rmem_max",

@@ -26,7 +26,9 @@ type streamKey struct {
 
 type streamState struct {
 	next      uint32 // sequence number expected next
-	lastCount uint32 // flows in the last datagram
+	lastCount uint32 // records in the last datagram
+	lastSeq   uint32 // sequence number of the last datagram
+	lastFlows uint32 // flow records in the last datagram
 }
 
 // SequenceTracker detects lost datagrams from header sequence numbers,
@@ -57,8 +59,9 @@ func NewSequenceTracker() *SequenceTracker {
 //   - NetFlow v5 and IPFIX count flow records: lostFlows is exact and
 //     lostDatagrams assumes lost datagrams held as many as this one
 //     (rounded up). Some exporters (softflowd) stamp IPFIX messages with
-//     the count after rather than before their records; a message that
-//     matches that convention is not reported as loss.
+//     the count after rather than before their records, and some leave
+//     options data records out of the count; a message that matches any
+//     of these conventions is not reported as loss.
 //
 // The first datagram of a stream, duplicates and reordered datagrams
 // report (0, 0); a jump backwards or forwards beyond a plausible loss
@@ -75,11 +78,12 @@ func (t *SequenceTracker) Observe(b *schemas.FlowBatch, datagramFlowCount int) (
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	prev, seen := t.streams[key]
+	flows := uint32(len(b.Flows))
 	advance := func() {
 		if countsFlows {
-			t.streams[key] = streamState{next: seq + count, lastCount: count}
+			t.streams[key] = streamState{next: seq + count, lastCount: count, lastSeq: seq, lastFlows: flows}
 		} else {
-			t.streams[key] = streamState{next: seq + 1, lastCount: count}
+			t.streams[key] = streamState{next: seq + 1, lastCount: count, lastSeq: seq, lastFlows: flows}
 		}
 	}
 	if !seen {
@@ -88,9 +92,13 @@ func (t *SequenceTracker) Observe(b *schemas.FlowBatch, datagramFlowCount int) (
 	}
 	// Signed distance modulo 2^32, so counter wrap-around is not a jump.
 	gap := int64(int32(seq - prev.next))
-	if countsFlows && b.Type == schemas.FlowTypeIPFIX && gap != 0 && seq-(prev.next-prev.lastCount) == count {
-		// softflowd-style stamping: seq(n) = seq(n-1) + count(n).
-		gap = 0
+	if countsFlows && b.Type == schemas.FlowTypeIPFIX && gap != 0 {
+		// softflowd-style stamping, seq(n) = seq(n-1) + count(n), and
+		// exporters that count flow records only.
+		d := seq - prev.lastSeq
+		if d == count || d == flows || d == prev.lastFlows {
+			gap = 0
+		}
 	}
 	limit := int64(maxDatagramJump)
 	if countsFlows {
