@@ -110,6 +110,41 @@ type Flow struct {
 	TCPFlags     uint8
 	IPTos        uint8
 	Direction    uint8 // 0 ingress, 1 egress (IPFIX flowDirection)
+
+	// Enrichment, set by the enrich stage (empty on flowaudit.flows.v1).
+	Verdict     Verdict
+	SrcSegment  string
+	DstSegment  string
+	SrcWorkload string
+	DstWorkload string
+	SrcIdentity string // user or service account behind SrcAddr at the flow's time
+	DstIdentity string
+	Rule        string // allow rule that decided Verdict
+}
+
+// Verdict is the policy decision for one flow. The string form is the
+// value stored in ClickHouse's flows.verdict column.
+type Verdict uint8
+
+// Verdicts. Numbers are part of the protobuf contract (flow.proto).
+const (
+	VerdictUnknown      Verdict = 0
+	VerdictAllowed      Verdict = 1
+	VerdictViolation    Verdict = 2
+	VerdictIntraSegment Verdict = 3
+)
+
+// String returns the ClickHouse value for v.
+func (v Verdict) String() string {
+	switch v {
+	case VerdictAllowed:
+		return "allowed"
+	case VerdictViolation:
+		return "violation"
+	case VerdictIntraSegment:
+		return "intra_segment"
+	}
+	return "unknown"
 }
 
 // FlowBatch is the flows decoded from one datagram of one exporter. It is

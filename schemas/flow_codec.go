@@ -28,6 +28,14 @@ const (
 	fieldFlowTCPFlags     = 17
 	fieldFlowIPTos        = 18
 	fieldFlowDirection    = 19
+	fieldFlowVerdict      = 20
+	fieldFlowSrcSegment   = 21
+	fieldFlowDstSegment   = 22
+	fieldFlowSrcWorkload  = 23
+	fieldFlowDstWorkload  = 24
+	fieldFlowSrcIdentity  = 25
+	fieldFlowDstIdentity  = 26
+	fieldFlowRule         = 27
 
 	fieldBatchTimeReceived   = 1
 	fieldBatchExporter       = 2
@@ -89,6 +97,19 @@ func flowSize(f *Flow) int {
 	vs(fieldFlowTCPFlags, uint64(f.TCPFlags))
 	vs(fieldFlowIPTos, uint64(f.IPTos))
 	vs(fieldFlowDirection, uint64(f.Direction))
+	vs(fieldFlowVerdict, uint64(f.Verdict))
+	ss := func(num protowire.Number, s string) {
+		if s != "" {
+			n += protowire.SizeTag(num) + protowire.SizeBytes(len(s))
+		}
+	}
+	ss(fieldFlowSrcSegment, f.SrcSegment)
+	ss(fieldFlowDstSegment, f.DstSegment)
+	ss(fieldFlowSrcWorkload, f.SrcWorkload)
+	ss(fieldFlowDstWorkload, f.DstWorkload)
+	ss(fieldFlowSrcIdentity, f.SrcIdentity)
+	ss(fieldFlowDstIdentity, f.DstIdentity)
+	ss(fieldFlowRule, f.Rule)
 	return n
 }
 
@@ -112,6 +133,14 @@ func appendFlow(b []byte, f *Flow) []byte {
 	b = appendVarintField(b, fieldFlowTCPFlags, uint64(f.TCPFlags))
 	b = appendVarintField(b, fieldFlowIPTos, uint64(f.IPTos))
 	b = appendVarintField(b, fieldFlowDirection, uint64(f.Direction))
+	b = appendVarintField(b, fieldFlowVerdict, uint64(f.Verdict))
+	b = appendStringField(b, fieldFlowSrcSegment, f.SrcSegment)
+	b = appendStringField(b, fieldFlowDstSegment, f.DstSegment)
+	b = appendStringField(b, fieldFlowSrcWorkload, f.SrcWorkload)
+	b = appendStringField(b, fieldFlowDstWorkload, f.DstWorkload)
+	b = appendStringField(b, fieldFlowSrcIdentity, f.SrcIdentity)
+	b = appendStringField(b, fieldFlowDstIdentity, f.DstIdentity)
+	b = appendStringField(b, fieldFlowRule, f.Rule)
 	return b
 }
 
@@ -202,6 +231,31 @@ func unmarshalFlow(data []byte, f *Flow) error {
 			return fmt.Errorf("%w: flow tag: %v", ErrMalformed, protowire.ParseError(n))
 		}
 		data = data[n:]
+		if typ == protowire.BytesType && num >= fieldFlowSrcSegment && num <= fieldFlowRule {
+			v, n := protowire.ConsumeBytes(data)
+			if n < 0 {
+				return fmt.Errorf("%w: flow field %d: %v", ErrMalformed, num, protowire.ParseError(n))
+			}
+			data = data[n:]
+			s := internString(v)
+			switch num {
+			case fieldFlowSrcSegment:
+				f.SrcSegment = s
+			case fieldFlowDstSegment:
+				f.DstSegment = s
+			case fieldFlowSrcWorkload:
+				f.SrcWorkload = s
+			case fieldFlowDstWorkload:
+				f.DstWorkload = s
+			case fieldFlowSrcIdentity:
+				f.SrcIdentity = s
+			case fieldFlowDstIdentity:
+				f.DstIdentity = s
+			default:
+				f.Rule = s
+			}
+			continue
+		}
 		if typ == protowire.BytesType && (num == fieldFlowSrcAddr || num == fieldFlowDstAddr || num == fieldFlowNextHop) {
 			v, n := protowire.ConsumeBytes(data)
 			if n < 0 {
@@ -265,6 +319,8 @@ func unmarshalFlow(data []byte, f *Flow) error {
 			f.IPTos = uint8(v)
 		case fieldFlowDirection:
 			f.Direction = uint8(v)
+		case fieldFlowVerdict:
+			f.Verdict = Verdict(v)
 		}
 	}
 	return nil

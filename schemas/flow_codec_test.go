@@ -27,6 +27,8 @@ func testBatch() *FlowBatch {
 				Bytes:   1 << 40, Packets: 12345, SamplingRate: 1000, InIf: 3, OutIf: 70000,
 				SrcAS: 64512, DstAS: 4200000000, SrcPort: 51234, DstPort: 443, EtherType: 0x86dd,
 				Proto: 6, TCPFlags: 0x1b, IPTos: 0xb8, Direction: 1,
+				Verdict: VerdictAllowed, SrcSegment: "web", DstSegment: "db", SrcWorkload: "shop-web", DstWorkload: "orders-db",
+				SrcIdentity: "alice", DstIdentity: "svc-orders", Rule: "web-to-db-postgres",
 			},
 			{}, // an all-zero flow must survive the round trip too
 			{SrcAddr: AddrFromNetip(netip.MustParseAddr("10.9.9.9")), Bytes: 40, Packets: 1, Proto: 17},
@@ -64,6 +66,9 @@ func TestFlowBatchWireCompatible(t *testing.T) {
 	}
 	if got, want := AddrFromSlice(f.GetDstAddr()), in.Flows[0].DstAddr; got != want {
 		t.Errorf("dst_addr = %v, want %v", got, want)
+	}
+	if f.GetSrcIdentity() != "alice" || f.GetVerdict() != pb.Verdict_VERDICT_ALLOWED || f.GetRule() != "web-to-db-postgres" {
+		t.Errorf("enrichment fields = %q %v %q", f.GetSrcIdentity(), f.GetVerdict(), f.GetRule())
 	}
 	if got, want := msg.GetType(), pb.FlowType_FLOW_TYPE_IPFIX; got != want {
 		t.Errorf("type = %v, want %v", got, want)

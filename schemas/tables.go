@@ -33,6 +33,9 @@ const (
 	TypeUInt32
 	TypeUInt64
 	TypeInt64
+	// TypeAggregate is an AggregateFunction(...) state column; the
+	// column's Aggregate gives the function and argument types.
+	TypeAggregate
 )
 
 var columnTypeNames = map[ColumnType]string{
@@ -47,6 +50,7 @@ var columnTypeNames = map[ColumnType]string{
 	TypeUInt32:       "UInt32",
 	TypeUInt64:       "UInt64",
 	TypeInt64:        "Int64",
+	TypeAggregate:    "Aggregate",
 }
 
 // String returns the logical type's name (not an SQL type).
@@ -105,6 +109,9 @@ type Column struct {
 	Default string // SQL expression for DEFAULT; "" for the type's zero value
 	Codec   string // modern servers only, e.g. "ZSTD(1)" or "Delta, LZ4"
 	Comment string // emitted on both generations (18.16 accepts COMMENT)
+	// Aggregate is the function and argument types of a TypeAggregate
+	// column, e.g. "min, DateTime".
+	Aggregate string
 }
 
 // SQLType returns the column's SQL type on a server of version v.
@@ -142,6 +149,8 @@ func (c Column) SQLType(v ServerVersion) string {
 		return "UInt64"
 	case TypeInt64:
 		return "Int64"
+	case TypeAggregate:
+		return "AggregateFunction(" + c.Aggregate + ")"
 	}
 	panic(fmt.Sprintf("schemas: column %s has unknown type %d", c.Name, int(c.Type)))
 }
@@ -173,6 +182,11 @@ func (c Column) Definition(v ServerVersion) string {
 // Table describes one table. The zero TTLColumn means the table is never
 // expired by TTL.
 type Table struct {
+	// View, when set, is the SELECT of a materialized view that fills this
+	// table from inserts into another one, created as NAME_mv after every
+	// table exists; "{db}" stands for the database. It must use SQL both
+	// ClickHouse generations accept.
+	View        string
 	Name        string
 	Comment     string // table comment; modern servers only (18.16 has none)
 	Columns     []Column
@@ -415,9 +429,74 @@ var AccessEventsTable = Table{
 	TTLColumn:   "time",
 }
 
+// SegmentMatrixTable is the per-minute segment matrix: flows, bytes and
+// packets per (source segment, destination segment, port, protocol,
+// verdict), filled by a materialized view on every insert into flows.
+// Sums are as exported (sampled); multiply by the flows' sampling rate in
+// flows for estimates.
+var SegmentMatrixTable = Table{
+	Name:    "segment_matrix_1m",
+	Comment: "Per-minute segment matrix, filled from flows",
+	Columns: []Column{
+		{Name: "minute", Type: TypeDateTime},
+		{Name: "src_segment", Type: TypeLowString},
+		{Name: "dst_segment", Type: TypeLowString},
+		{Name: "dst_port", Type: TypeUInt16},
+		{Name: "proto", Type: TypeUInt8},
+		{Name: "verdict", Type: TypeLowString},
+		{Name: "flows", Type: TypeUInt64},
+		{Name: "bytes", Type: TypeUInt64},
+		{Name: "packets", Type: TypeUInt64},
+	},
+	Engine:      "SummingMergeTree((flows, bytes, packets))",
+	PartitionBy: "toYYYYMMDD(minute)",
+	OrderBy:     "(minute, src_segment, dst_segment, dst_port, proto, verdict)",
+	TTLColumn:   "minute",
+	View: `SELECT toStartOfMinute(time_received) AS minute, src_segment, dst_segment, dst_port, proto, verdict,
+    count() AS flows, sum(bytes) AS bytes, sum(packets) AS packets
+FROM {db}.flows
+GROUP BY minute, src_segment, dst_segment, dst_port, proto, verdict`,
+}
+
+// ObservedEdgesTable records every edge ever seen — (source segment,
+// destination segment, port, protocol, source identity) — with its first
+// and last sighting, filled by a materialized view. Read it with
+// minMerge(first_seen), maxMerge(last_seen), countMerge(flows) GROUP BY
+// the key: merges are lazy.
+var ObservedEdgesTable = Table{
+	Name:    "observed_edges",
+	Comment: "First and last sighting of each segment edge, filled from flows",
+	Columns: []Column{
+		{Name: "src_segment", Type: TypeLowString},
+		{Name: "dst_segment", Type: TypeLowString},
+		{Name: "dst_port", Type: TypeUInt16},
+		{Name: "proto", Type: TypeUInt8},
+		{Name: "src_identity", Type: TypeLowString},
+		{Name: "first_seen", Type: TypeAggregate, Aggregate: "min, DateTime"},
+		{Name: "last_seen", Type: TypeAggregate, Aggregate: "max, DateTime"},
+		{Name: "flows", Type: TypeAggregate, Aggregate: "count"},
+	},
+	Engine:  "AggregatingMergeTree",
+	OrderBy: "(src_segment, dst_segment, dst_port, proto, src_identity)",
+	View: `SELECT src_segment, dst_segment, dst_port, proto, src_identity,
+    minState(time_received) AS first_seen, maxState(time_received) AS last_seen, countState() AS flows
+FROM {db}.flows
+GROUP BY src_segment, dst_segment, dst_port, proto, src_identity`,
+}
+
 // Tables returns every table, in creation order.
 func Tables() []Table {
-	return []Table{FlowsTable, AccessEventsTable, KafkaOffsetsTable}
+	return []Table{FlowsTable, AccessEventsTable, KafkaOffsetsTable, SegmentMatrixTable, ObservedEdgesTable}
+}
+
+// ViewSQL returns the CREATE MATERIALIZED VIEW statement of a table with
+// a View, or "" for other tables. Both generations accept it.
+func (t Table) ViewSQL(database string) string {
+	if t.View == "" {
+		return ""
+	}
+	return "CREATE MATERIALIZED VIEW IF NOT EXISTS " + QualifiedName(database, t.Name+"_mv") +
+		" TO " + QualifiedName(database, t.Name) + " AS\n" + strings.ReplaceAll(t.View, "{db}", QuoteIdent(database))
 }
 
 var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

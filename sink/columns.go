@@ -16,6 +16,7 @@ var flowColumns = []string{
 	"sampling_rate", "src_addr", "dst_addr", "next_hop", "src_port", "dst_port", "proto",
 	"bytes", "packets", "tcp_flags", "ip_tos", "in_if", "out_if", "src_as", "dst_as",
 	"ether_type", "direction",
+	"src_segment", "dst_segment", "src_workload", "dst_workload", "src_identity", "dst_identity", "verdict", "rule",
 }
 
 // columns is one insert's data in column form, reused between flushes so
@@ -31,6 +32,8 @@ type columns struct {
 	srcPort, dstPort, etherType      []uint16
 	proto, tcpFlags, ipTos, dir      []uint8
 	bytes, packets                   []uint64
+	srcSeg, dstSeg, srcWl, dstWl     []string
+	srcID, dstID, verdict, rule      []string
 
 	views [4][][]byte // FixedString(16) views of the address columns
 }
@@ -46,6 +49,8 @@ func (c *columns) reset() {
 	c.srcPort, c.dstPort, c.etherType = c.srcPort[:0], c.dstPort[:0], c.etherType[:0]
 	c.proto, c.tcpFlags, c.ipTos, c.dir = c.proto[:0], c.tcpFlags[:0], c.ipTos[:0], c.dir[:0]
 	c.bytes, c.packets = c.bytes[:0], c.packets[:0]
+	c.srcSeg, c.dstSeg, c.srcWl, c.dstWl = c.srcSeg[:0], c.dstSeg[:0], c.srcWl[:0], c.dstWl[:0]
+	c.srcID, c.dstID, c.verdict, c.rule = c.srcID[:0], c.dstID[:0], c.verdict[:0], c.rule[:0]
 }
 
 var flowTypeNames = func() [256]string {
@@ -96,7 +101,23 @@ func (c *columns) add(r *flowRow) {
 	c.dstAS = append(c.dstAS, f.DstAS)
 	c.etherType = append(c.etherType, f.EtherType)
 	c.dir = append(c.dir, f.Direction)
+	c.srcSeg = append(c.srcSeg, f.SrcSegment)
+	c.dstSeg = append(c.dstSeg, f.DstSegment)
+	c.srcWl = append(c.srcWl, f.SrcWorkload)
+	c.dstWl = append(c.dstWl, f.DstWorkload)
+	c.srcID = append(c.srcID, f.SrcIdentity)
+	c.dstID = append(c.dstID, f.DstIdentity)
+	c.verdict = append(c.verdict, verdictNames[f.Verdict])
+	c.rule = append(c.rule, f.Rule)
 }
+
+var verdictNames = func() [256]string {
+	var n [256]string
+	for i := range n {
+		n[i] = schemas.Verdict(i).String()
+	}
+	return n
+}()
 
 // addrColumn gives an address column in the form its ClickHouse type
 // takes without copying the addresses: IPv6 takes [][16]byte,
@@ -119,6 +140,7 @@ func (c *columns) appendTo(b driver.Batch) error {
 		c.sampling, c.addrColumn(c.src, &c.views[1]), c.addrColumn(c.dst, &c.views[2]), c.addrColumn(c.nextHop, &c.views[3]), c.srcPort, c.dstPort, c.proto,
 		c.bytes, c.packets, c.tcpFlags, c.ipTos, c.inIf, c.outIf, c.srcAS, c.dstAS,
 		c.etherType, c.dir,
+		c.srcSeg, c.dstSeg, c.srcWl, c.dstWl, c.srcID, c.dstID, c.verdict, c.rule,
 	}
 	for i, v := range values {
 		if err := b.Column(i).Append(v); err != nil {

@@ -56,6 +56,14 @@ func Migrate(ctx context.Context, conn driver.Conn, database string, ttl time.Du
 			return v, err
 		}
 	}
+	// Views last: their source and target tables must exist.
+	for _, table := range schemas.Tables() {
+		if sql := table.ViewSQL(database); sql != "" {
+			if err := conn.Exec(ctx, sql); err != nil {
+				return v, fmt.Errorf("create materialized view %s: %w", schemas.QualifiedName(database, table.Name+"_mv"), err)
+			}
+		}
+	}
 	return v, nil
 }
 

@@ -79,29 +79,90 @@ func (FlowType) EnumDescriptor() ([]byte, []int) {
 	return file_flow_proto_rawDescGZIP(), []int{0}
 }
 
+type Verdict int32
+
+const (
+	Verdict_VERDICT_UNKNOWN       Verdict = 0
+	Verdict_VERDICT_ALLOWED       Verdict = 1
+	Verdict_VERDICT_VIOLATION     Verdict = 2
+	Verdict_VERDICT_INTRA_SEGMENT Verdict = 3
+)
+
+// Enum value maps for Verdict.
+var (
+	Verdict_name = map[int32]string{
+		0: "VERDICT_UNKNOWN",
+		1: "VERDICT_ALLOWED",
+		2: "VERDICT_VIOLATION",
+		3: "VERDICT_INTRA_SEGMENT",
+	}
+	Verdict_value = map[string]int32{
+		"VERDICT_UNKNOWN":       0,
+		"VERDICT_ALLOWED":       1,
+		"VERDICT_VIOLATION":     2,
+		"VERDICT_INTRA_SEGMENT": 3,
+	}
+)
+
+func (x Verdict) Enum() *Verdict {
+	p := new(Verdict)
+	*p = x
+	return p
+}
+
+func (x Verdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Verdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_flow_proto_enumTypes[1].Descriptor()
+}
+
+func (Verdict) Type() protoreflect.EnumType {
+	return &file_flow_proto_enumTypes[1]
+}
+
+func (x Verdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Verdict.Descriptor instead.
+func (Verdict) EnumDescriptor() ([]byte, []int) {
+	return file_flow_proto_rawDescGZIP(), []int{1}
+}
+
 // Flow is one normalized flow record. Addresses are 16 bytes (IPv4 mapped
 // into IPv6). Counters are as exported; sampling_rate sits beside them.
 type Flow struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TimeStart     uint64                 `protobuf:"varint,1,opt,name=time_start,json=timeStart,proto3" json:"time_start,omitempty"` // Unix ns, 0 when unknown
-	TimeEnd       uint64                 `protobuf:"varint,2,opt,name=time_end,json=timeEnd,proto3" json:"time_end,omitempty"`       // Unix ns, 0 when unknown
-	SrcAddr       []byte                 `protobuf:"bytes,3,opt,name=src_addr,json=srcAddr,proto3" json:"src_addr,omitempty"`
-	DstAddr       []byte                 `protobuf:"bytes,4,opt,name=dst_addr,json=dstAddr,proto3" json:"dst_addr,omitempty"`
-	NextHop       []byte                 `protobuf:"bytes,5,opt,name=next_hop,json=nextHop,proto3" json:"next_hop,omitempty"`
-	Bytes         uint64                 `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
-	Packets       uint64                 `protobuf:"varint,7,opt,name=packets,proto3" json:"packets,omitempty"`
-	SamplingRate  uint32                 `protobuf:"varint,8,opt,name=sampling_rate,json=samplingRate,proto3" json:"sampling_rate,omitempty"`
-	InIf          uint32                 `protobuf:"varint,9,opt,name=in_if,json=inIf,proto3" json:"in_if,omitempty"`
-	OutIf         uint32                 `protobuf:"varint,10,opt,name=out_if,json=outIf,proto3" json:"out_if,omitempty"`
-	SrcAs         uint32                 `protobuf:"varint,11,opt,name=src_as,json=srcAs,proto3" json:"src_as,omitempty"`
-	DstAs         uint32                 `protobuf:"varint,12,opt,name=dst_as,json=dstAs,proto3" json:"dst_as,omitempty"`
-	SrcPort       uint32                 `protobuf:"varint,13,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
-	DstPort       uint32                 `protobuf:"varint,14,opt,name=dst_port,json=dstPort,proto3" json:"dst_port,omitempty"`
-	EtherType     uint32                 `protobuf:"varint,15,opt,name=ether_type,json=etherType,proto3" json:"ether_type,omitempty"`
-	Proto         uint32                 `protobuf:"varint,16,opt,name=proto,proto3" json:"proto,omitempty"`
-	TcpFlags      uint32                 `protobuf:"varint,17,opt,name=tcp_flags,json=tcpFlags,proto3" json:"tcp_flags,omitempty"`
-	IpTos         uint32                 `protobuf:"varint,18,opt,name=ip_tos,json=ipTos,proto3" json:"ip_tos,omitempty"`
-	Direction     uint32                 `protobuf:"varint,19,opt,name=direction,proto3" json:"direction,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	TimeStart    uint64                 `protobuf:"varint,1,opt,name=time_start,json=timeStart,proto3" json:"time_start,omitempty"` // Unix ns, 0 when unknown
+	TimeEnd      uint64                 `protobuf:"varint,2,opt,name=time_end,json=timeEnd,proto3" json:"time_end,omitempty"`       // Unix ns, 0 when unknown
+	SrcAddr      []byte                 `protobuf:"bytes,3,opt,name=src_addr,json=srcAddr,proto3" json:"src_addr,omitempty"`
+	DstAddr      []byte                 `protobuf:"bytes,4,opt,name=dst_addr,json=dstAddr,proto3" json:"dst_addr,omitempty"`
+	NextHop      []byte                 `protobuf:"bytes,5,opt,name=next_hop,json=nextHop,proto3" json:"next_hop,omitempty"`
+	Bytes        uint64                 `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Packets      uint64                 `protobuf:"varint,7,opt,name=packets,proto3" json:"packets,omitempty"`
+	SamplingRate uint32                 `protobuf:"varint,8,opt,name=sampling_rate,json=samplingRate,proto3" json:"sampling_rate,omitempty"`
+	InIf         uint32                 `protobuf:"varint,9,opt,name=in_if,json=inIf,proto3" json:"in_if,omitempty"`
+	OutIf        uint32                 `protobuf:"varint,10,opt,name=out_if,json=outIf,proto3" json:"out_if,omitempty"`
+	SrcAs        uint32                 `protobuf:"varint,11,opt,name=src_as,json=srcAs,proto3" json:"src_as,omitempty"`
+	DstAs        uint32                 `protobuf:"varint,12,opt,name=dst_as,json=dstAs,proto3" json:"dst_as,omitempty"`
+	SrcPort      uint32                 `protobuf:"varint,13,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
+	DstPort      uint32                 `protobuf:"varint,14,opt,name=dst_port,json=dstPort,proto3" json:"dst_port,omitempty"`
+	EtherType    uint32                 `protobuf:"varint,15,opt,name=ether_type,json=etherType,proto3" json:"ether_type,omitempty"`
+	Proto        uint32                 `protobuf:"varint,16,opt,name=proto,proto3" json:"proto,omitempty"`
+	TcpFlags     uint32                 `protobuf:"varint,17,opt,name=tcp_flags,json=tcpFlags,proto3" json:"tcp_flags,omitempty"`
+	IpTos        uint32                 `protobuf:"varint,18,opt,name=ip_tos,json=ipTos,proto3" json:"ip_tos,omitempty"`
+	Direction    uint32                 `protobuf:"varint,19,opt,name=direction,proto3" json:"direction,omitempty"`
+	// Enrichment (set on flowaudit.enriched.v1).
+	Verdict       Verdict `protobuf:"varint,20,opt,name=verdict,proto3,enum=flowaudit.v1.Verdict" json:"verdict,omitempty"`
+	SrcSegment    string  `protobuf:"bytes,21,opt,name=src_segment,json=srcSegment,proto3" json:"src_segment,omitempty"`
+	DstSegment    string  `protobuf:"bytes,22,opt,name=dst_segment,json=dstSegment,proto3" json:"dst_segment,omitempty"`
+	SrcWorkload   string  `protobuf:"bytes,23,opt,name=src_workload,json=srcWorkload,proto3" json:"src_workload,omitempty"`
+	DstWorkload   string  `protobuf:"bytes,24,opt,name=dst_workload,json=dstWorkload,proto3" json:"dst_workload,omitempty"`
+	SrcIdentity   string  `protobuf:"bytes,25,opt,name=src_identity,json=srcIdentity,proto3" json:"src_identity,omitempty"` // user or service account behind src_addr
+	DstIdentity   string  `protobuf:"bytes,26,opt,name=dst_identity,json=dstIdentity,proto3" json:"dst_identity,omitempty"`
+	Rule          string  `protobuf:"bytes,27,opt,name=rule,proto3" json:"rule,omitempty"` // allow rule that decided the verdict
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,8 +330,65 @@ func (x *Flow) GetDirection() uint32 {
 	return 0
 }
 
-// FlowBatch is the payload of flowaudit.flows.v1: the flows decoded from
-// one datagram of one exporter, keyed by exporter address.
+func (x *Flow) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNKNOWN
+}
+
+func (x *Flow) GetSrcSegment() string {
+	if x != nil {
+		return x.SrcSegment
+	}
+	return ""
+}
+
+func (x *Flow) GetDstSegment() string {
+	if x != nil {
+		return x.DstSegment
+	}
+	return ""
+}
+
+func (x *Flow) GetSrcWorkload() string {
+	if x != nil {
+		return x.SrcWorkload
+	}
+	return ""
+}
+
+func (x *Flow) GetDstWorkload() string {
+	if x != nil {
+		return x.DstWorkload
+	}
+	return ""
+}
+
+func (x *Flow) GetSrcIdentity() string {
+	if x != nil {
+		return x.SrcIdentity
+	}
+	return ""
+}
+
+func (x *Flow) GetDstIdentity() string {
+	if x != nil {
+		return x.DstIdentity
+	}
+	return ""
+}
+
+func (x *Flow) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+// FlowBatch is the payload of flowaudit.flows.v1 (the flows decoded from
+// one datagram of one exporter, keyed by exporter address) and of
+// flowaudit.enriched.v1 (enriched flows, partitioned by source address).
 type FlowBatch struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	TimeReceived   uint64                 `protobuf:"varint,1,opt,name=time_received,json=timeReceived,proto3" json:"time_received,omitempty"` // Unix ns
@@ -454,7 +572,7 @@ var File_flow_proto protoreflect.FileDescriptor
 const file_flow_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"flow.proto\x12\fflowaudit.v1\"\xfd\x03\n" +
+	"flow.proto\x12\fflowaudit.v1\"\x90\x06\n" +
 	"\x04Flow\x12\x1d\n" +
 	"\n" +
 	"time_start\x18\x01 \x01(\x04R\ttimeStart\x12\x19\n" +
@@ -477,7 +595,17 @@ const file_flow_proto_rawDesc = "" +
 	"\x05proto\x18\x10 \x01(\rR\x05proto\x12\x1b\n" +
 	"\ttcp_flags\x18\x11 \x01(\rR\btcpFlags\x12\x15\n" +
 	"\x06ip_tos\x18\x12 \x01(\rR\x05ipTos\x12\x1c\n" +
-	"\tdirection\x18\x13 \x01(\rR\tdirection\"\x97\x02\n" +
+	"\tdirection\x18\x13 \x01(\rR\tdirection\x12/\n" +
+	"\averdict\x18\x14 \x01(\x0e2\x15.flowaudit.v1.VerdictR\averdict\x12\x1f\n" +
+	"\vsrc_segment\x18\x15 \x01(\tR\n" +
+	"srcSegment\x12\x1f\n" +
+	"\vdst_segment\x18\x16 \x01(\tR\n" +
+	"dstSegment\x12!\n" +
+	"\fsrc_workload\x18\x17 \x01(\tR\vsrcWorkload\x12!\n" +
+	"\fdst_workload\x18\x18 \x01(\tR\vdstWorkload\x12!\n" +
+	"\fsrc_identity\x18\x19 \x01(\tR\vsrcIdentity\x12!\n" +
+	"\fdst_identity\x18\x1a \x01(\tR\vdstIdentity\x12\x12\n" +
+	"\x04rule\x18\x1b \x01(\tR\x04rule\"\x97\x02\n" +
 	"\tFlowBatch\x12#\n" +
 	"\rtime_received\x18\x01 \x01(\x04R\ftimeReceived\x12\x1a\n" +
 	"\bexporter\x18\x02 \x01(\fR\bexporter\x12#\n" +
@@ -499,7 +627,12 @@ const file_flow_proto_rawDesc = "" +
 	"\x14FLOW_TYPE_NETFLOW_V5\x10\x01\x12\x18\n" +
 	"\x14FLOW_TYPE_NETFLOW_V9\x10\x02\x12\x13\n" +
 	"\x0fFLOW_TYPE_IPFIX\x10\x03\x12\x13\n" +
-	"\x0fFLOW_TYPE_SFLOW\x10\x04B+Z)github.com/flowaudit/flowaudit/schemas/pbb\x06proto3"
+	"\x0fFLOW_TYPE_SFLOW\x10\x04*e\n" +
+	"\aVerdict\x12\x13\n" +
+	"\x0fVERDICT_UNKNOWN\x10\x00\x12\x13\n" +
+	"\x0fVERDICT_ALLOWED\x10\x01\x12\x15\n" +
+	"\x11VERDICT_VIOLATION\x10\x02\x12\x19\n" +
+	"\x15VERDICT_INTRA_SEGMENT\x10\x03B+Z)github.com/flowaudit/flowaudit/schemas/pbb\x06proto3"
 
 var (
 	file_flow_proto_rawDescOnce sync.Once
@@ -513,22 +646,24 @@ func file_flow_proto_rawDescGZIP() []byte {
 	return file_flow_proto_rawDescData
 }
 
-var file_flow_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_flow_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_flow_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_flow_proto_goTypes = []any{
 	(FlowType)(0),      // 0: flowaudit.v1.FlowType
-	(*Flow)(nil),       // 1: flowaudit.v1.Flow
-	(*FlowBatch)(nil),  // 2: flowaudit.v1.FlowBatch
-	(*DeadLetter)(nil), // 3: flowaudit.v1.DeadLetter
+	(Verdict)(0),       // 1: flowaudit.v1.Verdict
+	(*Flow)(nil),       // 2: flowaudit.v1.Flow
+	(*FlowBatch)(nil),  // 3: flowaudit.v1.FlowBatch
+	(*DeadLetter)(nil), // 4: flowaudit.v1.DeadLetter
 }
 var file_flow_proto_depIdxs = []int32{
-	0, // 0: flowaudit.v1.FlowBatch.type:type_name -> flowaudit.v1.FlowType
-	1, // 1: flowaudit.v1.FlowBatch.flows:type_name -> flowaudit.v1.Flow
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	1, // 0: flowaudit.v1.Flow.verdict:type_name -> flowaudit.v1.Verdict
+	0, // 1: flowaudit.v1.FlowBatch.type:type_name -> flowaudit.v1.FlowType
+	2, // 2: flowaudit.v1.FlowBatch.flows:type_name -> flowaudit.v1.Flow
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_flow_proto_init() }
@@ -541,7 +676,7 @@ func file_flow_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flow_proto_rawDesc), len(file_flow_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,

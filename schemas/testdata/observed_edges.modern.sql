@@ -1,0 +1,15 @@
+CREATE TABLE IF NOT EXISTS flowaudit.observed_edges
+(
+    src_segment LowCardinality(String),
+    dst_segment LowCardinality(String),
+    dst_port UInt16,
+    proto UInt8,
+    src_identity LowCardinality(String),
+    first_seen AggregateFunction(min, DateTime),
+    last_seen AggregateFunction(max, DateTime),
+    flows AggregateFunction(count)
+)
+ENGINE = AggregatingMergeTree
+ORDER BY (src_segment, dst_segment, dst_port, proto, src_identity)
+SETTINGS index_granularity = 8192
+COMMENT 'First and last sighting of each segment edge, filled from flows'

@@ -1,0 +1,15 @@
+CREATE TABLE IF NOT EXISTS flowaudit.segment_matrix_1m
+(
+    minute DateTime,
+    src_segment String,
+    dst_segment String,
+    dst_port UInt16,
+    proto UInt8,
+    verdict String,
+    flows UInt64,
+    bytes UInt64,
+    packets UInt64
+)
+ENGINE = SummingMergeTree((flows, bytes, packets))
+PARTITION BY toYYYYMMDD(minute)
+ORDER BY (minute, src_segment, dst_segment, dst_port, proto, verdict)
