@@ -106,6 +106,9 @@ clickhouse:
 ingest:
   flows:
     listen: [%q]
+  access:
+    syslog_listen: []
+    http_listen: ""
 metrics:
   listen: %s
 log:

@@ -72,6 +72,9 @@ type pipeline struct {
 	NetFlowAddr string
 	SFlowAddr   string
 	MetricsAddr string
+	SyslogUDP   string // host:port
+	SyslogTCP   string
+	HTTPAddr    string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -80,7 +83,8 @@ type pipeline struct {
 }
 
 type pipelineOptions struct {
-	extraYAML string // appended to the generated configuration
+	extraYAML  string // appended to the generated configuration
+	accessYAML string // more keys under ingest.access, indented by 4 spaces
 }
 
 func newPipeline(t testing.TB, ch *testutil.ClickHouseServer, opts pipelineOptions) *pipeline {
@@ -89,6 +93,9 @@ func newPipeline(t testing.TB, ch *testutil.ClickHouseServer, opts pipelineOptio
 	p.NetFlowAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
 	p.SFlowAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
 	p.MetricsAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	p.SyslogUDP = fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
+	p.SyslogTCP = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	p.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	cfg := fmt.Sprintf(`data_dir: %s
 kafka:
   embedded_listen: 127.0.0.1:%d
@@ -99,12 +106,17 @@ ingest:
   flows:
     listen: ["netflow://%s", "sflow://%s"]
     readers: 2
+  access:
+    syslog_listen: ["udp://%s", "tcp://%s"]
+    http_listen: %s
+%s
 sink:
   batch_interval: 200ms
   max_retry_backoff: 500ms
 metrics:
   listen: %s
-%s`, filepath.Join(p.dir, "var"), freePort(t, "tcp"), ch.Addr, p.NetFlowAddr, p.SFlowAddr, p.MetricsAddr, opts.extraYAML)
+%s`, filepath.Join(p.dir, "var"), freePort(t, "tcp"), ch.Addr, p.NetFlowAddr, p.SFlowAddr,
+		p.SyslogUDP, p.SyslogTCP, p.HTTPAddr, opts.accessYAML, p.MetricsAddr, opts.extraYAML)
 	p.config = filepath.Join(p.dir, "flowaudit.yaml")
 	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

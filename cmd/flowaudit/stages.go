@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/flowaudit/flowaudit/ingest/access"
 	"github.com/flowaudit/flowaudit/ingest/flow"
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/internal/config"
@@ -23,7 +24,8 @@ type stages struct {
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "[--config FILE] [--check]", `
 Run every stage in one process: the embedded Kafka-protocol broker (when
-kafka.brokers is empty), the flow collector and the ClickHouse sink.
+kafka.brokers is empty), the flow and access-log collectors and the
+ClickHouse sink.
 Stops cleanly on SIGINT or SIGTERM, flushing what it holds.`, stderr)
 	var sf stageFlags
 	sf.register(fs)
@@ -35,10 +37,12 @@ Stops cleanly on SIGINT or SIGTERM, flushing what it holds.`, stderr)
 
 func cmdCollect(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("collect", "[--config FILE] [--check]", `
-Run the flow collector: listen for NetFlow v5/v9, IPFIX and sFlow on
-ingest.flows.listen and produce flow batches to the flows topic. Run more
-collect processes behind a load balancer to scale out. Needs a broker:
-kafka.brokers, or a "flowaudit broker" on kafka.embedded_listen.`, stderr)
+Run the collectors: NetFlow v5/v9, IPFIX and sFlow on ingest.flows.listen
+into the flows topic, and access logs (syslog on ingest.access.syslog_listen,
+HTTP POST /v1/access on ingest.access.http_listen, tailed files in
+ingest.access.files) into the access topic. Run more collect processes
+behind a load balancer to scale out. Needs a broker: kafka.brokers, or a
+"flowaudit broker" on kafka.embedded_listen.`, stderr)
 	var sf stageFlags
 	sf.register(fs)
 	if code, done := parseFlags(fs, args); done {
@@ -93,6 +97,7 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 	var (
 		broker    *kafka.Broker
 		collector *flow.Component
+		accessCol *access.Component
 		sinkComp  *sink.Component
 		err       error
 	)
@@ -105,6 +110,10 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 	if st.collect {
 		if collector, err = flow.New(r, cfg.Ingest.Flows, flow.Dependencies{Kafka: cfg.Kafka, DataDir: cfg.DataDir}); err != nil {
 			fmt.Fprintf(stderr, "flowaudit: unable to initialize collector: %v\n", err)
+			return 1
+		}
+		if accessCol, err = access.New(r, cfg.Ingest.Access, access.Dependencies{Kafka: cfg.Kafka, DataDir: cfg.DataDir}); err != nil {
+			fmt.Fprintf(stderr, "flowaudit: unable to initialize access-log collector: %v\n", err)
 			return 1
 		}
 	}
@@ -152,6 +161,10 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		lc.watch(collector.Done())
+		if err := lc.start("access-log collector", accessCol.Start, accessCol.Stop); err != nil {
+			return fail(err)
+		}
+		lc.watch(accessCol.Done())
 	}
 	logger.Info("flowaudit running", "version", version(), "collect", st.collect, "sink", st.sink, "embedded_broker", broker != nil)
 	ctx, cancel := context.WithCancel(context.Background())

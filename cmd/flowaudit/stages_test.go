@@ -81,6 +81,9 @@ clickhouse:
 ingest:
   flows:
     listen: ["netflow://%s"]
+  access:
+    syslog_listen: []
+    http_listen: ""
 sink:
   batch_interval: 200ms
 metrics:

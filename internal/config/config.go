@@ -7,12 +7,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/flowaudit/flowaudit/ingest/access"
 	"github.com/flowaudit/flowaudit/ingest/flow"
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/internal/kafka"
@@ -39,16 +39,8 @@ type Configuration struct {
 
 // IngestConfiguration is the ingest section.
 type IngestConfiguration struct {
-	Flows  flow.Configuration  `yaml:"flows"`
-	Access AccessConfiguration `yaml:"access"`
-}
-
-// AccessConfiguration is ingest.access: access-log intake (syslog, HTTP).
-// Accepted and validated now; the listeners arrive with the access-log
-// collectors.
-type AccessConfiguration struct {
-	SyslogListen []string `yaml:"syslog_listen"`
-	HTTPListen   string   `yaml:"http_listen"`
+	Flows  flow.Configuration   `yaml:"flows"`
+	Access access.Configuration `yaml:"access"`
 }
 
 // PolicyConfiguration is the policy section.
@@ -91,11 +83,8 @@ func Default() Configuration {
 		Kafka:      kafka.DefaultConfiguration(),
 		ClickHouse: clickhousedb.DefaultConfiguration(),
 		Ingest: IngestConfiguration{
-			Flows: flow.DefaultConfiguration(),
-			Access: AccessConfiguration{
-				SyslogListen: []string{"udp://0.0.0.0:5514", "tcp://0.0.0.0:5514"},
-				HTTPListen:   "127.0.0.1:8080",
-			},
+			Flows:  flow.DefaultConfiguration(),
+			Access: access.DefaultConfiguration(),
 		},
 		Sink:    sink.DefaultConfiguration(),
 		Enrich:  EnrichConfiguration{IdentityTTL: 8 * time.Hour},
@@ -141,21 +130,11 @@ func (c Configuration) Validate() error {
 		errs = append(errs, errors.New("data_dir: must not be empty (state such as templates and the embedded broker's log lives there)"))
 	}
 	for _, err := range []error{
-		c.Kafka.Validate(), c.ClickHouse.Validate(), c.Ingest.Flows.Validate(),
+		c.Kafka.Validate(), c.ClickHouse.Validate(), c.Ingest.Flows.Validate(), c.Ingest.Access.Validate(),
 		c.Sink.Validate(), c.Metrics.Validate(),
 	} {
 		if err != nil {
 			errs = append(errs, err)
-		}
-	}
-	for i, l := range c.Ingest.Access.SyslogListen {
-		if _, err := parseSchemeAddr(l, "udp", "tcp"); err != nil {
-			errs = append(errs, fmt.Errorf("ingest.access.syslog_listen[%d]: %w", i, err))
-		}
-	}
-	if c.Ingest.Access.HTTPListen != "" {
-		if _, _, err := net.SplitHostPort(c.Ingest.Access.HTTPListen); err != nil {
-			errs = append(errs, fmt.Errorf("ingest.access.http_listen: %q is not host:port", c.Ingest.Access.HTTPListen))
 		}
 	}
 	if c.Enrich.IdentityTTL <= 0 {
@@ -187,17 +166,4 @@ func (c Configuration) Validate() error {
 		errs = append(errs, fmt.Errorf("log.format: %q is not text or json", c.Log.Format))
 	}
 	return errors.Join(errs...)
-}
-
-func parseSchemeAddr(s string, schemes ...string) (string, error) {
-	for _, sc := range schemes {
-		prefix := sc + "://"
-		if len(s) > len(prefix) && s[:len(prefix)] == prefix {
-			if _, _, err := net.SplitHostPort(s[len(prefix):]); err != nil {
-				return "", fmt.Errorf("%q: %v", s, err)
-			}
-			return sc, nil
-		}
-	}
-	return "", fmt.Errorf("%q must start with one of %v followed by ://host:port", s, schemes)
 }

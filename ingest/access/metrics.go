@@ -1,0 +1,56 @@
+package access
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	lines          *prometheus.CounterVec // listener, format
+	events         *prometheus.CounterVec // format, outcome
+	rejected       *prometheus.CounterVec // format, reason
+	ignored        *prometheus.CounterVec // format
+	produced       prometheus.Counter
+	produceErrors  prometheus.Counter
+	deadLetters    prometheus.Counter
+	httpRequests   *prometheus.CounterVec // code
+	tcpConnections prometheus.Gauge
+	tailOffset     *prometheus.GaugeVec // path
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		lines: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_access_lines_total", Help: "Log lines or syslog messages received, per listener and format (syslog until the tag picked one).",
+		}, []string{"listener", "format"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_access_events_total", Help: "Access events parsed, per format and outcome.",
+		}, []string{"format", "outcome"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_access_rejected_total", Help: "Lines no parser accepted (dead-lettered), per format and reason.",
+		}, []string{"format", "reason"}),
+		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_access_ignored_total", Help: "Valid lines that are no access event (sshd noise, health checks…), per format.",
+		}, []string{"format"}),
+		produced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_access_produced_total", Help: "Access events acknowledged by the broker (accepted).",
+		}),
+		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_access_produce_errors_total", Help: "Records (events or dead letters) the broker did not accept.",
+		}),
+		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_access_dead_letters_total", Help: "Rejected lines acknowledged on the dead-letter topic.",
+		}),
+		httpRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_access_http_requests_total", Help: "HTTP intake requests, per response code.",
+		}, []string{"code"}),
+		tcpConnections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flowaudit_access_tcp_connections", Help: "Open TCP (and TLS) syslog connections.",
+		}),
+		tailOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowaudit_access_tail_offset_bytes", Help: "Acknowledged read position in the tailed file.",
+		}, []string{"path"}),
+	}
+	reg.MustRegister(m.lines, m.events, m.rejected, m.ignored, m.produced, m.produceErrors,
+		m.deadLetters, m.httpRequests, m.tcpConnections, m.tailOffset)
+	return m
+}
