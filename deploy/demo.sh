@@ -38,7 +38,7 @@ echo "ready: metrics on http://127.0.0.1:9464/metrics"
 START=$(qv "SELECT toUInt32(now())")
 sleep 1
 
-step "Simulating exporters for ${SECONDS_TO_SEND}s at ${RATE} flows/s each: NetFlow v5, v9, IPFIX on :2055, sFlow on :6343"
+step "Simulating for ${SECONDS_TO_SEND}s: NetFlow v5, v9, IPFIX on :2055 and sFlow on :6343 at ${RATE} flows/s each; sshd and nginx syslog on :5514, Kubernetes audit and gateway logs over HTTP on :8080"
 : > var/demo-sent.txt
 SIMS=()
 bin/flowaudit simulate --quiet --protocol v5    --target 127.0.0.1:2055 --rate "$RATE" --duration "${SECONDS_TO_SEND}s" --seed 1 >>var/demo-sent.txt &
@@ -49,17 +49,27 @@ bin/flowaudit simulate --quiet --protocol ipfix --target 127.0.0.1:2055 --rate "
 SIMS+=($!)
 bin/flowaudit simulate --quiet --protocol sflow --target 127.0.0.1:6343 --rate "$RATE" --duration "${SECONDS_TO_SEND}s" --seed 4 --sampling-rate 1024 >>var/demo-sent.txt &
 SIMS+=($!)
+bin/flowaudit simulate access --quiet --format sshd      --target udp://127.0.0.1:5514 --rate 50 --duration "${SECONDS_TO_SEND}s" --seed 5 >>var/demo-sent.txt &
+SIMS+=($!)
+bin/flowaudit simulate access --quiet --format nginx     --target tcp://127.0.0.1:5514 --rate 50 --duration "${SECONDS_TO_SEND}s" --seed 6 >>var/demo-sent.txt &
+SIMS+=($!)
+bin/flowaudit simulate access --quiet --format k8s_audit --target http://127.0.0.1:8080 --rate 50 --duration "${SECONDS_TO_SEND}s" --seed 7 >>var/demo-sent.txt &
+SIMS+=($!)
+bin/flowaudit simulate access --quiet --format gateway   --target http://127.0.0.1:8080 --rate 50 --duration "${SECONDS_TO_SEND}s" --seed 8 >>var/demo-sent.txt &
+SIMS+=($!)
 wait "${SIMS[@]}"
 cat var/demo-sent.txt
 SENT=$(sed -n 's/.* flows=\([0-9]*\).*/\1/p' var/demo-sent.txt | awk '{s+=$1} END {print s+0}')
-echo "total sent: $SENT flows"
+LINES=$(sed -n 's/.* lines=\([0-9]*\).*/\1/p' var/demo-sent.txt | awk '{s+=$1} END {print s+0}')
+echo "total sent: $SENT flows, $LINES access-log lines"
 
-step "Waiting for every flow to reach ClickHouse"
-GOT=0
+step "Waiting for every flow and access event to reach ClickHouse"
+GOT=0; GOTA=0
 for i in $(seq 1 120); do
   GOT=$(qv "SELECT count() FROM flowaudit.flows WHERE time_received >= $START")
-  printf '\r  %s / %s rows' "$GOT" "$SENT"
-  [ "$GOT" -ge "$SENT" ] && break
+  GOTA=$(qv "SELECT count() FROM flowaudit.access_events WHERE received >= $START")
+  printf '\r  flows %s / %s   access events %s / %s' "$GOT" "$SENT" "$GOTA" "$LINES"
+  [ "$GOT" -ge "$SENT" ] && [ "$GOTA" -ge "$LINES" ] && break
   sleep 0.5
 done
 echo
@@ -69,19 +79,24 @@ q "SELECT flow_type, count() AS flows, sum(bytes) AS bytes, sum(packets) AS pack
 q "SELECT IPv6NumToString(src_addr) AS src, IPv6NumToString(dst_addr) AS dst, dst_port, proto, sum(bytes) AS bytes FROM flowaudit.flows WHERE time_received >= $START GROUP BY src, dst, dst_port, proto ORDER BY bytes DESC LIMIT 5"
 q "SELECT dst_port, proto, count() AS flows, sum(bytes) AS bytes FROM flowaudit.flows WHERE time_received >= $START GROUP BY dst_port, proto ORDER BY flows DESC LIMIT 8"
 
+step "Access events read back from ClickHouse (flowaudit.access_events)"
+q "SELECT source, countIf(outcome = 'success') AS success, countIf(outcome = 'failure') AS failure, countIf(outcome = 'denied') AS denied, uniqExact(user) AS users FROM flowaudit.access_events WHERE received >= $START GROUP BY source ORDER BY source"
+q "SELECT user, IPv6NumToString(src_addr) AS src, count() AS failed_logins FROM flowaudit.access_events WHERE received >= $START AND action = 'login' AND outcome = 'failure' GROUP BY user, src ORDER BY failed_logins DESC LIMIT 5"
+
 step "Stopping flowaudit (clean stop flushes and commits)"
 kill -TERM $PID; wait $PID || true
 trap - EXIT
 tail -3 var/demo.log
 
-if [ "$GOT" -ge "$SENT" ] && [ "$SENT" -gt 0 ]; then
-  echo; echo "OK: $SENT flows sent, $GOT rows in ClickHouse."
+if [ "$GOT" -ge "$SENT" ] && [ "$SENT" -gt 0 ] && [ "$GOTA" -ge "$LINES" ] && [ "$LINES" -gt 0 ]; then
+  echo; echo "OK: $SENT flows sent, $GOT rows in flowaudit.flows; $LINES access-log lines sent, $GOTA rows in flowaudit.access_events."
 else
-  echo; echo "MISMATCH: $SENT flows sent, $GOT rows in ClickHouse (see var/demo.log)"; exit 1
+  echo; echo "MISMATCH: $SENT flows sent, $GOT rows; $LINES access-log lines sent, $GOTA rows (see var/demo.log)"; exit 1
 fi
 cat <<TXT
 
 Try a query of your own:
   clickhouse-client -q "SELECT toStartOfMinute(time_received) AS minute, flow_type, sum(bytes) FROM flowaudit.flows GROUP BY minute, flow_type ORDER BY minute"
+  clickhouse-client -q "SELECT time, user, IPv6NumToString(src_addr), action, outcome FROM flowaudit.access_events WHERE source = 'sshd' ORDER BY time DESC LIMIT 20"
 Run it again:   make demo        Stop ClickHouse:  kill \$(cat var/clickhouse/pid)
 TXT
