@@ -22,6 +22,10 @@ type Configuration struct {
 	// ShutdownTimeout bounds the final flush on a clean stop; rows not
 	// inserted by then are not committed and are read again on restart.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// FlowsFrom is the topic flows are read from: "enriched" (the enrich
+	// stage's output, with segments, identities and verdicts) or "flows"
+	// (the collectors' output, when no enrich stage runs).
+	FlowsFrom string `yaml:"flows_from"`
 }
 
 // DefaultConfiguration returns the defaults (100k rows or 1 s).
@@ -32,6 +36,7 @@ func DefaultConfiguration() Configuration {
 		ConsumerGroup:   "flowaudit-sink",
 		MaxRetryBackoff: 5 * time.Second,
 		ShutdownTimeout: 15 * time.Second,
+		FlowsFrom:       "enriched",
 	}
 }
 
@@ -49,6 +54,9 @@ func (c Configuration) Validate() error {
 	}
 	if c.MaxRetryBackoff < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("sink.max_retry_backoff: must be at least 100ms, got %s", c.MaxRetryBackoff))
+	}
+	if c.FlowsFrom != "enriched" && c.FlowsFrom != "flows" {
+		errs = append(errs, fmt.Errorf("sink.flows_from: %q is not enriched or flows", c.FlowsFrom))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("sink.shutdown_timeout: must be positive, got %s", c.ShutdownTimeout))

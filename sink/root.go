@@ -141,7 +141,11 @@ func (c *Component) run() {
 		case <-time.After(c.cfg.MaxRetryBackoff):
 		}
 	}
-	flows := &flowWriter{name: c.deps.Kafka.Topic(kafka.TopicFlows)}
+	flowsTopic := c.deps.Kafka.Topic(kafka.TopicEnriched)
+	if c.cfg.FlowsFrom == "flows" {
+		flowsTopic = c.deps.Kafka.Topic(kafka.TopicFlows)
+	}
+	flows := &flowWriter{name: flowsTopic}
 	flows.cols.modern = c.version.Modern()
 	access := &accessWriter{name: c.deps.Kafka.Topic(kafka.TopicAccess), modern: c.version.Modern()}
 	var topics []string

@@ -119,6 +119,7 @@ func TestSinkInsertsThenCommits(t *testing.T) {
 	e := newSinkEnv(t)
 	e.produce(t, 50, 20)
 	cfg := DefaultConfiguration()
+	cfg.FlowsFrom = "flows" // these tests produce collector output directly
 	cfg.BatchInterval = 100 * time.Millisecond
 	s := e.newSink(t, cfg)
 	if got := waitRows(t, e.ch, 1000); got != 1000 {
@@ -180,6 +181,7 @@ func TestSinkResumesFromClickHouseOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfiguration()
+	cfg.FlowsFrom = "flows" // these tests produce collector output directly
 	cfg.BatchInterval = 100 * time.Millisecond
 	topic := e.kcfg.Topic(kafka.TopicFlows)
 	var p0 int32 = -1
@@ -276,6 +278,7 @@ func TestSinkAccessEvents(t *testing.T) {
 		}
 	}
 	cfg := DefaultConfiguration()
+	cfg.FlowsFrom = "flows" // these tests produce collector output directly
 	cfg.BatchInterval = 100 * time.Millisecond
 	s := e.newSink(t, cfg)
 	defer s.Stop()

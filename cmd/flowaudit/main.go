@@ -18,10 +18,12 @@ func commands() []command {
 	return []command{
 		{"run", "run every stage in one process (embedded broker when kafka.brokers is empty)", cmdRun},
 		{"collect", "run the flow collector: UDP NetFlow/IPFIX/sFlow in, Kafka out", cmdCollect},
+		{"enrich", "run the enrich stage: segments, workloads, identities and policy verdicts", cmdEnrich},
 		{"sink", "run the ClickHouse sink: Kafka in, ClickHouse out", cmdSink},
 		{"broker", "run the embedded Kafka-protocol broker alone", cmdBroker},
 		{"migrate", "create or update the ClickHouse database and tables", cmdMigrate},
-		{"simulate", "send simulated NetFlow v5/v9, IPFIX or sFlow to a collector", cmdSimulate},
+		{"policy", "check a policy file: flowaudit policy validate FILE", cmdPolicy},
+		{"simulate", "send simulated flows (or access logs) to a collector", cmdSimulate},
 		{"version", "print the version", cmdVersion},
 	}
 }

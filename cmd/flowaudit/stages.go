@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/flowaudit/flowaudit/enrich"
 	"github.com/flowaudit/flowaudit/ingest/access"
 	"github.com/flowaudit/flowaudit/ingest/flow"
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
@@ -18,13 +19,14 @@ import (
 
 // stages says which components one process runs.
 type stages struct {
-	broker, collect, sink bool
+	broker, collect, enrich, sink bool
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "[--config FILE] [--check]", `
 Run every stage in one process: the embedded Kafka-protocol broker (when
-kafka.brokers is empty), the flow and access-log collectors and the
+kafka.brokers is empty), the flow and access-log collectors, the enrich
+stage (segments, identities, verdicts from policy.file) and the
 ClickHouse sink.
 Stops cleanly on SIGINT or SIGTERM, flushing what it holds.`, stderr)
 	var sf stageFlags
@@ -32,7 +34,7 @@ Stops cleanly on SIGINT or SIGTERM, flushing what it holds.`, stderr)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	return runStages(sf, stages{broker: true, collect: true, sink: true}, stdout, stderr)
+	return runStages(sf, stages{broker: true, collect: true, enrich: true, sink: true}, stdout, stderr)
 }
 
 func cmdCollect(args []string, stdout, stderr io.Writer) int {
@@ -49,6 +51,23 @@ behind a load balancer to scale out. Needs a broker: kafka.brokers, or a
 		return code
 	}
 	return runStages(sf, stages{collect: true}, stdout, stderr)
+}
+
+func cmdEnrich(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("enrich", "[--config FILE] [--check]", `
+Run the enrich stage: consume the flows topic in consumer group
+enrich.consumer_group, label every flow with its segment, workload,
+identity and policy verdict (policy.file), and produce the enriched topic.
+Every enrich process reads all access events to bind addresses to users;
+at start it replays the last enrich.identity_ttl of them. A changed policy
+file (or SIGHUP) is applied without stopping; an invalid one is refused
+and the old policy kept.`, stderr)
+	var sf stageFlags
+	sf.register(fs)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	return runStages(sf, stages{enrich: true}, stdout, stderr)
 }
 
 func cmdSink(args []string, stdout, stderr io.Writer) int {
@@ -98,6 +117,7 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		broker    *kafka.Broker
 		collector *flow.Component
 		accessCol *access.Component
+		enricher  *enrich.Stage
 		sinkComp  *sink.Component
 		err       error
 	)
@@ -114,6 +134,12 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		}
 		if accessCol, err = access.New(r, cfg.Ingest.Access, access.Dependencies{Kafka: cfg.Kafka, DataDir: cfg.DataDir}); err != nil {
 			fmt.Fprintf(stderr, "flowaudit: unable to initialize access-log collector: %v\n", err)
+			return 1
+		}
+	}
+	if st.enrich {
+		if enricher, err = enrich.NewStage(r, cfg.Enrich, enrich.StageDependencies{Kafka: cfg.Kafka, PolicyFile: cfg.Policy.File}); err != nil {
+			fmt.Fprintf(stderr, "flowaudit: unable to initialize enrich stage: %v\n", err)
 			return 1
 		}
 	}
@@ -156,6 +182,12 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		}
 		lc.watch(sinkComp.Done())
 	}
+	if enricher != nil {
+		if err := lc.start("enrich", enricher.Start, enricher.Stop); err != nil {
+			return fail(err)
+		}
+		lc.watch(enricher.Done())
+	}
 	if collector != nil {
 		if err := lc.start("collector", collector.Start, collector.Stop); err != nil {
 			return fail(err)
@@ -166,7 +198,7 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		}
 		lc.watch(accessCol.Done())
 	}
-	logger.Info("flowaudit running", "version", version(), "collect", st.collect, "sink", st.sink, "embedded_broker", broker != nil)
+	logger.Info("flowaudit running", "version", version(), "collect", st.collect, "enrich", st.enrich, "sink", st.sink, "embedded_broker", broker != nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	go statusLoop(ctx, r, 10*time.Second, st.collect, st.sink)
 	werr := lc.wait()

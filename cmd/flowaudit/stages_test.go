@@ -63,8 +63,8 @@ func waitReady(t *testing.T, metricsAddr string) {
 }
 
 // TestSeparateStages runs the pipeline as an operator with a cluster
-// would: a broker process, a collector, and two sink processes sharing one
-// consumer group. Every flow lands exactly once.
+// would: a broker process, a collector, an enricher, and two sink
+// processes sharing one consumer group. Every flow lands exactly once.
 func TestSeparateStages(t *testing.T) {
 	ch := testutil.StartClickHouse(t)
 	dir := t.TempDir()
@@ -95,15 +95,16 @@ metrics:
 		return path
 	}
 	metrics := map[string]string{}
-	for _, n := range []string{"broker", "collect", "sink1", "sink2"} {
+	for _, n := range []string{"broker", "collect", "enrich", "sink1", "sink2"} {
 		metrics[n] = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	}
 	startProc(t, dir, "broker", "broker", "--config", write("broker", metrics["broker"]))
 	waitReady(t, metrics["broker"])
 	startProc(t, dir, "collect", "collect", "--config", write("collect", metrics["collect"]))
+	startProc(t, dir, "enrich", "enrich", "--config", write("enrich", metrics["enrich"]))
 	sink1 := startProc(t, dir, "sink1", "sink", "--config", write("sink1", metrics["sink1"]))
 	startProc(t, dir, "sink2", "sink", "--config", write("sink2", metrics["sink2"]))
-	for _, n := range []string{"collect", "sink1", "sink2"} {
+	for _, n := range []string{"collect", "enrich", "sink1", "sink2"} {
 		waitReady(t, metrics[n])
 	}
 	// Give the group time to settle with both members before sending.

@@ -8,10 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/flowaudit/flowaudit/enrich"
 	"github.com/flowaudit/flowaudit/ingest/access"
 	"github.com/flowaudit/flowaudit/ingest/flow"
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
@@ -31,7 +31,7 @@ type Configuration struct {
 	Ingest     IngestConfiguration        `yaml:"ingest"`
 	Sink       sink.Configuration         `yaml:"sink"`
 	Policy     PolicyConfiguration        `yaml:"policy"`
-	Enrich     EnrichConfiguration        `yaml:"enrich"`
+	Enrich     enrich.Configuration       `yaml:"enrich"`
 	Alerts     AlertsConfiguration        `yaml:"alerts"`
 	Metrics    reporter.Configuration     `yaml:"metrics"`
 	Log        LogConfiguration           `yaml:"log"`
@@ -47,12 +47,6 @@ type IngestConfiguration struct {
 type PolicyConfiguration struct {
 	// File declares segments, inventory and allow rules.
 	File string `yaml:"file"`
-}
-
-// EnrichConfiguration is the enrich section.
-type EnrichConfiguration struct {
-	// IdentityTTL is how long a login binds an address to a user.
-	IdentityTTL time.Duration `yaml:"identity_ttl"`
 }
 
 // AlertsConfiguration is the alerts section.
@@ -87,7 +81,7 @@ func Default() Configuration {
 			Access: access.DefaultConfiguration(),
 		},
 		Sink:    sink.DefaultConfiguration(),
-		Enrich:  EnrichConfiguration{IdentityTTL: 8 * time.Hour},
+		Enrich:  enrich.DefaultConfiguration(),
 		Metrics: reporter.DefaultConfiguration(),
 		Log:     LogConfiguration{Level: "info", Format: "text"},
 	}
@@ -137,8 +131,13 @@ func (c Configuration) Validate() error {
 			errs = append(errs, err)
 		}
 	}
-	if c.Enrich.IdentityTTL <= 0 {
-		errs = append(errs, fmt.Errorf("enrich.identity_ttl: must be positive, got %s", c.Enrich.IdentityTTL))
+	if err := c.Enrich.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Policy.File != "" {
+		if _, err := os.Stat(c.Policy.File); err != nil {
+			errs = append(errs, fmt.Errorf("policy.file: %v (check the path; run \"flowaudit policy validate FILE\")", err))
+		}
 	}
 	for i, w := range c.Alerts.Webhooks {
 		if w.URL == "" {

@@ -1,0 +1,102 @@
+// Package enrich labels every flow with where it comes from and goes to
+// (segment, workload), who was behind it (identity) and whether the policy
+// allows it (verdict). The core (Enricher, IdentityStore) is pure logic with
+// no I/O; the Kafka stage wraps it.
+package enrich
+
+import (
+	"sync/atomic"
+
+	"github.com/flowaudit/flowaudit/policy"
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+// Result is the enrichment of one flow; the caller copies it into the
+// flow's enrichment fields. Its strings point into the policy Matcher's
+// tables and the IdentityStore's events: they are never modified, only
+// shared.
+type Result struct {
+	SrcSegment, DstSegment   string
+	SrcWorkload, DstWorkload string
+	SrcIdentity, DstIdentity string
+	Verdict                  policy.Verdict
+	Rule                     string
+}
+
+// Enricher enriches flows with a policy Matcher and an IdentityStore. One
+// Enricher may be shared by several workers: EnrichFlow only reads, and
+// SetMatcher swaps the matcher atomically (hot reload); a flow is enriched
+// entirely with the old or entirely with the new policy.
+type Enricher struct {
+	m   atomic.Pointer[policy.Matcher]
+	ids *IdentityStore
+}
+
+// NewEnricher returns an Enricher. m may be nil (no policy file: every
+// address is external, every verdict unknown); ids may be nil (no
+// identities but the inventory's service accounts).
+func NewEnricher(m *policy.Matcher, ids *IdentityStore) *Enricher {
+	e := &Enricher{ids: ids}
+	e.m.Store(m)
+	return e
+}
+
+// SetMatcher replaces the policy, for hot reload. m may be nil.
+func (e *Enricher) SetMatcher(m *policy.Matcher) { e.m.Store(m) }
+
+// Matcher returns the policy in use, nil when none.
+func (e *Enricher) Matcher() *policy.Matcher { return e.m.Load() }
+
+// FlowTime is the time a flow is attributed to for identity lookups: its
+// first packet, else its last, else when the batch was received.
+func FlowTime(b *schemas.FlowBatch, f *schemas.Flow) uint64 {
+	switch {
+	case f.TimeStart != 0:
+		return f.TimeStart
+	case f.TimeEnd != 0:
+		return f.TimeEnd
+	}
+	return b.TimeReceived
+}
+
+// EnrichFlow computes r for flow f of batch b. Identity: the user bound to
+// the address at the flow's time (FlowTime), else the service account of the
+// address's inventory entry. Workload: the address's inventory entry.
+// Verdict and rule: policy.Matcher.Decide. Without a matcher both segments
+// are external and the verdict unknown. It does not allocate.
+func (e *Enricher) EnrichFlow(b *schemas.FlowBatch, f *schemas.Flow, r *Result) {
+	t := FlowTime(b, f)
+	var srcUser, dstUser string
+	if e.ids != nil {
+		srcUser = e.ids.Lookup(f.SrcAddr, t)
+		dstUser = e.ids.Lookup(f.DstAddr, t)
+	}
+	m := e.m.Load()
+	if m == nil {
+		*r = Result{
+			SrcSegment: policy.External, DstSegment: policy.External,
+			SrcIdentity: srcUser, DstIdentity: dstUser,
+			Verdict: policy.VerdictUnknown,
+		}
+		return
+	}
+	src, dst := m.Lookup(f.SrcAddr), m.Lookup(f.DstAddr)
+	if srcUser == "" {
+		srcUser = src.ServiceAccount
+	}
+	if dstUser == "" {
+		dstUser = dst.ServiceAccount
+	}
+	k := policy.FlowKey{
+		Src: src, Dst: dst,
+		SrcPort: f.SrcPort, DstPort: f.DstPort, Proto: f.Proto,
+		SrcIdentity: srcUser, DstIdentity: dstUser,
+	}
+	v, rule := m.Decide(&k)
+	*r = Result{
+		SrcSegment: src.Segment, DstSegment: dst.Segment,
+		SrcWorkload: src.Workload, DstWorkload: dst.Workload,
+		SrcIdentity: srcUser, DstIdentity: dstUser,
+		Verdict: v, Rule: rule,
+	}
+}

@@ -1,0 +1,404 @@
+package enrich
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+// identityHistory bounds the events kept per address: enough for a few
+// sessions around a flow's time, however late the flow or its events come.
+const identityHistory = 8
+
+// identityShards splits the store so that Lookups from several workers and
+// the Observe of the access-event consumer rarely meet on a lock. A power
+// of two.
+const identityShards = 64
+
+// IdentityStore binds addresses to users from access events, as intervals:
+// a flow at time T takes the user bound to its address at T, whatever the
+// order events arrived in. It is safe for concurrent use; reads (one or two
+// per flow) far outnumber writes (one per access event), so the store is
+// split into shards, each behind a sync.RWMutex. Lookup does not allocate;
+// the strings it returns are the users of observed events.
+//
+// Model. Per address the store keeps a short time-ordered history
+// (identityHistory events, the oldest dropped first) of
+//
+//   - binds: user U from time S until S+ttl (a successful login or any other
+//     successful event naming a user; repeated binds of the same user while
+//     bound extend the interval instead of adding events);
+//   - closes: a logout, session close or disconnect at time C for user U, or
+//     for whoever is bound when the event names no user.
+//
+// Lookup(a, T) walks the history back from T: the latest bind at or before
+// T whose interval still covers T and whose user no close between the bind
+// and T ended is the answer. So a login binds from its time on (never
+// before), a logout ends the binding from its time on (flows before it keep
+// the identity), and when two users share an address (a jump host) the
+// later login wins until it ends, after which the earlier one shows again.
+type IdentityStore struct {
+	ttl    uint64 // ns
+	shards [identityShards]identityShard
+}
+
+type identityShard struct {
+	mu    sync.RWMutex
+	addrs map[schemas.Addr]addrIdentity
+	_     [64]byte // keep shards' locks off each other's cache lines
+}
+
+type identityEvent struct {
+	time  uint64 // Unix ns: bind start, or close time
+	until uint64 // bind: end of the interval (exclusive); 0 for a close
+	user  string // close: "" ends every binding
+}
+
+func (e *identityEvent) isClose() bool { return e.until == 0 }
+
+// addrIdentity is the history of one address, its newest event held in the
+// map slot itself: a flow usually wants the latest binding, and reading it
+// then costs no second memory access.
+type addrIdentity struct {
+	last  identityEvent   // the newest event
+	older []identityEvent // the others, oldest first
+}
+
+// history returns the whole history, oldest first. It reuses older's array
+// (history is called under the shard's write lock, or on a copy).
+func (v *addrIdentity) history() []identityEvent {
+	return append(v.older, v.last)
+}
+
+func splitHistory(h []identityEvent) addrIdentity {
+	n := len(h)
+	return addrIdentity{last: h[n-1], older: h[: n-1 : n]}
+}
+
+// NewIdentityStore returns an empty store whose logins bind for ttl
+// (enrich.identity_ttl). A ttl ≤ 0 is taken as 8h.
+func NewIdentityStore(ttl time.Duration) *IdentityStore {
+	if ttl <= 0 {
+		ttl = 8 * time.Hour
+	}
+	s := &IdentityStore{ttl: uint64(ttl)}
+	for i := range s.shards {
+		s.shards[i].addrs = make(map[schemas.Addr]addrIdentity)
+	}
+	return s
+}
+
+// TTL returns how long a login binds.
+func (s *IdentityStore) TTL() time.Duration { return time.Duration(s.ttl) }
+
+func (s *IdentityStore) shard(a *schemas.Addr) *identityShard {
+	return &s.shards[shardIndex(a)]
+}
+
+func shardIndex(a *schemas.Addr) uint64 {
+	h := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(a[8:])
+	h *= 0x9E3779B97F4A7C15
+	return h >> (64 - 6) // identityShards == 1<<6
+}
+
+// isEnding reports whether action ends a session.
+func isEnding(action string) bool {
+	switch action {
+	case schemas.ActionLogout, schemas.ActionSessionClose, schemas.ActionDisconnect:
+		return true
+	}
+	return false
+}
+
+// Observe applies an access event. A logout, session close or disconnect
+// (any outcome) ends, at ev.Time, the binding of ev.SrcAddr to ev.User (to
+// any user when ev.User is empty). Any other event with OutcomeSuccess, a
+// User and a SrcAddr (sshd accept, gateway session open, k8s audit request,
+// web request with a remote user) binds SrcAddr to User from ev.Time for the
+// store's ttl. Other events, and events with no time, are ignored.
+func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
+	if ev == nil || ev.SrcAddr == (schemas.Addr{}) || ev.Time == 0 {
+		return
+	}
+	var e identityEvent
+	switch {
+	case isEnding(ev.Action):
+		e = identityEvent{time: ev.Time, user: ev.User}
+	case ev.Outcome == schemas.OutcomeSuccess && ev.User != "":
+		e = identityEvent{time: ev.Time, until: ev.Time + s.ttl, user: ev.User}
+	default:
+		return
+	}
+	sh := s.shard(&ev.SrcAddr)
+	sh.mu.Lock()
+	var h []identityEvent
+	if v, ok := sh.addrs[ev.SrcAddr]; ok {
+		h = v.history()
+	}
+	sh.addrs[ev.SrcAddr] = splitHistory(insertEvent(h, e))
+	sh.mu.Unlock()
+}
+
+// insertEvent adds e to the time-ordered history h.
+func insertEvent(h []identityEvent, e identityEvent) []identityEvent {
+	n := len(h)
+	// Extend the latest bind when the same user is seen again while bound
+	// (every request of a web session would otherwise be an event).
+	if !e.isClose() && n > 0 {
+		last := &h[n-1]
+		if !last.isClose() && last.user == e.user && e.time >= last.time && e.time <= last.until {
+			last.until = max(last.until, e.until)
+			return h
+		}
+	}
+	i := sort.Search(n, func(i int) bool { return h[i].time > e.time })
+	if n == identityHistory {
+		if i == 0 {
+			return h // older than everything kept: drop it
+		}
+		copy(h, h[1:i]) // drop the oldest, shift the ones before i down
+		h[i-1] = e
+		return h
+	}
+	if h == nil {
+		h = make([]identityEvent, 0, 2)
+	}
+	h = append(h, identityEvent{})
+	copy(h[i+1:], h[i:])
+	h[i] = e
+	return h
+}
+
+// Lookup returns the user bound to a at time t (Unix ns), or "".
+func (s *IdentityStore) Lookup(a schemas.Addr, t uint64) string {
+	sh := s.shard(&a)
+	sh.mu.RLock()
+	v, ok := sh.addrs[a]
+	user := ""
+	if ok {
+		user = v.resolveAt(t)
+	}
+	sh.mu.RUnlock()
+	return user
+}
+
+// resolveAt walks the history back from t (see IdentityStore). Callers
+// hold the shard's lock: Observe shifts events in older's array.
+func (v *addrIdentity) resolveAt(t uint64) string {
+	// Fast path: the newest event decides, without touching older.
+	if t >= v.last.time {
+		if !v.last.isClose() && t < v.last.until {
+			return v.last.user
+		}
+		if v.last.isClose() && v.last.user == "" {
+			return ""
+		}
+	}
+	var closed [identityHistory]string
+	nclosed := 0
+	for i := len(v.older); i >= 0; i-- {
+		e := &v.last
+		if i < len(v.older) {
+			e = &v.older[i]
+		}
+		if e.time > t {
+			continue
+		}
+		if e.isClose() {
+			if e.user == "" {
+				return ""
+			}
+			closed[nclosed] = e.user
+			nclosed++
+			continue
+		}
+		if t >= e.until {
+			continue
+		}
+		ended := false
+		for _, u := range closed[:nclosed] {
+			if u == e.user {
+				ended = true
+				break
+			}
+		}
+		if !ended {
+			return e.user
+		}
+	}
+	return ""
+}
+
+// Len returns the number of addresses the store keeps a history for
+// (nearly all of them with a binding; Expire drops the others). It is
+// cheap: it does not walk the histories.
+func (s *IdentityStore) Len() int {
+	n := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		n += len(sh.addrs)
+		sh.mu.RUnlock()
+	}
+	return n
+}
+
+// Expire drops the bindings whose interval ended before now - ttl (they
+// are kept one more ttl for flows that arrive late), the closes older than
+// that with no binding left before them, and the addresses left with
+// nothing. A recent close with no binding is kept: its login may still
+// arrive, out of order. It returns how many bindings it dropped. now is Unix ns.
+func (s *IdentityStore) Expire(now uint64) int {
+	if now <= s.ttl {
+		return 0
+	}
+	horizon := now - s.ttl
+	dropped := 0
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for a, v := range sh.addrs {
+			if len(v.older) == 0 && ((v.last.isClose() && v.last.time >= horizon) || (!v.last.isClose() && v.last.until >= horizon)) {
+				continue // the common case: one event, still current
+			}
+			h := v.history()
+			kept := h[:0]
+			binds := 0
+			for _, e := range h {
+				switch {
+				case !e.isClose() && e.until < horizon:
+					dropped++
+				case e.isClose() && e.time < horizon && binds == 0:
+				default:
+					if !e.isClose() {
+						binds++
+					}
+					kept = append(kept, e)
+				}
+			}
+			clear(h[len(kept):])
+			if len(kept) == 0 {
+				delete(sh.addrs, a)
+			} else {
+				sh.addrs[a] = splitHistory(kept)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return dropped
+}
+
+// Snapshot format, version 1, all integers unsigned varints:
+//
+//	"FAID" 1 ttl naddrs { addr[16] nevents { time until len(user) user } }
+const snapshotMagic = "FAID"
+
+// MarshalBinary snapshots the store, so that bindings survive a restart.
+// It locks one shard at a time: events observed meanwhile may or may not be
+// in the snapshot.
+func (s *IdentityStore) MarshalBinary() ([]byte, error) {
+	out := append([]byte(snapshotMagic), 1)
+	out = binary.AppendUvarint(out, s.ttl)
+	naddrs := 0
+	var body []byte
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for a, v := range sh.addrs {
+			naddrs++
+			body = append(body, a[:]...)
+			body = binary.AppendUvarint(body, uint64(len(v.older)+1))
+			for i := 0; i <= len(v.older); i++ {
+				e := &v.last
+				if i < len(v.older) {
+					e = &v.older[i]
+				}
+				body = binary.AppendUvarint(body, e.time)
+				body = binary.AppendUvarint(body, e.until)
+				body = binary.AppendUvarint(body, uint64(len(e.user)))
+				body = append(body, e.user...)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	out = binary.AppendUvarint(out, uint64(naddrs))
+	return append(out, body...), nil
+}
+
+var errSnapshot = errors.New("enrich: corrupt identity snapshot")
+
+// UnmarshalBinary replaces the store's contents with a snapshot from
+// MarshalBinary. The store keeps its own ttl; bindings keep the intervals
+// they had when snapshotted. On error the store is left unchanged.
+func (s *IdentityStore) UnmarshalBinary(data []byte) error {
+	if len(data) < len(snapshotMagic)+1 || string(data[:len(snapshotMagic)]) != snapshotMagic {
+		return errSnapshot
+	}
+	if v := data[len(snapshotMagic)]; v != 1 {
+		return fmt.Errorf("enrich: identity snapshot version %d not supported", v)
+	}
+	d := data[len(snapshotMagic)+1:]
+	next := func() (uint64, bool) {
+		v, n := binary.Uvarint(d)
+		if n <= 0 {
+			return 0, false
+		}
+		d = d[n:]
+		return v, true
+	}
+	if _, ok := next(); !ok { // ttl of the writer, informational
+		return errSnapshot
+	}
+	naddrs, ok := next()
+	if !ok || naddrs > uint64(len(d))/17 {
+		return errSnapshot
+	}
+	var fresh [identityShards]map[schemas.Addr]addrIdentity
+	for i := range fresh {
+		fresh[i] = make(map[schemas.Addr]addrIdentity)
+	}
+	for range naddrs {
+		if len(d) < 16 {
+			return errSnapshot
+		}
+		a := schemas.Addr(d[:16])
+		d = d[16:]
+		nev, ok := next()
+		if !ok || nev > identityHistory {
+			return errSnapshot
+		}
+		h := make([]identityEvent, 0, nev)
+		for range nev {
+			t, ok1 := next()
+			until, ok2 := next()
+			ulen, ok3 := next()
+			if !ok1 || !ok2 || !ok3 || ulen > uint64(len(d)) {
+				return errSnapshot
+			}
+			e := identityEvent{time: t, until: until, user: string(d[:ulen])}
+			d = d[ulen:]
+			if len(h) > 0 && h[len(h)-1].time > e.time {
+				return errSnapshot
+			}
+			h = append(h, e)
+		}
+		if len(h) > 0 {
+			fresh[shardIndex(&a)][a] = splitHistory(h)
+		}
+	}
+	if len(d) != 0 {
+		return errSnapshot
+	}
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		sh.addrs = fresh[i]
+		sh.mu.Unlock()
+	}
+	return nil
+}

@@ -1,0 +1,293 @@
+package enrich
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+const sec = uint64(time.Second)
+
+func ipAddr(s string) schemas.Addr {
+	return schemas.AddrFromNetip(netip.MustParseAddr(s))
+}
+
+func login(addr, user string, t uint64) *schemas.AccessEvent {
+	return &schemas.AccessEvent{Time: t, Source: "sshd", User: user, SrcAddr: ipAddr(addr), Action: schemas.ActionLogin, Outcome: schemas.OutcomeSuccess}
+}
+
+func ending(addr, user, action string, t uint64) *schemas.AccessEvent {
+	return &schemas.AccessEvent{Time: t, Source: "sshd", User: user, SrcAddr: ipAddr(addr), Action: action, Outcome: schemas.OutcomeSuccess}
+}
+
+type probe struct {
+	addr string
+	t    uint64
+	want string
+}
+
+func checkProbes(t *testing.T, s *IdentityStore, probes []probe) {
+	t.Helper()
+	var got, want []string
+	for _, p := range probes {
+		got = append(got, fmt.Sprintf("%s@%d=%s", p.addr, p.t/sec, s.Lookup(ipAddr(p.addr), p.t)))
+		want = append(want, fmt.Sprintf("%s@%d=%s", p.addr, p.t/sec, p.want))
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("Lookup (-got +want):\n%s", diff)
+	}
+}
+
+func TestIdentityStore(t *testing.T) {
+	const T = 1_700_000_000 * sec
+	for _, tc := range []struct {
+		name   string
+		events []*schemas.AccessEvent
+		probes []probe
+	}{
+		{
+			name:   "login binds from its time on",
+			events: []*schemas.AccessEvent{login("10.1.0.5", "alice", T+100*sec)},
+			probes: []probe{{"10.1.0.5", T + 99*sec, ""}, {"10.1.0.5", T + 100*sec, "alice"}, {"10.1.0.5", T + 3600*sec, "alice"}, {"10.1.0.6", T + 200*sec, ""}},
+		},
+		{
+			name:   "binding ends after ttl",
+			events: []*schemas.AccessEvent{login("10.1.0.5", "alice", T)},
+			probes: []probe{{"10.1.0.5", T + 3599*sec, "alice"}, {"10.1.0.5", T + 3600*sec, ""}},
+		},
+		{
+			name:   "logout ends it",
+			events: []*schemas.AccessEvent{login("10.1.0.5", "alice", T), ending("10.1.0.5", "alice", schemas.ActionLogout, T+60*sec)},
+			probes: []probe{{"10.1.0.5", T + 59*sec, "alice"}, {"10.1.0.5", T + 60*sec, ""}, {"10.1.0.5", T + 61*sec, ""}},
+		},
+		{
+			name:   "disconnect without user ends every binding",
+			events: []*schemas.AccessEvent{login("10.1.0.5", "alice", T), login("10.1.0.5", "bob", T+10*sec), ending("10.1.0.5", "", schemas.ActionDisconnect, T+60*sec)},
+			probes: []probe{{"10.1.0.5", T + 5*sec, "alice"}, {"10.1.0.5", T + 30*sec, "bob"}, {"10.1.0.5", T + 60*sec, ""}},
+		},
+		{
+			name: "close of another user leaves the binding",
+			events: []*schemas.AccessEvent{
+				login("10.1.0.5", "alice", T), login("10.1.0.5", "bob", T+10*sec),
+				ending("10.1.0.5", "bob", schemas.ActionSessionClose, T+20*sec),
+				ending("10.1.0.5", "carol", schemas.ActionLogout, T+25*sec),
+			},
+			probes: []probe{{"10.1.0.5", T + 15*sec, "bob"}, {"10.1.0.5", T + 20*sec, "alice"}, {"10.1.0.5", T + 30*sec, "alice"}},
+		},
+		{
+			name: "out of order: logout before login, flow older than latest login",
+			events: []*schemas.AccessEvent{
+				login("10.1.0.5", "bob", T+200*sec),
+				ending("10.1.0.5", "alice", schemas.ActionLogout, T+100*sec),
+				login("10.1.0.5", "alice", T),
+			},
+			probes: []probe{{"10.1.0.5", T - sec, ""}, {"10.1.0.5", T + 50*sec, "alice"}, {"10.1.0.5", T + 150*sec, ""}, {"10.1.0.5", T + 250*sec, "bob"}},
+		},
+		{
+			name: "relogin after logout",
+			events: []*schemas.AccessEvent{
+				login("10.1.0.5", "alice", T), ending("10.1.0.5", "alice", schemas.ActionLogout, T+10*sec), login("10.1.0.5", "alice", T+20*sec),
+			},
+			probes: []probe{{"10.1.0.5", T + 15*sec, ""}, {"10.1.0.5", T + 25*sec, "alice"}},
+		},
+		{
+			name: "repeated requests extend the binding",
+			events: []*schemas.AccessEvent{
+				{Time: T, Source: "nginx", User: "alice", SrcAddr: ipAddr("2001:db8::7"), Action: "GET", Outcome: schemas.OutcomeSuccess},
+				{Time: T + 3000*sec, Source: "nginx", User: "alice", SrcAddr: ipAddr("2001:db8::7"), Action: "GET", Outcome: schemas.OutcomeSuccess},
+			},
+			probes: []probe{{"2001:db8::7", T + 3599*sec, "alice"}, {"2001:db8::7", T + 6599*sec, "alice"}, {"2001:db8::7", T + 6600*sec, ""}},
+		},
+		{
+			name: "failures, denials, anonymous and addressless events do not bind",
+			events: []*schemas.AccessEvent{
+				{Time: T, User: "mallory", SrcAddr: ipAddr("10.1.0.9"), Action: schemas.ActionLogin, Outcome: schemas.OutcomeFailure},
+				{Time: T, User: "mallory", SrcAddr: ipAddr("10.1.0.9"), Action: "GET", Outcome: schemas.OutcomeDenied},
+				{Time: T, SrcAddr: ipAddr("10.1.0.9"), Action: "GET", Outcome: schemas.OutcomeSuccess},
+				{Time: T, User: "alice", Action: schemas.ActionLogin, Outcome: schemas.OutcomeSuccess},
+				{User: "alice", SrcAddr: ipAddr("10.1.0.9"), Action: schemas.ActionLogin, Outcome: schemas.OutcomeSuccess},
+				nil,
+			},
+			probes: []probe{{"10.1.0.9", T + sec, ""}, {"::", T + sec, ""}},
+		},
+		{
+			name: "a failed logout still ends the binding",
+			events: []*schemas.AccessEvent{
+				login("10.1.0.5", "alice", T),
+				{Time: T + 10*sec, User: "alice", SrcAddr: ipAddr("10.1.0.5"), Action: schemas.ActionLogout, Outcome: schemas.OutcomeFailure},
+			},
+			probes: []probe{{"10.1.0.5", T + 11*sec, ""}},
+		},
+		{
+			name: "history is bounded, oldest dropped",
+			events: func() []*schemas.AccessEvent {
+				var evs []*schemas.AccessEvent
+				for i := range 10 {
+					evs = append(evs, login("10.1.0.5", fmt.Sprintf("u%d", i), T+uint64(i)*10*sec))
+				}
+				return append(evs, login("10.1.0.5", "ancient", T-100*sec))
+			}(),
+			probes: []probe{{"10.1.0.5", T - 50*sec, ""}, {"10.1.0.5", T + 5*sec, ""}, {"10.1.0.5", T + 15*sec, ""}, {"10.1.0.5", T + 25*sec, "u2"}, {"10.1.0.5", T + 95*sec, "u9"}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewIdentityStore(time.Hour)
+			for _, ev := range tc.events {
+				s.Observe(ev)
+			}
+			checkProbes(t, s, tc.probes)
+		})
+	}
+}
+
+func TestIdentityStoreExpire(t *testing.T) {
+	const T = 1_700_000_000 * sec
+	s := NewIdentityStore(time.Hour)
+	s.Observe(login("10.1.0.1", "old", T))                                      // until T+1h
+	s.Observe(login("10.1.0.2", "recent", T+2*3600*sec))                        // until T+3h
+	s.Observe(ending("10.1.0.3", "nobody", schemas.ActionLogout, T))            // a lone close
+	s.Observe(login("10.1.0.4", "mixed", T))                                    // until T+1h, dropped
+	s.Observe(login("10.1.0.4", "mixed2", T+2*3600*sec))                        // kept
+	s.Observe(ending("10.1.0.4", "mixed2", schemas.ActionLogout, T+3*3600*sec)) // kept
+	if got := s.Len(); got != 4 {
+		t.Errorf("Len = %d, want 4", got)
+	}
+	// now - ttl = T+1h+1s: the bindings that ended at T+1h go.
+	if got := s.Expire(T + 2*3600*sec + sec); got != 2 {
+		t.Errorf("Expire = %d, want 2", got)
+	}
+	if got := s.Len(); got != 2 {
+		t.Errorf("Len after Expire = %d, want 2", got)
+	}
+	checkProbes(t, s, []probe{
+		{"10.1.0.1", T + 10*sec, ""},
+		{"10.1.0.2", T + 2*3600*sec, "recent"},
+		{"10.1.0.4", T + 10*sec, ""},
+		{"10.1.0.4", T + 2*3600*sec, "mixed2"},
+		{"10.1.0.4", T + 3*3600*sec, ""},
+	})
+	if got := s.Expire(0); got != 0 {
+		t.Errorf("Expire(0) = %d", got)
+	}
+}
+
+func TestIdentityStoreSnapshot(t *testing.T) {
+	const T = 1_700_000_000 * sec
+	s := NewIdentityStore(time.Hour)
+	s.Observe(login("10.1.0.5", "alice", T))
+	s.Observe(ending("10.1.0.5", "alice", schemas.ActionLogout, T+60*sec))
+	s.Observe(login("2001:db8::5", "bob", T))
+	s.Observe(ending("10.9.0.1", "", schemas.ActionDisconnect, T))
+	data, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewIdentityStore(time.Hour)
+	r.Observe(login("10.7.7.7", "stale", T)) // replaced by the snapshot
+	if err := r.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := r.Len(), s.Len(); got != want {
+		t.Errorf("Len after restore = %d, want %d", got, want)
+	}
+	checkProbes(t, r, []probe{
+		{"10.1.0.5", T + 30*sec, "alice"}, {"10.1.0.5", T + 60*sec, ""},
+		{"2001:db8::5", T + 30*sec, "bob"}, {"10.7.7.7", T + 30*sec, ""},
+	})
+	again, err := r.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != len(data) {
+		t.Errorf("re-snapshot is %d bytes, want %d", len(again), len(data))
+	}
+	// Every truncation and a few corruptions fail cleanly and leave r as is.
+	for i := 0; i < len(data); i++ {
+		if err := r.UnmarshalBinary(data[:i]); err == nil {
+			t.Fatalf("UnmarshalBinary(data[:%d]) succeeded", i)
+		}
+	}
+	bad := append([]byte(nil), data...)
+	bad[4] = 9
+	if err := r.UnmarshalBinary(bad); err == nil {
+		t.Error("UnmarshalBinary(version 9) succeeded")
+	}
+	if err := r.UnmarshalBinary(append(append([]byte(nil), data...), 0)); err == nil {
+		t.Error("UnmarshalBinary(trailing byte) succeeded")
+	}
+	checkProbes(t, r, []probe{{"10.1.0.5", T + 30*sec, "alice"}})
+}
+
+func FuzzIdentitySnapshot(f *testing.F) {
+	s := NewIdentityStore(time.Hour)
+	s.Observe(login("10.1.0.5", "alice", 1000*sec))
+	s.Observe(ending("10.1.0.5", "alice", schemas.ActionLogout, 2000*sec))
+	data, _ := s.MarshalBinary()
+	f.Add(data)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s := NewIdentityStore(time.Hour)
+		if err := s.UnmarshalBinary(data); err != nil {
+			return
+		}
+		s.Lookup(ipAddr("10.1.0.5"), 1500*sec)
+		s.Observe(login("10.1.0.5", "bob", 1500*sec))
+		s.Expire(5000 * sec)
+	})
+}
+
+// TestIdentityStoreConcurrent runs Observe, Lookup, Expire and snapshots
+// together; run with -race.
+func TestIdentityStoreConcurrent(t *testing.T) {
+	const T = 1_700_000_000 * sec
+	s := NewIdentityStore(time.Hour)
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := range 2000 {
+				a := schemas.AddrFrom4([4]byte{10, byte(w), byte(i >> 8), byte(i)})
+				s.Observe(&schemas.AccessEvent{Time: T + uint64(i)*sec, User: "u", SrcAddr: a, Action: schemas.ActionLogin, Outcome: schemas.OutcomeSuccess})
+				if i%3 == 0 {
+					s.Observe(&schemas.AccessEvent{Time: T + uint64(i+1)*sec, SrcAddr: a, Action: schemas.ActionDisconnect})
+				}
+			}
+		})
+	}
+	for range 2 {
+		wg.Go(func() {
+			for i := range 4000 {
+				a := schemas.AddrFrom4([4]byte{10, byte(i % 2), byte(i >> 8), byte(i)})
+				if u := s.Lookup(a, T+uint64(i%2000)*sec); u != "" && u != "u" {
+					t.Errorf("Lookup = %q", u)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 5 {
+			s.Expire(T)
+			if _, err := s.MarshalBinary(); err != nil {
+				t.Error(err)
+			}
+			_ = s.Len()
+		}
+	})
+	wg.Wait()
+	// Address i was bound at T+i s; a third of them disconnected a second later.
+	for _, i := range []int{1, 2, 4, 1999} {
+		a := schemas.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+		if u := s.Lookup(a, T+uint64(i)*sec+2*sec); u != "u" {
+			t.Errorf("Lookup(%s) = %q, want u", a, u)
+		}
+	}
+	a := schemas.AddrFrom4([4]byte{10, 1, 0, 3})
+	if u := s.Lookup(a, T+5*sec); u != "" {
+		t.Errorf("Lookup(%s) after disconnect = %q", a, u)
+	}
+}

@@ -1,0 +1,455 @@
+package enrich
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowaudit/flowaudit/internal/kafka"
+	"github.com/flowaudit/flowaudit/internal/reporter"
+	"github.com/flowaudit/flowaudit/policy"
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+// StageDependencies are what the enrich stage needs from the process.
+type StageDependencies struct {
+	Kafka kafka.Configuration
+	// PolicyFile is policy.file; "" runs without a policy: every address
+	// is external and every verdict unknown.
+	PolicyFile string
+}
+
+// Stage is the enrich component: it consumes flowaudit.flows.v1 in a
+// consumer group, labels every flow (segment, workload, identity,
+// verdict) and produces flowaudit.enriched.v1, partitioned by source
+// address so per-source state downstream stays in one place. Every Stage
+// also reads all of flowaudit.access.v1 (no group) to keep its identity
+// bindings; at start it replays the last enrich.identity_ttl of access
+// events, so bindings survive a restart, before it enriches any flow.
+type Stage struct {
+	r       *reporter.Reporter
+	log     *slog.Logger
+	cfg     Configuration
+	deps    StageDependencies
+	metrics *stageMetrics
+	ready   *reporter.Readiness
+	sampler *reporter.Sampler
+
+	ids      *IdentityStore
+	enricher *Enricher
+	policyMu sync.Mutex
+	stamp    fileStamp
+
+	flowsTopic, accessTopic, enrichedTopic string
+	partitions                             int32
+
+	flows, access *kgo.Client
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	fatal  chan error
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+// NewStage validates the configuration and loads the policy file; an
+// invalid policy is an error naming its line.
+func NewStage(r *reporter.Reporter, cfg Configuration, deps StageDependencies) (*Stage, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Stage{
+		r:             r,
+		log:           r.Logger.With("component", "enrich"),
+		cfg:           cfg,
+		deps:          deps,
+		metrics:       newStageMetrics(r.Registry),
+		ready:         r.Readiness("enrich"),
+		sampler:       reporter.NewSampler(10 * time.Second),
+		ids:           NewIdentityStore(cfg.IdentityTTL),
+		flowsTopic:    deps.Kafka.Topic(kafka.TopicFlows),
+		accessTopic:   deps.Kafka.Topic(kafka.TopicAccess),
+		enrichedTopic: deps.Kafka.Topic(kafka.TopicEnriched),
+		fatal:         make(chan error, 1),
+	}
+	var m *policy.Matcher
+	if deps.PolicyFile != "" {
+		var err error
+		if m, s.stamp, err = loadPolicy(deps.PolicyFile); err != nil {
+			return nil, fmt.Errorf("policy.file: %w", err)
+		}
+	}
+	s.enricher = NewEnricher(m, s.ids)
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+func loadPolicy(path string) (*policy.Matcher, fileStamp, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fileStamp{}, err
+	}
+	p, err := policy.Load(path)
+	if err != nil {
+		return nil, fileStamp{}, err
+	}
+	m, err := policy.Compile(p)
+	if err != nil {
+		return nil, fileStamp{}, err
+	}
+	return m, fileStamp{st.ModTime(), st.Size()}, nil
+}
+
+// Start connects to the broker and starts the stage's goroutines; flows
+// are enriched once the identity bindings have caught up.
+func (s *Stage) Start() error {
+	s.ready.NotReady("replaying access events")
+	parts, err := s.topicPartitions(s.enrichedTopic)
+	if err != nil {
+		return err
+	}
+	s.partitions = parts
+	since := time.Now().Add(-s.cfg.IdentityTTL).UnixMilli()
+	access, err := kgo.NewClient(append(kafka.ClientOptions(s.deps.Kafka, "enrich-access"),
+		kgo.ConsumeTopics(s.accessTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AfterMilli(since)),
+	)...)
+	if err != nil {
+		return fmt.Errorf("unable to create access consumer: %w", err)
+	}
+	s.access = access
+	flows, err := kgo.NewClient(append(kafka.ClientOptions(s.deps.Kafka, "enrich"),
+		kgo.ConsumeTopics(s.flowsTopic),
+		kgo.ConsumerGroup(s.cfg.ConsumerGroup),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(2*time.Millisecond),
+		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		kgo.MaxBufferedBytes(256<<20),
+		kgo.ProducerBatchMaxBytes(4<<20),
+		kgo.FetchMaxBytes(64<<20),
+	)...)
+	if err != nil {
+		access.Close()
+		return fmt.Errorf("unable to create flow consumer: %w", err)
+	}
+	s.flows = flows
+	caughtUp := make(chan struct{})
+	s.wg.Add(3)
+	go s.accessLoop(since, caughtUp)
+	go func() {
+		defer s.wg.Done()
+		select {
+		case <-caughtUp:
+		case <-s.ctx.Done():
+			return
+		}
+		s.ready.Ready()
+		s.log.Info("enriching flows", "from", s.flowsTopic, "to", s.enrichedTopic, "partitions", s.partitions,
+			"policy", s.deps.PolicyFile, "identity_bindings", s.ids.Len())
+		if err := s.flowLoop(); err != nil && s.ctx.Err() == nil {
+			s.fatal <- err
+		}
+	}()
+	go s.reloadLoop()
+	return nil
+}
+
+// Done returns a channel that receives an error if the stage stops
+// working.
+func (s *Stage) Done() <-chan error { return s.fatal }
+
+// Stop finishes the current poll (produced and committed), then closes.
+func (s *Stage) Stop() error {
+	s.cancel()
+	s.wg.Wait()
+	if s.flows != nil {
+		// The loop may have stopped between a poll and its
+		// AllowRebalance; leaving the group needs rebalances allowed.
+		s.flows.AllowRebalance()
+		s.flows.Close()
+	}
+	if s.access != nil {
+		s.access.Close()
+	}
+	return nil
+}
+
+func (s *Stage) topicPartitions(topic string) (int32, error) {
+	cl, err := kgo.NewClient(kafka.ClientOptions(s.deps.Kafka, "enrich-admin")...)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(s.ctx, 60*time.Second)
+	defer cancel()
+	for {
+		td, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+		if err == nil {
+			if d, ok := td[topic]; ok && d.Err == nil && len(d.Partitions) > 0 {
+				return int32(len(d.Partitions)), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("topic %s not found on %v: %v", topic, s.deps.Kafka.SeedBrokers(), err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// accessLoop applies every access event to the identity bindings. It
+// closes caughtUp once it has read up to the ends the topic had when the
+// stage started.
+func (s *Stage) accessLoop(since int64, caughtUp chan struct{}) {
+	defer s.wg.Done()
+	remaining, err := s.accessBacklog(since)
+	if err != nil {
+		s.log.Warn("cannot size the access-event backlog; enriching without waiting for it", "err", err)
+	}
+	done := false
+	finish := func() {
+		if !done && len(remaining) == 0 {
+			done = true
+			close(caughtUp)
+		}
+	}
+	finish()
+	expire := time.NewTicker(time.Minute)
+	defer expire.Stop()
+	var ev schemas.AccessEvent
+	for {
+		select {
+		case <-expire.C:
+			s.ids.Expire(uint64(time.Now().UnixNano()))
+		default:
+		}
+		fetches := s.access.PollFetches(s.ctx)
+		if fetches.IsClientClosed() || s.ctx.Err() != nil {
+			return
+		}
+		fetches.EachRecord(func(rec *kgo.Record) {
+			if end, ok := remaining[rec.Partition]; ok && rec.Offset+1 >= end {
+				delete(remaining, rec.Partition)
+			}
+			if err := schemas.UnmarshalAccessEvent(rec.Value, &ev); err != nil {
+				s.metrics.malformed.Inc()
+				return
+			}
+			s.ids.Observe(&ev)
+			s.metrics.accessEvents.Inc()
+		})
+		s.metrics.bindings.Set(float64(s.ids.Len()))
+		finish()
+	}
+}
+
+// accessBacklog returns, per partition with records to replay, the end
+// offset to reach.
+func (s *Stage) accessBacklog(since int64) (map[int32]int64, error) {
+	adm := kadm.NewClient(s.access)
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, s.accessTopic)
+	if err != nil {
+		return nil, err
+	}
+	starts, err := adm.ListOffsetsAfterMilli(ctx, since, s.accessTopic)
+	if err != nil {
+		return nil, err
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			return
+		}
+		start := int64(0)
+		if st, ok := starts.Lookup(s.accessTopic, o.Partition); ok && st.Err == nil && st.Offset >= 0 {
+			start = st.Offset
+		}
+		if o.Offset > start {
+			out[o.Partition] = o.Offset
+		}
+	})
+	return out, nil
+}
+
+// flowLoop enriches polled batches, produces them, waits for the broker,
+// then commits: at least once from flows to enriched.
+func (s *Stage) flowLoop() error {
+	var (
+		in       schemas.FlowBatch
+		res      Result
+		out      = make([]schemas.FlowBatch, s.partitions)
+		bufs     = make([][]byte, 0, 64)
+		verdicts [4]prometheus.Counter
+	)
+	for v := range verdicts {
+		verdicts[v] = s.metrics.flows.WithLabelValues(schemas.Verdict(v).String())
+	}
+	var produceErr error
+	var errMu sync.Mutex
+	for s.ctx.Err() == nil {
+		fetches := s.flows.PollRecords(s.ctx, 5000)
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			if ok, n := s.sampler.Allow("fetch"); ok {
+				s.log.Warn("fetch error (retrying)", "topic", t, "partition", p, "err", err, "suppressed", n)
+			}
+		})
+		bufs = bufs[:0]
+		fetches.EachRecord(func(rec *kgo.Record) {
+			if err := schemas.UnmarshalFlowBatch(rec.Value, &in); err != nil {
+				s.metrics.malformed.Inc()
+				if ok, n := s.sampler.Allow("malformed"); ok {
+					s.log.Warn("skipping undecodable flow record", "partition", rec.Partition, "offset", rec.Offset, "err", err, "suppressed", n)
+				}
+				return
+			}
+			s.metrics.batches.Inc()
+			for i := range out {
+				out[i].Flows = out[i].Flows[:0]
+			}
+			for i := range in.Flows {
+				f := &in.Flows[i]
+				s.enricher.EnrichFlow(&in, f, &res)
+				f.SrcSegment, f.DstSegment = res.SrcSegment, res.DstSegment
+				f.SrcWorkload, f.DstWorkload = res.SrcWorkload, res.DstWorkload
+				f.SrcIdentity, f.DstIdentity = res.SrcIdentity, res.DstIdentity
+				f.Verdict, f.Rule = schemas.Verdict(res.Verdict), res.Rule
+				if int(f.Verdict) < len(verdicts) {
+					verdicts[f.Verdict].Inc()
+				}
+				if f.SrcIdentity != "" {
+					s.metrics.attributed.Inc()
+				}
+				p := partitionOf(f.SrcAddr, s.partitions)
+				out[p].Flows = append(out[p].Flows, *f)
+			}
+			for p := range out {
+				if len(out[p].Flows) == 0 {
+					continue
+				}
+				b := &out[p]
+				b.TimeReceived, b.Exporter, b.ExporterPort = in.TimeReceived, in.Exporter, in.ExporterPort
+				b.Type, b.ObservationID, b.SequenceNumber = in.Type, in.ObservationID, in.SequenceNumber
+				value := schemas.AppendFlowBatch(nil, b)
+				bufs = append(bufs, value)
+				key := append([]byte(nil), b.Flows[0].SrcAddr[:]...)
+				s.flows.Produce(s.ctx, &kgo.Record{Topic: s.enrichedTopic, Partition: int32(p), Key: key, Value: value},
+					func(_ *kgo.Record, err error) {
+						if err != nil {
+							errMu.Lock()
+							produceErr = err
+							errMu.Unlock()
+						}
+					})
+			}
+		})
+		// Commit only what the broker has: a crash before this point
+		// re-enriches the batches (at least once).
+		if err := s.flows.Flush(s.ctx); err != nil {
+			return nil // stopping
+		}
+		errMu.Lock()
+		perr := produceErr
+		errMu.Unlock()
+		if perr != nil {
+			s.metrics.produceErrors.Inc()
+			return fmt.Errorf("producing enriched flows: %w", perr)
+		}
+		if err := s.flows.CommitUncommittedOffsets(s.ctx); err != nil && s.ctx.Err() == nil {
+			if ok, n := s.sampler.Allow("commit"); ok {
+				s.log.Warn("offset commit failed; those batches may be enriched twice", "err", err, "suppressed", n)
+			}
+		}
+		s.flows.AllowRebalance()
+	}
+	return nil
+}
+
+// partitionOf maps a source address to a partition of the enriched
+// topic: every flow of one source lands on the same partition, so
+// per-source detectors see all of it.
+func partitionOf(a schemas.Addr, n int32) int {
+	h := fnv.New32a()
+	h.Write(a[:])
+	return int(h.Sum32() % uint32(n))
+}
+
+// reloadLoop re-reads the policy file when it changes or on SIGHUP. An
+// invalid file keeps the current policy and says why.
+func (s *Stage) reloadLoop() {
+	defer s.wg.Done()
+	if s.deps.PolicyFile == "" {
+		return
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	t := time.NewTicker(s.cfg.PolicyReloadInterval)
+	defer t.Stop()
+	for {
+		force := false
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		case <-hup:
+			force = true
+		}
+		s.Reload(force)
+	}
+}
+
+// Reload re-reads the policy file if it changed (or when force is set)
+// and swaps it in without stopping the flow. It reports whether a new
+// policy is in force.
+func (s *Stage) Reload(force bool) bool {
+	s.policyMu.Lock()
+	defer s.policyMu.Unlock()
+	st, err := os.Stat(s.deps.PolicyFile)
+	if err != nil {
+		if ok, _ := s.sampler.Allow("reload-stat"); ok {
+			s.log.Warn("cannot read policy file; keeping the current policy", "file", s.deps.PolicyFile, "err", err)
+		}
+		return false
+	}
+	if !force && st.ModTime().Equal(s.stamp.mod) && st.Size() == s.stamp.size {
+		return false
+	}
+	m, stamp, err := loadPolicy(s.deps.PolicyFile)
+	if err != nil {
+		s.stamp = fileStamp{st.ModTime(), st.Size()} // do not retry the same bad file every tick
+		s.metrics.policyReloads.WithLabelValues("invalid").Inc()
+		s.log.Error("new policy is invalid; keeping the current one", "file", s.deps.PolicyFile, "err", err)
+		return false
+	}
+	s.stamp = stamp
+	s.enricher.SetMatcher(m)
+	s.metrics.policyReloads.WithLabelValues("ok").Inc()
+	s.log.Info("policy reloaded", "file", s.deps.PolicyFile)
+	return true
+}

@@ -1,0 +1,45 @@
+package enrich
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type stageMetrics struct {
+	flows         *prometheus.CounterVec // verdict
+	batches       prometheus.Counter
+	malformed     prometheus.Counter
+	accessEvents  prometheus.Counter
+	bindings      prometheus.Gauge
+	policyReloads *prometheus.CounterVec // outcome
+	produceErrors prometheus.Counter
+	attributed    prometheus.Counter
+}
+
+func newStageMetrics(reg prometheus.Registerer) *stageMetrics {
+	m := &stageMetrics{
+		flows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_enrich_flows_total", Help: "Flows enriched, per verdict.",
+		}, []string{"verdict"}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_enrich_batches_total", Help: "Flow batches consumed.",
+		}),
+		malformed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_enrich_malformed_records_total", Help: "Records that could not be decoded and were skipped.",
+		}),
+		accessEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_enrich_access_events_total", Help: "Access events applied to the identity bindings.",
+		}),
+		bindings: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flowaudit_enrich_identity_bindings", Help: "Addresses with an identity binding.",
+		}),
+		policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_enrich_policy_reloads_total", Help: "Policy file reloads, per outcome (ok, invalid).",
+		}, []string{"outcome"}),
+		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_enrich_produce_errors_total", Help: "Enriched batches the broker did not accept (retried from the last commit).",
+		}),
+		attributed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_enrich_attributed_flows_total", Help: "Flows with a source identity.",
+		}),
+	}
+	reg.MustRegister(m.flows, m.batches, m.malformed, m.accessEvents, m.bindings, m.policyReloads, m.produceErrors, m.attributed)
+	return m
+}
