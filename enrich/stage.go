@@ -48,6 +48,7 @@ type Stage struct {
 
 	ids      *IdentityStore
 	enricher *Enricher
+	geo      *GeoDB // nil without GeoIP databases
 	policyMu sync.Mutex
 	stamp    fileStamp
 
@@ -95,6 +96,13 @@ func NewStage(r *reporter.Reporter, cfg Configuration, deps StageDependencies) (
 		}
 	}
 	s.enricher = NewEnricher(m, s.ids)
+	if cfg.GeoIPCountryDB != "" || cfg.GeoIPASNDB != "" {
+		geo, err := OpenGeo(cfg.GeoIPCountryDB, cfg.GeoIPASNDB)
+		if err != nil {
+			return nil, fmt.Errorf("enrich.geoip: %w", err)
+		}
+		s.geo = geo
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -188,6 +196,9 @@ func (s *Stage) Stop() error {
 	}
 	if s.access != nil {
 		s.access.Close()
+	}
+	if s.geo != nil {
+		return s.geo.Close()
 	}
 	return nil
 }
@@ -339,6 +350,9 @@ func (s *Stage) flowLoop() error {
 				f.SrcWorkload, f.DstWorkload = res.SrcWorkload, res.DstWorkload
 				f.SrcIdentity, f.DstIdentity = res.SrcIdentity, res.DstIdentity
 				f.Verdict, f.Rule = schemas.Verdict(res.Verdict), res.Rule
+				if s.geo != nil {
+					s.addGeo(f)
+				}
 				if int(f.Verdict) < len(verdicts) {
 					verdicts[f.Verdict].Inc()
 				}
@@ -452,4 +466,19 @@ func (s *Stage) Reload(force bool) bool {
 	s.metrics.policyReloads.WithLabelValues("ok").Inc()
 	s.log.Info("policy reloaded", "file", s.deps.PolicyFile)
 	return true
+}
+
+// addGeo sets the flow's countries, and its AS numbers where the exporter
+// gave none.
+func (s *Stage) addGeo(f *schemas.Flow) {
+	country, asn, _ := s.geo.Lookup(f.SrcAddr)
+	f.SrcCountry = country
+	if f.SrcAS == 0 {
+		f.SrcAS = asn
+	}
+	country, asn, _ = s.geo.Lookup(f.DstAddr)
+	f.DstCountry = country
+	if f.DstAS == 0 {
+		f.DstAS = asn
+	}
 }

@@ -3,6 +3,7 @@ package enrich
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -16,6 +17,12 @@ type Configuration struct {
 	// PolicyReloadInterval is how often the policy file is checked for
 	// changes (SIGHUP reloads at once).
 	PolicyReloadInterval time.Duration `yaml:"policy_reload_interval"`
+	// GeoIPCountryDB is a MaxMind-format Country or City database (.mmdb);
+	// when set, flows get src_country and dst_country.
+	GeoIPCountryDB string `yaml:"geoip_country_db"`
+	// GeoIPASNDB is a MaxMind-format ASN database; when set, flows whose
+	// exporter gave no AS number get one from it.
+	GeoIPASNDB string `yaml:"geoip_asn_db"`
 }
 
 // DefaultConfiguration returns the defaults.
@@ -38,6 +45,14 @@ func (c Configuration) Validate() error {
 	}
 	if c.PolicyReloadInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("enrich.policy_reload_interval: must be at least 100ms, got %s", c.PolicyReloadInterval))
+	}
+	for key, path := range map[string]string{"enrich.geoip_country_db": c.GeoIPCountryDB, "enrich.geoip_asn_db": c.GeoIPASNDB} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %v", key, err))
+		}
 	}
 	return errors.Join(errs...)
 }

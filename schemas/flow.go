@@ -120,6 +120,8 @@ type Flow struct {
 	SrcIdentity string // user or service account behind SrcAddr at the flow's time
 	DstIdentity string
 	Rule        string // allow rule that decided Verdict
+	SrcCountry  string // ISO 3166 code from the GeoIP database; "" when unknown
+	DstCountry  string
 }
 
 // Verdict is the policy decision for one flow. The string form is the

@@ -36,6 +36,8 @@ const (
 	fieldFlowSrcIdentity  = 25
 	fieldFlowDstIdentity  = 26
 	fieldFlowRule         = 27
+	fieldFlowSrcCountry   = 28
+	fieldFlowDstCountry   = 29
 
 	fieldBatchTimeReceived   = 1
 	fieldBatchExporter       = 2
@@ -110,6 +112,8 @@ func flowSize(f *Flow) int {
 	ss(fieldFlowSrcIdentity, f.SrcIdentity)
 	ss(fieldFlowDstIdentity, f.DstIdentity)
 	ss(fieldFlowRule, f.Rule)
+	ss(fieldFlowSrcCountry, f.SrcCountry)
+	ss(fieldFlowDstCountry, f.DstCountry)
 	return n
 }
 
@@ -141,6 +145,8 @@ func appendFlow(b []byte, f *Flow) []byte {
 	b = appendStringField(b, fieldFlowSrcIdentity, f.SrcIdentity)
 	b = appendStringField(b, fieldFlowDstIdentity, f.DstIdentity)
 	b = appendStringField(b, fieldFlowRule, f.Rule)
+	b = appendStringField(b, fieldFlowSrcCountry, f.SrcCountry)
+	b = appendStringField(b, fieldFlowDstCountry, f.DstCountry)
 	return b
 }
 
@@ -231,7 +237,7 @@ func unmarshalFlow(data []byte, f *Flow) error {
 			return fmt.Errorf("%w: flow tag: %v", ErrMalformed, protowire.ParseError(n))
 		}
 		data = data[n:]
-		if typ == protowire.BytesType && num >= fieldFlowSrcSegment && num <= fieldFlowRule {
+		if typ == protowire.BytesType && num >= fieldFlowSrcSegment && num <= fieldFlowDstCountry {
 			v, n := protowire.ConsumeBytes(data)
 			if n < 0 {
 				return fmt.Errorf("%w: flow field %d: %v", ErrMalformed, num, protowire.ParseError(n))
@@ -251,8 +257,12 @@ func unmarshalFlow(data []byte, f *Flow) error {
 				f.SrcIdentity = s
 			case fieldFlowDstIdentity:
 				f.DstIdentity = s
-			default:
+			case fieldFlowRule:
 				f.Rule = s
+			case fieldFlowSrcCountry:
+				f.SrcCountry = s
+			default:
+				f.DstCountry = s
 			}
 			continue
 		}

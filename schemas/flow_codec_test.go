@@ -28,7 +28,7 @@ func testBatch() *FlowBatch {
 				SrcAS: 64512, DstAS: 4200000000, SrcPort: 51234, DstPort: 443, EtherType: 0x86dd,
 				Proto: 6, TCPFlags: 0x1b, IPTos: 0xb8, Direction: 1,
 				Verdict: VerdictAllowed, SrcSegment: "web", DstSegment: "db", SrcWorkload: "shop-web", DstWorkload: "orders-db",
-				SrcIdentity: "alice", DstIdentity: "svc-orders", Rule: "web-to-db-postgres",
+				SrcIdentity: "alice", DstIdentity: "svc-orders", Rule: "web-to-db-postgres", SrcCountry: "AU", DstCountry: "DE",
 			},
 			{}, // an all-zero flow must survive the round trip too
 			{SrcAddr: AddrFromNetip(netip.MustParseAddr("10.9.9.9")), Bytes: 40, Packets: 1, Proto: 17},

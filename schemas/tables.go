@@ -371,6 +371,8 @@ var FlowsTable = Table{
 		{Name: "dst_identity", Type: TypeLowString, Default: "''"},
 		{Name: "verdict", Type: TypeLowString, Default: "'unknown'", Comment: "allowed, violation, intra_segment or unknown"},
 		{Name: "rule", Type: TypeLowString, Default: "''", Comment: "policy rule that decided the verdict"},
+		{Name: "src_country", Type: TypeLowString, Default: "''", Comment: "ISO 3166 code from GeoIP"},
+		{Name: "dst_country", Type: TypeLowString, Default: "''"},
 	},
 	Engine:      "MergeTree",
 	PartitionBy: "toYYYYMMDD(time_received)",

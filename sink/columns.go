@@ -17,6 +17,7 @@ var flowColumns = []string{
 	"bytes", "packets", "tcp_flags", "ip_tos", "in_if", "out_if", "src_as", "dst_as",
 	"ether_type", "direction",
 	"src_segment", "dst_segment", "src_workload", "dst_workload", "src_identity", "dst_identity", "verdict", "rule",
+	"src_country", "dst_country",
 }
 
 // columns is one insert's data in column form, reused between flushes so
@@ -34,6 +35,7 @@ type columns struct {
 	bytes, packets                   []uint64
 	srcSeg, dstSeg, srcWl, dstWl     []string
 	srcID, dstID, verdict, rule      []string
+	srcCountry, dstCountry           []string
 
 	views [4][][]byte // FixedString(16) views of the address columns
 }
@@ -51,6 +53,7 @@ func (c *columns) reset() {
 	c.bytes, c.packets = c.bytes[:0], c.packets[:0]
 	c.srcSeg, c.dstSeg, c.srcWl, c.dstWl = c.srcSeg[:0], c.dstSeg[:0], c.srcWl[:0], c.dstWl[:0]
 	c.srcID, c.dstID, c.verdict, c.rule = c.srcID[:0], c.dstID[:0], c.verdict[:0], c.rule[:0]
+	c.srcCountry, c.dstCountry = c.srcCountry[:0], c.dstCountry[:0]
 }
 
 var flowTypeNames = func() [256]string {
@@ -109,6 +112,8 @@ func (c *columns) add(r *flowRow) {
 	c.dstID = append(c.dstID, f.DstIdentity)
 	c.verdict = append(c.verdict, verdictNames[f.Verdict])
 	c.rule = append(c.rule, f.Rule)
+	c.srcCountry = append(c.srcCountry, f.SrcCountry)
+	c.dstCountry = append(c.dstCountry, f.DstCountry)
 }
 
 var verdictNames = func() [256]string {
@@ -141,6 +146,7 @@ func (c *columns) appendTo(b driver.Batch) error {
 		c.bytes, c.packets, c.tcpFlags, c.ipTos, c.inIf, c.outIf, c.srcAS, c.dstAS,
 		c.etherType, c.dir,
 		c.srcSeg, c.dstSeg, c.srcWl, c.dstWl, c.srcID, c.dstID, c.verdict, c.rule,
+		c.srcCountry, c.dstCountry,
 	}
 	for i, v := range values {
 		if err := b.Column(i).Append(v); err != nil {

@@ -162,7 +162,9 @@ type Flow struct {
 	DstWorkload   string  `protobuf:"bytes,24,opt,name=dst_workload,json=dstWorkload,proto3" json:"dst_workload,omitempty"`
 	SrcIdentity   string  `protobuf:"bytes,25,opt,name=src_identity,json=srcIdentity,proto3" json:"src_identity,omitempty"` // user or service account behind src_addr
 	DstIdentity   string  `protobuf:"bytes,26,opt,name=dst_identity,json=dstIdentity,proto3" json:"dst_identity,omitempty"`
-	Rule          string  `protobuf:"bytes,27,opt,name=rule,proto3" json:"rule,omitempty"` // allow rule that decided the verdict
+	Rule          string  `protobuf:"bytes,27,opt,name=rule,proto3" json:"rule,omitempty"`                               // allow rule that decided the verdict
+	SrcCountry    string  `protobuf:"bytes,28,opt,name=src_country,json=srcCountry,proto3" json:"src_country,omitempty"` // ISO 3166 code from GeoIP, "" when unknown
+	DstCountry    string  `protobuf:"bytes,29,opt,name=dst_country,json=dstCountry,proto3" json:"dst_country,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -386,6 +388,20 @@ func (x *Flow) GetRule() string {
 	return ""
 }
 
+func (x *Flow) GetSrcCountry() string {
+	if x != nil {
+		return x.SrcCountry
+	}
+	return ""
+}
+
+func (x *Flow) GetDstCountry() string {
+	if x != nil {
+		return x.DstCountry
+	}
+	return ""
+}
+
 // FlowBatch is the payload of flowaudit.flows.v1 (the flows decoded from
 // one datagram of one exporter, keyed by exporter address) and of
 // flowaudit.enriched.v1 (enriched flows, partitioned by source address).
@@ -572,7 +588,7 @@ var File_flow_proto protoreflect.FileDescriptor
 const file_flow_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"flow.proto\x12\fflowaudit.v1\"\x90\x06\n" +
+	"flow.proto\x12\fflowaudit.v1\"\xd2\x06\n" +
 	"\x04Flow\x12\x1d\n" +
 	"\n" +
 	"time_start\x18\x01 \x01(\x04R\ttimeStart\x12\x19\n" +
@@ -605,7 +621,11 @@ const file_flow_proto_rawDesc = "" +
 	"\fdst_workload\x18\x18 \x01(\tR\vdstWorkload\x12!\n" +
 	"\fsrc_identity\x18\x19 \x01(\tR\vsrcIdentity\x12!\n" +
 	"\fdst_identity\x18\x1a \x01(\tR\vdstIdentity\x12\x12\n" +
-	"\x04rule\x18\x1b \x01(\tR\x04rule\"\x97\x02\n" +
+	"\x04rule\x18\x1b \x01(\tR\x04rule\x12\x1f\n" +
+	"\vsrc_country\x18\x1c \x01(\tR\n" +
+	"srcCountry\x12\x1f\n" +
+	"\vdst_country\x18\x1d \x01(\tR\n" +
+	"dstCountry\"\x97\x02\n" +
 	"\tFlowBatch\x12#\n" +
 	"\rtime_received\x18\x01 \x01(\x04R\ftimeReceived\x12\x1a\n" +
 	"\bexporter\x18\x02 \x01(\fR\bexporter\x12#\n" +

@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS flowaudit.flows
     src_identity LowCardinality(String) DEFAULT '',
     dst_identity LowCardinality(String) DEFAULT '',
     verdict LowCardinality(String) DEFAULT 'unknown' COMMENT 'allowed, violation, intra_segment or unknown',
-    rule LowCardinality(String) DEFAULT '' COMMENT 'policy rule that decided the verdict'
+    rule LowCardinality(String) DEFAULT '' COMMENT 'policy rule that decided the verdict',
+    src_country LowCardinality(String) DEFAULT '' COMMENT 'ISO 3166 code from GeoIP',
+    dst_country LowCardinality(String) DEFAULT ''
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time_received)

@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS flowaudit.flows
     src_identity String DEFAULT '',
     dst_identity String DEFAULT '',
     verdict String DEFAULT 'unknown' COMMENT 'allowed, violation, intra_segment or unknown',
-    rule String DEFAULT '' COMMENT 'policy rule that decided the verdict'
+    rule String DEFAULT '' COMMENT 'policy rule that decided the verdict',
+    src_country String DEFAULT '' COMMENT 'ISO 3166 code from GeoIP',
+    dst_country String DEFAULT ''
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time_received)
