@@ -23,7 +23,7 @@ fi
 q() { if [[ "$CH" == curl* ]]; then echo "$1 FORMAT PrettyCompact" | $CH; else $CH --format PrettyCompact -q "$1"; fi; }
 qv() { if [[ "$CH" == curl* ]]; then echo "$1" | $CH; else $CH -q "$1"; fi; }
 
-step "Starting flowaudit run (embedded broker, collector, sink); logs in var/demo.log"
+step "Starting flowaudit run (embedded broker, collectors, enrich, sink); logs in var/demo.log"
 mkdir -p var
 bin/flowaudit run --config deploy/demo.yaml >var/demo.log 2>&1 &
 PID=$!
@@ -79,6 +79,10 @@ q "SELECT flow_type, count() AS flows, sum(bytes) AS bytes, sum(packets) AS pack
 q "SELECT IPv6NumToString(src_addr) AS src, IPv6NumToString(dst_addr) AS dst, dst_port, proto, sum(bytes) AS bytes FROM flowaudit.flows WHERE time_received >= $START GROUP BY src, dst, dst_port, proto ORDER BY bytes DESC LIMIT 5"
 q "SELECT dst_port, proto, count() AS flows, sum(bytes) AS bytes FROM flowaudit.flows WHERE time_received >= $START GROUP BY dst_port, proto ORDER BY flows DESC LIMIT 8"
 
+step "Segment matrix with policy verdicts (flowaudit.segment_matrix_1m, policy deploy/policy.yaml)"
+q "SELECT src_segment, dst_segment, verdict, sum(flows) AS flows, sum(bytes) AS bytes FROM flowaudit.segment_matrix_1m WHERE minute >= toStartOfMinute(toDateTime($START)) GROUP BY src_segment, dst_segment, verdict ORDER BY src_segment, dst_segment, verdict"
+q "SELECT src_segment, dst_segment, dst_port, proto, count() AS violations, uniqExact(src_addr) AS sources FROM flowaudit.flows WHERE time_received >= $START AND verdict = 'violation' GROUP BY src_segment, dst_segment, dst_port, proto ORDER BY violations DESC LIMIT 8"
+
 step "Access events read back from ClickHouse (flowaudit.access_events)"
 q "SELECT source, countIf(outcome = 'success') AS success, countIf(outcome = 'failure') AS failure, countIf(outcome = 'denied') AS denied, uniqExact(user) AS users FROM flowaudit.access_events WHERE received >= $START GROUP BY source ORDER BY source"
 q "SELECT user, IPv6NumToString(src_addr) AS src, count() AS failed_logins FROM flowaudit.access_events WHERE received >= $START AND action = 'login' AND outcome = 'failure' GROUP BY user, src ORDER BY failed_logins DESC LIMIT 5"
@@ -98,5 +102,6 @@ cat <<TXT
 Try a query of your own:
   clickhouse-client -q "SELECT toStartOfMinute(time_received) AS minute, flow_type, sum(bytes) FROM flowaudit.flows GROUP BY minute, flow_type ORDER BY minute"
   clickhouse-client -q "SELECT time, user, IPv6NumToString(src_addr), action, outcome FROM flowaudit.access_events WHERE source = 'sshd' ORDER BY time DESC LIMIT 20"
+  clickhouse-client -q "SELECT src_identity, dst_segment, dst_port, count() FROM flowaudit.flows WHERE src_identity != '' GROUP BY src_identity, dst_segment, dst_port ORDER BY count() DESC LIMIT 20"
 Run it again:   make demo        Stop ClickHouse:  kill \$(cat var/clickhouse/pid)
 TXT
