@@ -29,7 +29,8 @@ test-short:
 # Benchmarks print flows/s for decode (beside goflow2 on the same input),
 # encode, and sink inserts; then the end-to-end pipeline benchmark.
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./ingest/flow/decoder ./schemas ./sink
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./ingest/flow/decoder ./ingest/access/parser ./schemas ./sink
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s -cpu=1 ./enrich ./policy
 	$(GO) run ./bench/e2e
 
 # Short fuzzing of every parser of outside input.
@@ -37,6 +38,12 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeNetFlow -fuzztime=30s ./ingest/flow/decoder
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeSFlow -fuzztime=30s ./ingest/flow/decoder
 	$(GO) test -run='^$$' -fuzz=FuzzUnmarshalFlowBatch -fuzztime=30s ./schemas
+	$(GO) test -run='^$$' -fuzz=FuzzUnmarshalAccessEvent -fuzztime=30s ./schemas
+	for f in FuzzParseSSHD FuzzParseWeb FuzzParseK8sAudit FuzzParseGateway FuzzParseJSON FuzzParseSyslog; do \
+	  $(GO) test -run='^$$' -fuzz=$$f -fuzztime=20s ./ingest/access/parser || exit 1; done
+	$(GO) test -run='^$$' -fuzz=FuzzFrameReader -fuzztime=20s ./ingest/access
+	$(GO) test -run='^$$' -fuzz=FuzzParsePolicy -fuzztime=20s ./policy
+	$(GO) test -run='^$$' -fuzz=FuzzIdentitySnapshot -fuzztime=20s ./enrich
 
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
