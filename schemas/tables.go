@@ -486,9 +486,42 @@ FROM {db}.flows
 GROUP BY src_segment, dst_segment, dst_port, proto, src_identity`,
 }
 
+// AlertsTable holds detector findings. An alert may be written twice —
+// when first raised and with the final counts of its window — under the
+// same deterministic alert_id; the engine keeps the row with the highest
+// version (the latest last_seen). Read with FINAL, or argMax(x, version)
+// GROUP BY alert_id, to see each alert once.
+var AlertsTable = Table{
+	Name:    "alerts",
+	Comment: "Detector findings; one row per alert_id after merges",
+	Columns: []Column{
+		{Name: "alert_id", Type: TypeString},
+		{Name: "time", Type: TypeDateTime64ms, Comment: "when the finding was made (event time)"},
+		{Name: "kind", Type: TypeLowString},
+		{Name: "severity", Type: TypeLowString, Comment: "low, medium, high or critical"},
+		{Name: "src_addr", Type: TypeAddr},
+		{Name: "dst_addr", Type: TypeAddr},
+		{Name: "src_segment", Type: TypeLowString},
+		{Name: "dst_segment", Type: TypeLowString},
+		{Name: "src_identity", Type: TypeLowString},
+		{Name: "dst_port", Type: TypeUInt16},
+		{Name: "proto", Type: TypeUInt8},
+		{Name: "first_seen", Type: TypeDateTime64ms},
+		{Name: "last_seen", Type: TypeDateTime64ms},
+		{Name: "count", Type: TypeUInt64},
+		{Name: "bytes", Type: TypeUInt64},
+		{Name: "summary", Type: TypeString},
+		{Name: "evidence", Type: TypeString, Codec: "ZSTD(1)", Comment: "JSON"},
+		{Name: "version", Type: TypeUInt64, Comment: "last_seen in Unix ns: the highest wins on merge"},
+	},
+	Engine:    "ReplacingMergeTree(version)",
+	OrderBy:   "alert_id",
+	TTLColumn: "time",
+}
+
 // Tables returns every table, in creation order.
 func Tables() []Table {
-	return []Table{FlowsTable, AccessEventsTable, KafkaOffsetsTable, SegmentMatrixTable, ObservedEdgesTable}
+	return []Table{FlowsTable, AccessEventsTable, AlertsTable, KafkaOffsetsTable, SegmentMatrixTable, ObservedEdgesTable}
 }
 
 // ViewSQL returns the CREATE MATERIALIZED VIEW statement of a table with

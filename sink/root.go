@@ -148,8 +148,9 @@ func (c *Component) run() {
 	flows := &flowWriter{name: flowsTopic}
 	flows.cols.modern = c.version.Modern()
 	access := &accessWriter{name: c.deps.Kafka.Topic(kafka.TopicAccess), modern: c.version.Modern()}
+	alerts := &alertWriter{name: c.deps.Kafka.Topic(kafka.TopicAlerts), modern: c.version.Modern()}
 	var topics []string
-	for _, w := range []topicWriter{flows, access} {
+	for _, w := range []topicWriter{flows, access, alerts} {
 		c.writers[w.topic()] = w
 		topics = append(topics, w.topic())
 	}

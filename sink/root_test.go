@@ -63,7 +63,7 @@ func newSinkEnv(t *testing.T) *sinkEnv {
 	ch := testutil.StartClickHouse(t)
 	kcfg := kafka.DefaultConfiguration()
 	kcfg.Partitions = 2
-	_, addr := testutil.StartBroker(t, 2, kcfg.Topic(kafka.TopicFlows), kcfg.Topic(kafka.TopicAccess))
+	_, addr := testutil.StartBroker(t, 2, kcfg.Topic(kafka.TopicFlows), kcfg.Topic(kafka.TopicAccess), kcfg.Topic(kafka.TopicAlerts))
 	kcfg.Brokers = []string{addr}
 	chcfg := clickhousedb.DefaultConfiguration()
 	chcfg.Addr = ch.Addr
@@ -318,5 +318,43 @@ func TestSinkAccessEvents(t *testing.T) {
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("access_events (-got +want):\n%s", diff)
+	}
+}
+
+// TestSinkAlertsDeduplicate writes an alert, its update and a replay of
+// both: the alerts table holds one row per alert_id, with final counts.
+func TestSinkAlertsDeduplicate(t *testing.T) {
+	e := newSinkEnv(t)
+	first := schemas.Alert{ID: "a1", Time: 1_800_000_000_000_000_000, Kind: schemas.AlertPortScan, Severity: schemas.SeverityMedium,
+		SrcAddr: schemas.AddrFromNetip(netip.MustParseAddr("10.1.0.5")), DstPort: 0, Count: 15,
+		FirstSeen: 1_800_000_000_000_000_000, LastSeen: 1_800_000_010_000_000_000, Summary: "scan", Evidence: "{}"}
+	update := first
+	update.Count, update.LastSeen, update.Update = 22, 1_800_000_050_000_000_000, true
+	other := first
+	other.ID, other.Kind = "b2", schemas.AlertAddressScan
+	for _, a := range []schemas.Alert{first, update, other, first, update} {
+		rec := &kgo.Record{Topic: e.kcfg.Topic(kafka.TopicAlerts), Key: []byte(a.ID), Value: schemas.AppendAlert(nil, &a)}
+		if err := e.client.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := DefaultConfiguration()
+	cfg.BatchInterval = 100 * time.Millisecond
+	s := e.newSink(t, cfg)
+	defer s.Stop()
+	conn := e.ch.Conn(t)
+	var rows uint64
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && rows < 5; time.Sleep(100 * time.Millisecond) {
+		_ = conn.QueryRow(context.Background(), "SELECT toUInt64(count()) FROM flowaudit.alerts").Scan(&rows)
+	}
+	if rows != 5 {
+		t.Fatalf("alert rows written = %d, want 5", rows)
+	}
+	var n, count uint64
+	if err := conn.QueryRow(context.Background(), "SELECT toUInt64(count()), toUInt64(sum(count)) FROM flowaudit.alerts FINAL").Scan(&n, &count); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 || count != 22+15 {
+		t.Errorf("alerts FINAL: %d rows with count sum %d; want 2 rows, 37 (a1 updated to 22, b2 15)", n, count)
 	}
 }

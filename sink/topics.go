@@ -194,3 +194,60 @@ func (w *accessWriter) insert(ctx context.Context, conn driver.Conn, database st
 	}
 	return nil
 }
+
+// alertWriter writes flowaudit.alerts.v1 into the alerts table.
+type alertWriter struct {
+	partitionBuffer[schemas.Alert]
+	name   string
+	modern bool
+}
+
+var alertColumns = []string{
+	"alert_id", "time", "kind", "severity", "src_addr", "dst_addr", "src_segment", "dst_segment", "src_identity",
+	"dst_port", "proto", "first_seen", "last_seen", "count", "bytes", "summary", "evidence", "version",
+}
+
+func (w *alertWriter) topic() string { return w.name }
+func (w *alertWriter) table() string { return "alerts" }
+
+func (w *alertWriter) add(rec *kgo.Record) (int, error) {
+	pr := w.partition(rec.Partition, rec.Offset)
+	var a schemas.Alert
+	if err := schemas.UnmarshalAlert(rec.Value, &a); err != nil {
+		return 0, err
+	}
+	if a.ID == "" {
+		return 0, fmt.Errorf("%w: alert without id", schemas.ErrMalformed)
+	}
+	pr.rows = append(pr.rows, a)
+	w.n++
+	return 1, nil
+}
+
+func (w *alertWriter) insert(ctx context.Context, conn driver.Conn, database string) error {
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+database+".alerts ("+strings.Join(alertColumns, ", ")+")")
+	if err != nil {
+		return fmt.Errorf("prepare insert into alerts: %w", err)
+	}
+	defer batch.Abort()
+	var appendErr error
+	w.each(func(a *schemas.Alert) {
+		if appendErr != nil {
+			return
+		}
+		var src, dst any = a.SrcAddr[:], a.DstAddr[:]
+		if w.modern {
+			src, dst = netip.AddrFrom16(a.SrcAddr), netip.AddrFrom16(a.DstAddr)
+		}
+		appendErr = batch.Append(a.ID, time.Unix(0, int64(a.Time)), a.Kind, a.Severity.String(), src, dst, a.SrcSegment, a.DstSegment,
+			a.SrcIdentity, a.DstPort, a.Proto, time.Unix(0, int64(a.FirstSeen)), time.Unix(0, int64(a.LastSeen)), a.Count, a.Bytes,
+			a.Summary, a.Evidence, a.LastSeen)
+	})
+	if appendErr != nil {
+		return fmt.Errorf("alerts row: %w", appendErr)
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("send %d rows to alerts: %w", w.n, err)
+	}
+	return nil
+}
