@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"gopkg.in/yaml.v3"
 )
 
 func TestDefaultConfiguration(t *testing.T) {
@@ -107,5 +108,32 @@ func TestEmptyFileKeepsDefaults(t *testing.T) {
 	}
 	if diff := cmp.Diff(cfg, Default()); diff != "" {
 		t.Errorf("(-got +want):\n%s", diff)
+	}
+}
+
+func TestInlineKeys(t *testing.T) {
+	type Inner struct {
+		A int `yaml:"a"`
+	}
+	type outer struct {
+		Inner `yaml:",inline"`
+		B     string `yaml:"b"`
+	}
+	var o outer
+	var node yaml.Node
+	if err := yaml.Unmarshal([]byte("a: 3\nb: x\n"), &node); err != nil {
+		t.Fatal(err)
+	}
+	if err := decodeStrict(&node, &o); err != nil {
+		t.Fatal(err)
+	}
+	if o.A != 3 || o.B != "x" {
+		t.Errorf("decoded %+v", o)
+	}
+	if err := yaml.Unmarshal([]byte("c: 1\n"), &node); err != nil {
+		t.Fatal(err)
+	}
+	if err := decodeStrict(&node, &o); err == nil || !strings.Contains(err.Error(), "valid keys at the top level are: a, b") {
+		t.Errorf("unknown key error = %v", err)
 	}
 }

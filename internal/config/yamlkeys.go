@@ -54,7 +54,7 @@ func decodeValue(node *yaml.Node, v reflect.Value, path string) error {
 					sub, k.Line, under(path), strings.Join(sortedKeys(fields), ", ")))
 				continue
 			}
-			if err := decodeValue(val, v.Field(idx), sub); err != nil {
+			if err := decodeValue(val, v.FieldByIndex(idx), sub); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -90,26 +90,34 @@ func hasUnmarshaler(v reflect.Value) bool {
 	return ok
 }
 
-func yamlFields(t reflect.Type) map[string]int {
-	m := map[string]int{}
+// yamlFields maps each YAML key of struct type t to its field's index
+// path; fields tagged ",inline" contribute their own keys.
+func yamlFields(t reflect.Type) map[string][]int {
+	m := map[string][]int{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" {
+			continue
+		}
+		if opts == "inline" && f.Type.Kind() == reflect.Struct {
+			for k, sub := range yamlFields(f.Type) {
+				m[k] = append([]int{i}, sub...)
+			}
 			continue
 		}
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		m[name] = i
+		m[name] = []int{i}
 	}
 	return m
 }
 
-func sortedKeys(m map[string]int) []string {
+func sortedKeys(m map[string][]int) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
