@@ -19,6 +19,7 @@ func commands() []command {
 		{"run", "run every stage in one process (embedded broker when kafka.brokers is empty)", cmdRun},
 		{"collect", "run the flow collector: UDP NetFlow/IPFIX/sFlow in, Kafka out", cmdCollect},
 		{"enrich", "run the enrich stage: segments, workloads, identities and policy verdicts", cmdEnrich},
+		{"detect", "run the detection stage: alerts to ClickHouse and webhooks", cmdDetect},
 		{"sink", "run the ClickHouse sink: Kafka in, ClickHouse out", cmdSink},
 		{"broker", "run the embedded Kafka-protocol broker alone", cmdBroker},
 		{"migrate", "create or update the ClickHouse database and tables", cmdMigrate},

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/flowaudit/flowaudit/detect"
 	"github.com/flowaudit/flowaudit/enrich"
 	"github.com/flowaudit/flowaudit/ingest/access"
 	"github.com/flowaudit/flowaudit/ingest/flow"
@@ -19,22 +20,22 @@ import (
 
 // stages says which components one process runs.
 type stages struct {
-	broker, collect, enrich, sink bool
+	broker, collect, enrich, detect, sink bool
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", "[--config FILE] [--check]", `
 Run every stage in one process: the embedded Kafka-protocol broker (when
 kafka.brokers is empty), the flow and access-log collectors, the enrich
-stage (segments, identities, verdicts from policy.file) and the
-ClickHouse sink.
+stage (segments, identities, verdicts from policy.file), the detect stage
+(alerts, webhooks) and the ClickHouse sink.
 Stops cleanly on SIGINT or SIGTERM, flushing what it holds.`, stderr)
 	var sf stageFlags
 	sf.register(fs)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	return runStages(sf, stages{broker: true, collect: true, enrich: true, sink: true}, stdout, stderr)
+	return runStages(sf, stages{broker: true, collect: true, enrich: true, detect: true, sink: true}, stdout, stderr)
 }
 
 func cmdCollect(args []string, stdout, stderr io.Writer) int {
@@ -68,6 +69,23 @@ and the old policy kept.`, stderr)
 		return code
 	}
 	return runStages(sf, stages{enrich: true}, stdout, stderr)
+}
+
+func cmdDetect(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("detect", "[--config FILE] [--check]", `
+Run the detection stage: policy violations, new edges, address and port
+scans, volume spikes, brute force, unattributed access and lateral chains
+over enriched flows and access events (settings under detect.*), alerts
+to the alerts topic (and so ClickHouse) and to alerts.webhooks. Run more
+detect processes with the same detect.consumer_group to scale out: they
+raise the same alerts as one; give each a stable detect.instance_id so a
+restart resumes its checkpoint.`, stderr)
+	var sf stageFlags
+	sf.register(fs)
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	return runStages(sf, stages{detect: true}, stdout, stderr)
 }
 
 func cmdSink(args []string, stdout, stderr io.Writer) int {
@@ -118,6 +136,7 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		collector *flow.Component
 		accessCol *access.Component
 		enricher  *enrich.Stage
+		detector  *detect.Component
 		sinkComp  *sink.Component
 		err       error
 	)
@@ -140,6 +159,13 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 	if st.enrich {
 		if enricher, err = enrich.NewStage(r, cfg.Enrich, enrich.StageDependencies{Kafka: cfg.Kafka, PolicyFile: cfg.Policy.File}); err != nil {
 			fmt.Fprintf(stderr, "flowaudit: unable to initialize enrich stage: %v\n", err)
+			return 1
+		}
+	}
+	if st.detect {
+		if detector, err = detect.New(r, cfg.Detect, detect.Dependencies{Kafka: cfg.Kafka, ClickHouse: cfg.ClickHouse,
+			PolicyFile: cfg.Policy.File, Webhooks: cfg.Alerts}); err != nil {
+			fmt.Fprintf(stderr, "flowaudit: unable to initialize detect stage: %v\n", err)
 			return 1
 		}
 	}
@@ -182,6 +208,12 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		}
 		lc.watch(sinkComp.Done())
 	}
+	if detector != nil {
+		if err := lc.start("detect", detector.Start, detector.Stop); err != nil {
+			return fail(err)
+		}
+		lc.watch(detector.Done())
+	}
 	if enricher != nil {
 		if err := lc.start("enrich", enricher.Start, enricher.Stop); err != nil {
 			return fail(err)
@@ -198,7 +230,7 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		}
 		lc.watch(accessCol.Done())
 	}
-	logger.Info("flowaudit running", "version", version(), "collect", st.collect, "enrich", st.enrich, "sink", st.sink, "embedded_broker", broker != nil)
+	logger.Info("flowaudit running", "version", version(), "collect", st.collect, "enrich", st.enrich, "detect", st.detect, "sink", st.sink, "embedded_broker", broker != nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	go statusLoop(ctx, r, 10*time.Second, st.collect, st.sink)
 	werr := lc.wait()
@@ -214,7 +246,7 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 func topicsFor(k kafka.Configuration) []string {
 	return []string{
 		k.Topic(kafka.TopicFlows), k.Topic(kafka.TopicAccess), k.Topic(kafka.TopicEnriched),
-		k.Topic(kafka.TopicAlerts), k.Topic(kafka.TopicDeadLetter),
+		k.Topic(kafka.TopicAlerts), k.Topic(kafka.TopicDeadLetter), k.Topic(kafka.TopicDetectKeyed),
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/flowaudit/flowaudit/detect"
+	"github.com/flowaudit/flowaudit/detect/webhook"
 	"github.com/flowaudit/flowaudit/enrich"
 	"github.com/flowaudit/flowaudit/ingest/access"
 	"github.com/flowaudit/flowaudit/ingest/flow"
@@ -32,7 +34,8 @@ type Configuration struct {
 	Sink       sink.Configuration         `yaml:"sink"`
 	Policy     PolicyConfiguration        `yaml:"policy"`
 	Enrich     enrich.Configuration       `yaml:"enrich"`
-	Alerts     AlertsConfiguration        `yaml:"alerts"`
+	Detect     detect.Configuration       `yaml:"detect"`
+	Alerts     webhook.Configuration      `yaml:"alerts"`
 	Metrics    reporter.Configuration     `yaml:"metrics"`
 	Log        LogConfiguration           `yaml:"log"`
 }
@@ -47,19 +50,6 @@ type IngestConfiguration struct {
 type PolicyConfiguration struct {
 	// File declares segments, inventory and allow rules.
 	File string `yaml:"file"`
-}
-
-// AlertsConfiguration is the alerts section.
-type AlertsConfiguration struct {
-	Webhooks []WebhookConfiguration `yaml:"webhooks"`
-}
-
-// WebhookConfiguration is one alerts.webhooks entry.
-type WebhookConfiguration struct {
-	URL         string `yaml:"url"`
-	Secret      string `yaml:"secret"`
-	Format      string `yaml:"format"`
-	MinSeverity string `yaml:"min_severity"`
 }
 
 // LogConfiguration is the log section.
@@ -82,6 +72,8 @@ func Default() Configuration {
 		},
 		Sink:    sink.DefaultConfiguration(),
 		Enrich:  enrich.DefaultConfiguration(),
+		Detect:  detect.DefaultConfiguration(),
+		Alerts:  webhook.DefaultConfiguration(),
 		Metrics: reporter.DefaultConfiguration(),
 		Log:     LogConfiguration{Level: "info", Format: "text"},
 	}
@@ -139,19 +131,9 @@ func (c Configuration) Validate() error {
 			errs = append(errs, fmt.Errorf("policy.file: %v (check the path; run \"flowaudit policy validate FILE\")", err))
 		}
 	}
-	for i, w := range c.Alerts.Webhooks {
-		if w.URL == "" {
-			errs = append(errs, fmt.Errorf("alerts.webhooks[%d].url: required", i))
-		}
-		switch w.Format {
-		case "", "json", "slack":
-		default:
-			errs = append(errs, fmt.Errorf("alerts.webhooks[%d].format: %q is not json or slack", i, w.Format))
-		}
-		switch w.MinSeverity {
-		case "", "low", "medium", "high", "critical":
-		default:
-			errs = append(errs, fmt.Errorf("alerts.webhooks[%d].min_severity: %q is not low, medium, high or critical", i, w.MinSeverity))
+	for _, err := range []error{c.Detect.Validate(), c.Alerts.Validate()} {
+		if err != nil {
+			errs = append(errs, err)
 		}
 	}
 	switch c.Log.Level {

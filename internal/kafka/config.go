@@ -90,6 +90,12 @@ const (
 	TopicEnriched   = "enriched.v1"
 	TopicAlerts     = "alerts.v1"
 	TopicDeadLetter = "deadletter.v1"
+	// TopicDetectKeyed carries detector events re-keyed for detectors
+	// that need a global view (per segment pair, per identity, per user).
+	TopicDetectKeyed = "detect-keyed.v1"
+	// TopicDetectState is the compacted topic of detector checkpoints,
+	// keyed by consumer group and instance.
+	TopicDetectState = "detect-state.v1"
 )
 
 // Topic returns the full name of one of the Topic* names.

@@ -1,0 +1,192 @@
+package detect
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// checkpointVersion is the first byte of a state record.
+const checkpointVersion = 1
+
+// encodeCheckpoint lays out a state record: version, the next offset of
+// every consumed partition, then the engine snapshot.
+func encodeCheckpoint(offsets map[string]map[int32]int64, snapshot []byte) []byte {
+	b := []byte{checkpointVersion}
+	n := 0
+	for _, ps := range offsets {
+		n += len(ps)
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(n))
+	for topic, ps := range offsets {
+		for p, off := range ps {
+			b = binary.BigEndian.AppendUint16(b, uint16(len(topic)))
+			b = append(b, topic...)
+			b = binary.BigEndian.AppendUint32(b, uint32(p))
+			b = binary.BigEndian.AppendUint64(b, uint64(off))
+		}
+	}
+	return append(b, snapshot...)
+}
+
+var errBadCheckpoint = errors.New("malformed detector checkpoint")
+
+func decodeCheckpoint(b []byte) (map[string]map[int32]int64, []byte, error) {
+	if len(b) < 5 || b[0] != checkpointVersion {
+		return nil, nil, errBadCheckpoint
+	}
+	n := binary.BigEndian.Uint32(b[1:])
+	b = b[5:]
+	out := map[string]map[int32]int64{}
+	for i := uint32(0); i < n; i++ {
+		if len(b) < 2 {
+			return nil, nil, errBadCheckpoint
+		}
+		l := int(binary.BigEndian.Uint16(b))
+		if len(b) < 2+l+12 {
+			return nil, nil, errBadCheckpoint
+		}
+		topic := string(b[2 : 2+l])
+		p := int32(binary.BigEndian.Uint32(b[2+l:]))
+		off := int64(binary.BigEndian.Uint64(b[6+l:]))
+		if out[topic] == nil {
+			out[topic] = map[int32]int64{}
+		}
+		out[topic][p] = off
+		b = b[14+l:]
+	}
+	return out, b, nil
+}
+
+// checkpoint waits for everything produced so far, saves the engine's
+// state with the consumed offsets, then commits those offsets. Called from
+// the consuming goroutine (or a rebalance callback, which the poll lock
+// serializes with it).
+func (c *Component) checkpoint(ctx context.Context, cl *kgo.Client) {
+	if err := cl.Flush(ctx); err != nil {
+		return
+	}
+	c.errMu.Lock()
+	perr := c.produceErr
+	c.produceErr = nil
+	c.errMu.Unlock()
+	if perr != nil {
+		c.metrics.checkpoints.WithLabelValues("produce_failed").Inc()
+		c.log.Error("alerts or keyed events were not accepted; not committing, they will be redone", "err", perr)
+		return
+	}
+	uncommitted := cl.UncommittedOffsets()
+	offsets := map[string]map[int32]int64{}
+	for topic, ps := range cl.CommittedOffsets() {
+		for p, eo := range ps {
+			if offsets[topic] == nil {
+				offsets[topic] = map[int32]int64{}
+			}
+			offsets[topic][p] = eo.Offset
+		}
+	}
+	for topic, ps := range uncommitted {
+		for p, eo := range ps {
+			if offsets[topic] == nil {
+				offsets[topic] = map[int32]int64{}
+			}
+			offsets[topic][p] = eo.Offset
+		}
+	}
+	snapshot, err := c.engine.MarshalBinary()
+	if err != nil {
+		c.metrics.checkpoints.WithLabelValues("error").Inc()
+		c.log.Error("cannot snapshot detector state", "err", err)
+		return
+	}
+	value := encodeCheckpoint(offsets, snapshot)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: c.state, Key: []byte(c.stateKey), Value: value}).FirstErr(); err != nil {
+		c.metrics.checkpoints.WithLabelValues("error").Inc()
+		if ok, _ := c.sampler.Allow("checkpoint"); ok {
+			c.log.Warn("cannot save detector checkpoint; offsets stay uncommitted", "err", err)
+		}
+		return
+	}
+	c.metrics.checkpointB.Set(float64(len(value)))
+	if len(uncommitted) > 0 {
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("offset commit failed after checkpoint; the checkpoint's offsets will be used on restart", "err", err)
+		}
+	}
+	c.metrics.checkpoints.WithLabelValues("ok").Inc()
+}
+
+// restore reads this instance's last checkpoint, if any, into the engine.
+func (c *Component) restore() error {
+	cl, err := kgo.NewClient(append(kafka_ClientOptions(c), kgo.ConsumeTopics(c.state),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(c.ctx, 60*time.Second)
+	defer cancel()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, c.state)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", c.state, err)
+	}
+	remaining := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil && o.Offset > 0 {
+			remaining[o.Partition] = o.Offset
+		}
+	})
+	var last []byte
+	for len(remaining) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return fmt.Errorf("reading %s: %w", c.state, ctx.Err())
+		}
+		fetches.EachRecord(func(rec *kgo.Record) {
+			if string(rec.Key) == c.stateKey {
+				last = rec.Value
+			}
+			if end, ok := remaining[rec.Partition]; ok && rec.Offset+1 >= end {
+				delete(remaining, rec.Partition)
+			}
+		})
+	}
+	if last == nil {
+		c.log.Info("no detector checkpoint yet; starting fresh", "instance", c.stateKey)
+		return nil
+	}
+	offsets, snapshot, err := decodeCheckpoint(last)
+	if err == nil {
+		err = c.engine.UnmarshalBinary(snapshot)
+	}
+	if err != nil {
+		c.log.Error("detector checkpoint unreadable; starting fresh", "err", err)
+		return nil
+	}
+	c.restored = offsets
+	c.log.Info("detector state restored from checkpoint", "instance", c.stateKey, "bytes", len(last))
+	return nil
+}
+
+// adjustOffsets resumes from the checkpoint's offsets where they are
+// ahead of the committed ones (the process died between the two).
+func (c *Component) adjustOffsets(_ context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	for topic, ps := range assigned {
+		for p, cur := range ps {
+			off, ok := c.restored[topic][p]
+			if !ok {
+				continue
+			}
+			if committed := cur.EpochOffset().Offset; committed >= 0 && committed >= off {
+				continue
+			}
+			ps[p] = kgo.NewOffset().At(off).WithEpoch(-1)
+		}
+	}
+	return assigned, nil
+}

@@ -1,0 +1,379 @@
+// Package detect is the detection stage: it runs the detectors of
+// detect/engine over enriched flows and access events, produces alerts to
+// flowaudit.alerts.v1 and delivers them to webhooks.
+//
+// Scale-out: enriched flows and access events are partitioned by source
+// address, so per-source detectors are local to a partition's owner.
+// Detectors that need a global view (bytes per segment pair, chains per
+// identity, failures per user, first sightings of an edge) forward
+// compact events through flowaudit.detect-keyed.v1, keyed so one owner
+// sees all of a key. Alert IDs are deterministic, so two processes (or a
+// replay) never make two different alerts of one finding.
+//
+// State: every checkpoint_interval the engine's state and the consumed
+// offsets are written together to the compacted topic
+// flowaudit.detect-state.v1 and only then committed, so a restarted
+// process resumes both from the same point and neither re-learns from
+// zero nor re-fires.
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowaudit/flowaudit/detect/engine"
+	"github.com/flowaudit/flowaudit/detect/webhook"
+	"github.com/flowaudit/flowaudit/internal/clickhousedb"
+	"github.com/flowaudit/flowaudit/internal/kafka"
+	"github.com/flowaudit/flowaudit/internal/reporter"
+	"github.com/flowaudit/flowaudit/policy"
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+// Dependencies are what the stage needs from the process.
+type Dependencies struct {
+	Kafka      kafka.Configuration
+	ClickHouse clickhousedb.Configuration
+	PolicyFile string // segment tags set severities; "" = none
+	Webhooks   webhook.Configuration
+}
+
+// Component is the detect stage.
+type Component struct {
+	r       *reporter.Reporter
+	log     *slog.Logger
+	cfg     Configuration
+	deps    Dependencies
+	metrics *metrics
+	ready   *reporter.Readiness
+	sampler *reporter.Sampler
+
+	engine     *engine.Engine
+	dispatcher *webhook.Dispatcher
+
+	topics                                   []string
+	enriched, access, keyed, alerts, state   string
+	stateKey                                 string
+	client, hooks                            *kgo.Client
+	restored                                 map[string]map[int32]int64
+	maxEvent                                 uint64
+	produceErr                               error
+	errMu                                    sync.Mutex
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	fatal  chan error
+}
+
+// New validates the configuration and builds the detectors.
+func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := deps.Webhooks.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Component{
+		r:        r,
+		log:      r.Logger.With("component", "detect"),
+		cfg:      cfg,
+		deps:     deps,
+		metrics:  newMetrics(r.Registry),
+		ready:    r.Readiness("detect"),
+		sampler:  reporter.NewSampler(10 * time.Second),
+		enriched: deps.Kafka.Topic(kafka.TopicEnriched),
+		access:   deps.Kafka.Topic(kafka.TopicAccess),
+		keyed:    deps.Kafka.Topic(kafka.TopicDetectKeyed),
+		alerts:   deps.Kafka.Topic(kafka.TopicAlerts),
+		state:    deps.Kafka.Topic(kafka.TopicDetectState),
+		stateKey: cfg.ConsumerGroup + "/" + cfg.InstanceID,
+		fatal:    make(chan error, 1),
+	}
+	c.topics = []string{c.enriched, c.access, c.keyed}
+	var m *policy.Matcher
+	if deps.PolicyFile != "" {
+		p, err := policy.Load(deps.PolicyFile)
+		if err != nil {
+			return nil, fmt.Errorf("policy.file: %w", err)
+		}
+		if m, err = policy.Compile(p); err != nil {
+			return nil, fmt.Errorf("policy.file: %w", err)
+		}
+	}
+	c.engine = engine.New(cfg.Config, m, c.emit, c.forward)
+	d, err := webhook.New(r, deps.Webhooks, webhook.WithUndelivered(c.undelivered))
+	if err != nil {
+		return nil, err
+	}
+	c.dispatcher = d
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Start creates the internal topics, restores the last checkpoint, loads
+// the new_edge baseline and starts consuming.
+func (c *Component) Start() error {
+	c.ready.NotReady("restoring detector state")
+	if err := c.ensureInternalTopics(); err != nil {
+		return err
+	}
+	if err := c.restore(); err != nil {
+		return err
+	}
+	if c.cfg.Baseline {
+		c.loadBaseline()
+	}
+	client, err := kgo.NewClient(append(kafka.ClientOptions(c.deps.Kafka, "detect"),
+		kgo.ConsumeTopics(c.topics...),
+		kgo.ConsumerGroup(c.cfg.ConsumerGroup),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AdjustFetchOffsetsFn(c.adjustOffsets),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+			// Save state and offsets before partitions move away.
+			c.checkpoint(ctx, cl)
+		}),
+		kgo.ProducerLinger(5*time.Millisecond),
+	)...)
+	if err != nil {
+		return fmt.Errorf("unable to create detect consumer: %w", err)
+	}
+	c.client = client
+	hooks, err := kgo.NewClient(append(kafka.ClientOptions(c.deps.Kafka, "webhooks"),
+		kgo.ConsumeTopics(c.alerts),
+		kgo.ConsumerGroup(c.cfg.WebhookConsumerGroup),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)...)
+	if err != nil {
+		client.Close()
+		return fmt.Errorf("unable to create webhook consumer: %w", err)
+	}
+	c.hooks = hooks
+	if err := c.dispatcher.Start(); err != nil {
+		return err
+	}
+	c.wg.Add(2)
+	go c.loop()
+	go c.webhookLoop()
+	c.ready.Ready()
+	return nil
+}
+
+// Done returns a channel that receives an error if the stage stops.
+func (c *Component) Done() <-chan error { return c.fatal }
+
+// Stop checkpoints, then closes.
+func (c *Component) Stop() error {
+	c.cancel()
+	c.wg.Wait()
+	var errs []error
+	if c.client != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		c.checkpoint(ctx, c.client)
+		cancel()
+		c.client.AllowRebalance()
+		c.client.Close()
+	}
+	if c.hooks != nil {
+		c.hooks.AllowRebalance()
+		c.hooks.Close()
+	}
+	if err := c.dispatcher.Stop(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Component) ensureInternalTopics() error {
+	cl, err := kgo.NewClient(kafka.ClientOptions(c.deps.Kafka, "detect-admin")...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(c.ctx, 60*time.Second)
+	defer cancel()
+	rf := c.deps.Kafka.ReplicationFactor
+	if c.deps.Kafka.Embedded() {
+		rf = 1
+	}
+	compact := "compact"
+	for topic, configs := range map[string]map[string]*string{
+		c.keyed: nil,
+		c.state: {"cleanup.policy": &compact},
+	} {
+		parts := c.deps.Kafka.Partitions
+		if topic == c.state {
+			parts = 1
+		}
+		resp, err := adm.CreateTopic(ctx, parts, rf, configs, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", topic, err)
+		}
+	}
+	return nil
+}
+
+// loadBaseline reads the observed edges ClickHouse has, so new_edge does
+// not alert on what was seen before this process started.
+func (c *Component) loadBaseline() {
+	conn, err := clickhousedb.Open(c.deps.ClickHouse)
+	if err != nil {
+		c.log.Warn("no new_edge baseline: cannot open ClickHouse", "err", err)
+		return
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(c.ctx, 15*time.Second)
+	defer cancel()
+	edges, err := queryEdges(ctx, conn, c.deps.ClickHouse.Database)
+	if err != nil {
+		c.log.Warn("no new_edge baseline from ClickHouse yet", "err", err)
+		return
+	}
+	c.engine.LoadBaseline(edges)
+	c.log.Info("new_edge baseline loaded from ClickHouse", "edges", len(edges))
+}
+
+func queryEdges(ctx context.Context, conn driver.Conn, db string) ([]engine.Edge, error) {
+	rows, err := conn.Query(ctx, "SELECT src_segment, dst_segment, dst_port, proto, toUInt32(maxMerge(last_seen)) FROM "+db+
+		".observed_edges GROUP BY src_segment, dst_segment, dst_port, proto")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []engine.Edge
+	for rows.Next() {
+		var e engine.Edge
+		var last uint32
+		if err := rows.Scan(&e.SrcSegment, &e.DstSegment, &e.DstPort, &e.Proto, &last); err != nil {
+			return nil, err
+		}
+		e.LastSeen = uint64(last) * 1e9
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// emit produces an alert, keyed by its ID.
+func (c *Component) emit(a *schemas.Alert) {
+	if !a.Update {
+		c.metrics.alerts.WithLabelValues(a.Kind).Inc()
+		c.log.Info("alert", "kind", a.Kind, "severity", a.Severity.String(), "id", a.ID, "summary", a.Summary)
+	}
+	c.client.Produce(c.ctx, &kgo.Record{Topic: c.alerts, Key: []byte(a.ID), Value: schemas.AppendAlert(nil, a)}, c.produced)
+}
+
+// forward routes a keyed detector event to the owner of its key.
+func (c *Component) forward(k *engine.Keyed) {
+	value, err := k.MarshalBinary()
+	if err != nil {
+		return
+	}
+	c.client.Produce(c.ctx, &kgo.Record{Topic: c.keyed, Key: []byte(k.Key), Value: value}, c.produced)
+}
+
+func (c *Component) produced(_ *kgo.Record, err error) {
+	if err != nil {
+		c.errMu.Lock()
+		c.produceErr = err
+		c.errMu.Unlock()
+	}
+}
+
+func (c *Component) loop() {
+	defer c.wg.Done()
+	lastCheckpoint := time.Now()
+	var batch schemas.FlowBatch
+	var ev schemas.AccessEvent
+	var keyed engine.Keyed
+	for c.ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(c.ctx, time.Second)
+		fetches := c.client.PollRecords(pctx, 10_000)
+		cancel()
+		if fetches.IsClientClosed() {
+			return
+		}
+		fetches.EachRecord(func(rec *kgo.Record) {
+			switch rec.Topic {
+			case c.enriched:
+				if err := schemas.UnmarshalFlowBatch(rec.Value, &batch); err != nil {
+					c.malformed(rec, err)
+					return
+				}
+				for i := range batch.Flows {
+					c.engine.ObserveFlow(&batch, &batch.Flows[i])
+					c.seen(engine.FlowTime(&batch, &batch.Flows[i]))
+				}
+				c.metrics.flows.Add(float64(len(batch.Flows)))
+			case c.access:
+				if err := schemas.UnmarshalAccessEvent(rec.Value, &ev); err != nil {
+					c.malformed(rec, err)
+					return
+				}
+				c.engine.ObserveAccess(&ev)
+				c.seen(ev.Time)
+				c.metrics.accessEvents.Inc()
+			case c.keyed:
+				if err := keyed.UnmarshalBinary(rec.Value); err != nil {
+					c.malformed(rec, err)
+					return
+				}
+				c.engine.ObserveKeyed(&keyed)
+				c.seen(keyed.Time)
+				c.metrics.keyed.Inc()
+			}
+		})
+		c.engine.Advance(c.watermark())
+		if time.Since(lastCheckpoint) >= c.cfg.CheckpointInterval {
+			c.checkpoint(c.ctx, c.client)
+			lastCheckpoint = time.Now()
+		}
+		c.client.AllowRebalance()
+	}
+}
+
+// seen notes an event time for the watermark.
+func (c *Component) seen(t uint64) {
+	if t > c.maxEvent {
+		c.maxEvent = t
+	}
+}
+
+// watermark is the time windows are closed against: the latest event
+// time seen, so replays and compressed scenarios close windows as their
+// data says, or the wall clock when traffic is idle. Event times more
+// than maxClockSkew ahead of the wall clock are not trusted: one exporter
+// with a wrong clock must not make everyone else's flows late.
+func (c *Component) watermark() uint64 {
+	now := uint64(time.Now().UnixNano())
+	wm := max(now, c.maxEvent)
+	if limit := now + uint64(maxClockSkew); wm > limit {
+		wm = limit
+	}
+	return wm
+}
+
+const maxClockSkew = time.Hour
+
+func (c *Component) malformed(rec *kgo.Record, err error) {
+	c.metrics.malformed.Inc()
+	if ok, n := c.sampler.Allow("malformed/" + rec.Topic); ok {
+		c.log.Warn("skipping undecodable record", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err, "suppressed", n)
+	}
+}

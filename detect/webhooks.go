@@ -1,0 +1,89 @@
+package detect
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/flowaudit/flowaudit/internal/kafka"
+	"github.com/flowaudit/flowaudit/schemas"
+	"github.com/flowaudit/flowaudit/schemas/pb"
+)
+
+func kafka_ClientOptions(c *Component) []kgo.Opt {
+	return kafka.ClientOptions(c.deps.Kafka, "detect-state")
+}
+
+// seenIDs remembers the last alert IDs handed to the webhooks, so a
+// replayed alert is not announced twice.
+type seenIDs struct {
+	set  map[string]struct{}
+	ring []string
+	next int
+}
+
+func newSeenIDs(n int) *seenIDs { return &seenIDs{set: map[string]struct{}{}, ring: make([]string, n)} }
+
+func (s *seenIDs) add(id string) bool {
+	if _, ok := s.set[id]; ok {
+		return false
+	}
+	if old := s.ring[s.next]; old != "" {
+		delete(s.set, old)
+	}
+	s.ring[s.next] = id
+	s.next = (s.next + 1) % len(s.ring)
+	s.set[id] = struct{}{}
+	return true
+}
+
+// webhookLoop consumes the alerts topic in the webhook consumer group and
+// commits only once the dispatcher delivered (or gave up on) each alert.
+func (c *Component) webhookLoop() {
+	defer c.wg.Done()
+	seen := newSeenIDs(100_000)
+	var a schemas.Alert
+	for c.ctx.Err() == nil {
+		pctx, cancel := context.WithTimeout(c.ctx, time.Second)
+		fetches := c.hooks.PollRecords(pctx, 1000)
+		cancel()
+		if fetches.IsClientClosed() {
+			return
+		}
+		n := 0
+		fetches.EachRecord(func(rec *kgo.Record) {
+			n++
+			if err := schemas.UnmarshalAlert(rec.Value, &a); err != nil || a.Update || !seen.add(a.ID) {
+				return
+			}
+			if c.dispatcher.Enqueue(&a) > 0 {
+				c.metrics.delivered.Inc()
+			}
+		})
+		if n > 0 {
+			if err := c.dispatcher.Flush(c.ctx); err != nil {
+				return // stopping: these alerts are redelivered by the next owner
+			}
+			if err := c.hooks.CommitUncommittedOffsets(c.ctx); err != nil && c.ctx.Err() == nil {
+				c.log.Warn("webhook offset commit failed", "err", err)
+			}
+		}
+		c.hooks.AllowRebalance()
+	}
+}
+
+// undelivered records an alert no endpoint took after the last retry on
+// the dead-letter topic.
+func (c *Component) undelivered(a *schemas.Alert, endpoint string, err error) {
+	dl := &pb.DeadLetter{
+		Time: uint64(time.Now().UnixNano()), Stage: "webhook", Source: endpoint,
+		Reason: "undelivered", Error: err.Error(), Payload: schemas.AppendAlert(nil, a),
+	}
+	value, merr := proto.Marshal(dl)
+	if merr != nil {
+		return
+	}
+	c.client.Produce(context.Background(), &kgo.Record{Topic: c.deps.Kafka.Topic(kafka.TopicDeadLetter), Value: value}, nil)
+}
