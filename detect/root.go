@@ -60,14 +60,14 @@ type Component struct {
 	engine     *engine.Engine
 	dispatcher *webhook.Dispatcher
 
-	topics                                   []string
-	enriched, access, keyed, alerts, state   string
-	stateKey                                 string
-	client, hooks                            *kgo.Client
-	restored                                 map[string]map[int32]int64
-	maxEvent                                 uint64
-	produceErr                               error
-	errMu                                    sync.Mutex
+	topics                                 []string
+	enriched, access, keyed, alerts, state string
+	stateKey                               string
+	client, hooks                          *kgo.Client
+	restored                               map[string]map[int32]int64
+	maxEvent                               uint64
+	produceErr                             error
+	errMu                                  sync.Mutex
 
 	ctx    context.Context
 	cancel context.CancelFunc
