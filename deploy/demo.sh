@@ -23,7 +23,11 @@ fi
 q() { if [[ "$CH" == curl* ]]; then echo "$1 FORMAT PrettyCompact" | $CH; else $CH --format PrettyCompact -q "$1"; fi; }
 qv() { if [[ "$CH" == curl* ]]; then echo "$1" | $CH; else $CH -q "$1"; fi; }
 
-step "Starting flowaudit run (embedded broker, collectors, enrich, sink); logs in var/demo.log"
+step "Resetting the demo's state (var/demo, ClickHouse database flowaudit_demo)"
+rm -rf var/demo
+qv "DROP DATABASE IF EXISTS flowaudit_demo" >/dev/null
+
+step "Starting flowaudit run (embedded broker, collectors, enrich, detect, sink); logs in var/demo.log"
 mkdir -p var
 bin/flowaudit run --config deploy/demo.yaml >var/demo.log 2>&1 &
 PID=$!
@@ -66,42 +70,68 @@ echo "total sent: $SENT flows, $LINES access-log lines"
 step "Waiting for every flow and access event to reach ClickHouse"
 GOT=0; GOTA=0
 for i in $(seq 1 120); do
-  GOT=$(qv "SELECT count() FROM flowaudit.flows WHERE time_received >= $START")
-  GOTA=$(qv "SELECT count() FROM flowaudit.access_events WHERE received >= $START")
+  GOT=$(qv "SELECT count() FROM flowaudit_demo.flows WHERE time_received >= $START")
+  GOTA=$(qv "SELECT count() FROM flowaudit_demo.access_events WHERE received >= $START")
   printf '\r  flows %s / %s   access events %s / %s' "$GOT" "$SENT" "$GOTA" "$LINES"
   [ "$GOT" -ge "$SENT" ] && [ "$GOTA" -ge "$LINES" ] && break
   sleep 0.5
 done
 echo
 
-step "Summary read back from ClickHouse (flowaudit.flows)"
-q "SELECT flow_type, count() AS flows, sum(bytes) AS bytes, sum(packets) AS packets, any(sampling_rate) AS sampling_rate, uniqExact(exporter) AS exporters FROM flowaudit.flows WHERE time_received >= $START GROUP BY flow_type ORDER BY flow_type"
-q "SELECT IPv6NumToString(src_addr) AS src, IPv6NumToString(dst_addr) AS dst, dst_port, proto, sum(bytes) AS bytes FROM flowaudit.flows WHERE time_received >= $START GROUP BY src, dst, dst_port, proto ORDER BY bytes DESC LIMIT 5"
-q "SELECT dst_port, proto, count() AS flows, sum(bytes) AS bytes FROM flowaudit.flows WHERE time_received >= $START GROUP BY dst_port, proto ORDER BY flows DESC LIMIT 8"
+step "Summary read back from ClickHouse (flowaudit_demo.flows)"
+q "SELECT flow_type, count() AS flows, sum(bytes) AS bytes, sum(packets) AS packets, any(sampling_rate) AS sampling_rate, uniqExact(exporter) AS exporters FROM flowaudit_demo.flows WHERE time_received >= $START GROUP BY flow_type ORDER BY flow_type"
+q "SELECT IPv6NumToString(src_addr) AS src, IPv6NumToString(dst_addr) AS dst, dst_port, proto, sum(bytes) AS bytes FROM flowaudit_demo.flows WHERE time_received >= $START GROUP BY src, dst, dst_port, proto ORDER BY bytes DESC LIMIT 5"
+q "SELECT dst_port, proto, count() AS flows, sum(bytes) AS bytes FROM flowaudit_demo.flows WHERE time_received >= $START GROUP BY dst_port, proto ORDER BY flows DESC LIMIT 8"
 
-step "Segment matrix with policy verdicts (flowaudit.segment_matrix_1m, policy deploy/policy.yaml)"
-q "SELECT src_segment, dst_segment, verdict, sum(flows) AS flows, sum(bytes) AS bytes FROM flowaudit.segment_matrix_1m WHERE minute >= toStartOfMinute(toDateTime($START)) GROUP BY src_segment, dst_segment, verdict ORDER BY src_segment, dst_segment, verdict"
-q "SELECT src_segment, dst_segment, dst_port, proto, count() AS violations, uniqExact(src_addr) AS sources FROM flowaudit.flows WHERE time_received >= $START AND verdict = 'violation' GROUP BY src_segment, dst_segment, dst_port, proto ORDER BY violations DESC LIMIT 8"
+step "Segment matrix with policy verdicts (flowaudit_demo.segment_matrix_1m, policy deploy/scenario-policy.yaml)"
+q "SELECT src_segment, dst_segment, verdict, sum(flows) AS flows, sum(bytes) AS bytes FROM flowaudit_demo.segment_matrix_1m WHERE minute >= toStartOfMinute(toDateTime($START)) GROUP BY src_segment, dst_segment, verdict ORDER BY src_segment, dst_segment, verdict"
+q "SELECT src_segment, dst_segment, dst_port, proto, count() AS violations, uniqExact(src_addr) AS sources FROM flowaudit_demo.flows WHERE time_received >= $START AND verdict = 'violation' GROUP BY src_segment, dst_segment, dst_port, proto ORDER BY violations DESC LIMIT 8"
 
-step "Access events read back from ClickHouse (flowaudit.access_events)"
-q "SELECT source, countIf(outcome = 'success') AS success, countIf(outcome = 'failure') AS failure, countIf(outcome = 'denied') AS denied, uniqExact(user) AS users FROM flowaudit.access_events WHERE received >= $START GROUP BY source ORDER BY source"
-q "SELECT user, IPv6NumToString(src_addr) AS src, count() AS failed_logins FROM flowaudit.access_events WHERE received >= $START AND action = 'login' AND outcome = 'failure' GROUP BY user, src ORDER BY failed_logins DESC LIMIT 5"
+step "Access events read back from ClickHouse (flowaudit_demo.access_events)"
+q "SELECT source, countIf(outcome = 'success') AS success, countIf(outcome = 'failure') AS failure, countIf(outcome = 'denied') AS denied, uniqExact(user) AS users FROM flowaudit_demo.access_events WHERE received >= $START GROUP BY source ORDER BY source"
+q "SELECT user, IPv6NumToString(src_addr) AS src, count() AS failed_logins FROM flowaudit_demo.access_events WHERE received >= $START AND action = 'login' AND outcome = 'failure' GROUP BY user, src ORDER BY failed_logins DESC LIMIT 5"
+
+step "Restarting flowaudit with the detectors on (deploy/demo-detect.yaml)"
+kill -TERM $PID; wait $PID || true
+bin/flowaudit run --config deploy/demo-detect.yaml >>var/demo.log 2>&1 &
+PID=$!
+for i in $(seq 1 120); do
+  if curl -fsS http://127.0.0.1:9464/readyz >/dev/null 2>&1; then break; fi
+  if ! kill -0 $PID 2>/dev/null; then echo "flowaudit exited:"; tail -30 var/demo.log; exit 1; fi
+  sleep 0.5
+done
+
+step "Replaying the labelled attack scenario: 20 minutes of event time in 20 s"
+bin/flowaudit simulate scenario --flows 127.0.0.1:2055 --syslog 127.0.0.1:5514 --seed 7 2>/dev/null | tee var/demo-scenario.txt
+EXPECTED=$(sed -n 's/.*expected_alerts=\([0-9]*\).*/\1/p' var/demo-scenario.txt | awk '{s+=$1} END {print s+0}')
+ALERTS=0
+for i in $(seq 1 90); do
+  ALERTS=$(qv "SELECT count() FROM flowaudit_demo.alerts FINAL WHERE time >= $START")
+  printf '\r  alerts in ClickHouse: %s (scenario injects %s)' "$ALERTS" "$EXPECTED"
+  [ "$ALERTS" -ge "$EXPECTED" ] && break
+  sleep 1
+done
+echo
+
+step "Alerts raised (flowaudit_demo.alerts)"
+q "SELECT kind, severity, summary FROM flowaudit_demo.alerts FINAL WHERE time >= $START ORDER BY time"
 
 step "Stopping flowaudit (clean stop flushes and commits)"
 kill -TERM $PID; wait $PID || true
 trap - EXIT
 tail -3 var/demo.log
 
-if [ "$GOT" -ge "$SENT" ] && [ "$SENT" -gt 0 ] && [ "$GOTA" -ge "$LINES" ] && [ "$LINES" -gt 0 ]; then
-  echo; echo "OK: $SENT flows sent, $GOT rows in flowaudit.flows; $LINES access-log lines sent, $GOTA rows in flowaudit.access_events."
+if [ "$GOT" -ge "$SENT" ] && [ "$SENT" -gt 0 ] && [ "$GOTA" -ge "$LINES" ] && [ "$LINES" -gt 0 ] && [ "$ALERTS" -ge "$EXPECTED" ]; then
+  echo; echo "OK: $SENT flows sent, $GOT rows in flowaudit_demo.flows; $LINES access-log lines sent, $GOTA rows in flowaudit_demo.access_events; $ALERTS alerts for $EXPECTED injected attacks."
 else
   echo; echo "MISMATCH: $SENT flows sent, $GOT rows; $LINES access-log lines sent, $GOTA rows (see var/demo.log)"; exit 1
 fi
 cat <<TXT
 
 Try a query of your own:
-  clickhouse-client -q "SELECT toStartOfMinute(time_received) AS minute, flow_type, sum(bytes) FROM flowaudit.flows GROUP BY minute, flow_type ORDER BY minute"
-  clickhouse-client -q "SELECT time, user, IPv6NumToString(src_addr), action, outcome FROM flowaudit.access_events WHERE source = 'sshd' ORDER BY time DESC LIMIT 20"
-  clickhouse-client -q "SELECT src_identity, dst_segment, dst_port, count() FROM flowaudit.flows WHERE src_identity != '' GROUP BY src_identity, dst_segment, dst_port ORDER BY count() DESC LIMIT 20"
+  clickhouse-client -q "SELECT toStartOfMinute(time_received) AS minute, flow_type, sum(bytes) FROM flowaudit_demo.flows GROUP BY minute, flow_type ORDER BY minute"
+  clickhouse-client -q "SELECT time, user, IPv6NumToString(src_addr), action, outcome FROM flowaudit_demo.access_events WHERE source = 'sshd' ORDER BY time DESC LIMIT 20"
+  clickhouse-client -q "SELECT src_identity, dst_segment, dst_port, count() FROM flowaudit_demo.flows WHERE src_identity != '' GROUP BY src_identity, dst_segment, dst_port ORDER BY count() DESC LIMIT 20"
+  clickhouse-client -q "SELECT kind, severity, src_identity, summary, evidence FROM flowaudit_demo.alerts FINAL ORDER BY time DESC LIMIT 20"
 Run it again:   make demo        Stop ClickHouse:  kill \$(cat var/clickhouse/pid)
 TXT

@@ -72,14 +72,17 @@ var (
 	simAgents   = []string{"Mozilla/5.0 (X11; Linux x86_64)", "curl/7.88.1", "Go-http-client/1.1", "kube-probe/1.29"}
 )
 
+// addr picks a client address. Internal ones come from 10.x.200-203.0/24,
+// inside the usual segments but away from the flow generator's hosts, so
+// simulated logins do not attribute simulated flows to random users.
 func (g *AccessGenerator) addr() string {
 	switch g.rng.IntN(10) {
 	case 0:
-		return fmt.Sprintf("2001:db8:1::%x", 1+g.rng.IntN(250))
+		return fmt.Sprintf("2001:db8:1:200::%x", 1+g.rng.IntN(250))
 	case 1, 2:
-		return fmt.Sprintf("198.51.100.%d", 1+g.rng.IntN(250))
+		return fmt.Sprintf("198.51.100.%d", 1+g.rng.IntN(200))
 	default:
-		return fmt.Sprintf("10.%d.%d.%d", 1+g.rng.IntN(3), g.rng.IntN(4), 1+g.rng.IntN(250))
+		return fmt.Sprintf("10.%d.%d.%d", 1+g.rng.IntN(3), 200+g.rng.IntN(4), 1+g.rng.IntN(250))
 	}
 }
 
