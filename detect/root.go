@@ -111,7 +111,10 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 		}
 	}
 	c.engine = engine.New(cfg.Config, m, c.emit, c.forward)
-	d, err := webhook.New(r, deps.Webhooks, webhook.WithUndelivered(c.undelivered))
+	// A short drain: alerts not delivered by then are uncommitted and go
+	// out after the restart; draining longer would only risk sending one
+	// now and again then.
+	d, err := webhook.New(r, deps.Webhooks, webhook.WithUndelivered(c.undelivered), webhook.WithDrainTimeout(time.Second))
 	if err != nil {
 		return nil, err
 	}

@@ -2,11 +2,13 @@ package detect
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/flowaudit/flowaudit/detect/webhook"
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/schemas"
 	"github.com/flowaudit/flowaudit/schemas/pb"
@@ -52,31 +54,40 @@ func (c *Component) webhookLoop() {
 		if fetches.IsClientClosed() {
 			return
 		}
-		n := 0
+		// One alert at a time: each is committed once delivered (or given
+		// up), so a stop during an outage redelivers only what was not
+		// delivered, never what was.
+		stopped := false
 		fetches.EachRecord(func(rec *kgo.Record) {
-			n++
-			if err := schemas.UnmarshalAlert(rec.Value, &a); err != nil || a.Update || !seen.add(a.ID) {
+			if stopped {
 				return
 			}
-			if c.dispatcher.Enqueue(&a) > 0 {
-				c.metrics.delivered.Inc()
+			if err := schemas.UnmarshalAlert(rec.Value, &a); err == nil && !a.Update && seen.add(a.ID) {
+				if c.dispatcher.Enqueue(&a) > 0 {
+					c.metrics.delivered.Inc()
+				}
+				if err := c.dispatcher.Flush(c.ctx); err != nil {
+					stopped = true // stopping: the next owner delivers it
+					return
+				}
 			}
-		})
-		if n > 0 {
-			if err := c.dispatcher.Flush(c.ctx); err != nil {
-				return // stopping: these alerts are redelivered by the next owner
-			}
-			if err := c.hooks.CommitUncommittedOffsets(c.ctx); err != nil && c.ctx.Err() == nil {
+			if err := c.hooks.CommitRecords(context.Background(), rec); err != nil && c.ctx.Err() == nil {
 				c.log.Warn("webhook offset commit failed", "err", err)
 			}
-		}
+		})
 		c.hooks.AllowRebalance()
+		if stopped {
+			return
+		}
 	}
 }
 
 // undelivered records an alert no endpoint took after the last retry on
 // the dead-letter topic.
 func (c *Component) undelivered(a *schemas.Alert, endpoint string, err error) {
+	if errors.Is(err, webhook.ErrStopped) {
+		return // not committed: delivered after the restart
+	}
 	dl := &pb.DeadLetter{
 		Time: uint64(time.Now().UnixNano()), Stage: "webhook", Source: endpoint,
 		Reason: "undelivered", Error: err.Error(), Payload: schemas.AppendAlert(nil, a),

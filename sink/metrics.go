@@ -12,6 +12,7 @@ type metrics struct {
 	lag            *prometheus.GaugeVec // topic, partition
 	pending        prometheus.Gauge
 	skippedDup     prometheus.Counter
+	chErrors       *prometheus.CounterVec // what
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -45,6 +46,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "flowaudit_sink_resumed_partitions_total", Help: "Partitions resumed from ClickHouse's own offset record because it was ahead of Kafka's committed offset (a crash between insert and commit).",
 		}),
 	}
+	m.chErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "flowaudit_sink_clickhouse_errors_total", Help: "Failed ClickHouse calls (each is retried), per call.",
+	}, []string{"what"})
+	reg.MustRegister(m.chErrors)
 	reg.MustRegister(m.rows, m.batches, m.insertErrors, m.insertDuration, m.commitErrors, m.malformed, m.lag, m.pending, m.skippedDup)
 	return m
 }

@@ -355,6 +355,7 @@ func (c *Component) retry(ctx context.Context, what string, fn func(context.Cont
 		if strings.HasPrefix(what, "insert") {
 			c.metrics.insertErrors.Inc()
 		}
+		c.metrics.chErrors.WithLabelValues(what).Inc()
 		c.ready.NotReady(what + " failing: " + err.Error())
 		if ok, n := c.sampler.Allow("retry/" + what); ok {
 			c.log.Warn("ClickHouse call failed; retrying", "what", what, "attempt", attempt, "backoff", backoff, "err", err, "suppressed", n)

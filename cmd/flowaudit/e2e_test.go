@@ -271,8 +271,8 @@ func TestClickHouseOutage(t *testing.T) {
 	if diff := cmp.Diff(flowTotals(t, ch)["netflow_v9"], want); diff != "" {
 		t.Errorf("(-got +want):\n%s", diff)
 	}
-	if p.Metric("flowaudit_sink_insert_errors_total") == 0 {
-		t.Error("no failed insert was counted: the outage did not hit the sink")
+	if p.Metric("flowaudit_sink_clickhouse_errors_total") == 0 {
+		t.Error("no failed ClickHouse call was counted: the outage did not hit the sink")
 	}
 }
 

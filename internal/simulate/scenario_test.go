@@ -92,6 +92,7 @@ func TestNewScenarioDefaults(t *testing.T) {
 		want[k] = 1
 	}
 	want[schemas.AlertNewEdge] = 2
+	want[schemas.AlertAuthBruteforce] = 2
 	if diff := cmp.Diff(s.Expected, want); diff != "" {
 		t.Errorf("Expected (-got +want):\n%s", diff)
 	}
