@@ -279,7 +279,8 @@ func (c *Component) emit(a *schemas.Alert) {
 		c.metrics.alerts.WithLabelValues(a.Kind).Inc()
 		c.log.Info("alert", "kind", a.Kind, "severity", a.Severity.String(), "id", a.ID, "summary", a.Summary)
 	}
-	c.client.Produce(c.ctx, &kgo.Record{Topic: c.alerts, Key: []byte(a.ID), Value: schemas.AppendAlert(nil, a)}, c.produced)
+	// Not c.ctx: a stop must not fail what the checkpoint then flushes.
+	c.client.Produce(context.Background(), &kgo.Record{Topic: c.alerts, Key: []byte(a.ID), Value: schemas.AppendAlert(nil, a)}, c.produced)
 }
 
 // forward routes a keyed detector event to the owner of its key.
@@ -288,7 +289,7 @@ func (c *Component) forward(k *engine.Keyed) {
 	if err != nil {
 		return
 	}
-	c.client.Produce(c.ctx, &kgo.Record{Topic: c.keyed, Key: []byte(k.Key), Value: value}, c.produced)
+	c.client.Produce(context.Background(), &kgo.Record{Topic: c.keyed, Key: []byte(k.Key), Value: value}, c.produced)
 }
 
 func (c *Component) produced(_ *kgo.Record, err error) {
@@ -343,7 +344,7 @@ func (c *Component) loop() {
 			}
 		})
 		c.engine.Advance(c.watermark())
-		if time.Since(lastCheckpoint) >= c.cfg.CheckpointInterval {
+		if time.Since(lastCheckpoint) >= c.cfg.CheckpointInterval && c.ctx.Err() == nil {
 			c.checkpoint(c.ctx, c.client)
 			lastCheckpoint = time.Now()
 		}

@@ -372,7 +372,9 @@ func (s *Stage) flowLoop() error {
 				value := schemas.AppendFlowBatch(nil, b)
 				bufs = append(bufs, value)
 				key := append([]byte(nil), b.Flows[0].SrcAddr[:]...)
-				s.flows.Produce(s.ctx, &kgo.Record{Topic: s.enrichedTopic, Partition: int32(p), Key: key, Value: value},
+				// Not s.ctx: a stop must not fail records of a batch
+				// being finished; the batch is produced and committed whole.
+				s.flows.Produce(context.Background(), &kgo.Record{Topic: s.enrichedTopic, Partition: int32(p), Key: key, Value: value},
 					func(_ *kgo.Record, err error) {
 						if err != nil {
 							errMu.Lock()
@@ -384,8 +386,11 @@ func (s *Stage) flowLoop() error {
 		})
 		// Commit only what the broker has: a crash before this point
 		// re-enriches the batches (at least once).
-		if err := s.flows.Flush(s.ctx); err != nil {
-			return nil // stopping
+		fctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.flows.Flush(fctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("enriched flows not acknowledged within 30s: %w", err)
 		}
 		errMu.Lock()
 		perr := produceErr
@@ -394,7 +399,10 @@ func (s *Stage) flowLoop() error {
 			s.metrics.produceErrors.Inc()
 			return fmt.Errorf("producing enriched flows: %w", perr)
 		}
-		if err := s.flows.CommitUncommittedOffsets(s.ctx); err != nil && s.ctx.Err() == nil {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = s.flows.CommitUncommittedOffsets(cctx)
+		cancel()
+		if err != nil {
 			if ok, n := s.sampler.Allow("commit"); ok {
 				s.log.Warn("offset commit failed; those batches may be enriched twice", "err", err, "suppressed", n)
 			}

@@ -342,7 +342,10 @@ func (c *Component) flushTopic(ctx context.Context, w topicWriter) error {
 func (c *Component) retry(ctx context.Context, what string, fn func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		// An attempt is never cut short by ctx: an INSERT cancelled after
+		// its data went out may still land, and retrying it would write
+		// the rows twice. ctx only stops the retrying between attempts.
+		actx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		err := fn(actx)
 		cancel()
 		if err == nil {
