@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -105,7 +106,13 @@ func (c *Component) checkpoint(ctx context.Context, cl *kgo.Client) {
 		return
 	}
 	value := encodeCheckpoint(offsets, snapshot)
-	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: c.state, Key: []byte(c.stateKey), Value: value}).FirstErr(); err != nil {
+	c.generation++
+	var recs []*kgo.Record
+	for i, chunk := range splitChunks(value, checkpointChunk) {
+		recs = append(recs, &kgo.Record{Topic: c.state, Key: []byte(fmt.Sprintf("%s#%d", c.stateKey, i)),
+			Value: encodeChunk(c.generation, i, len(value), chunk)})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		c.metrics.checkpoints.WithLabelValues("error").Inc()
 		if ok, _ := c.sampler.Allow("checkpoint"); ok {
 			c.log.Warn("cannot save detector checkpoint; offsets stay uncommitted", "err", err)
@@ -141,25 +148,24 @@ func (c *Component) restore() error {
 			remaining[o.Partition] = o.Offset
 		}
 	})
-	var last []byte
+	var chunks checkpointChunks
+	prefix := c.stateKey + "#"
 	for len(remaining) > 0 {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			return fmt.Errorf("reading %s: %w", c.state, ctx.Err())
 		}
 		fetches.EachRecord(func(rec *kgo.Record) {
-			if string(rec.Key) == c.stateKey {
-				last = rec.Value
+			if strings.HasPrefix(string(rec.Key), prefix) {
+				chunks.add(rec.Value)
 			}
 			if end, ok := remaining[rec.Partition]; ok && rec.Offset+1 >= end {
 				delete(remaining, rec.Partition)
 			}
 		})
 	}
-	if last == nil {
-		c.log.Info("no detector checkpoint yet; starting fresh", "instance", c.stateKey)
-		return nil
-	}
+	last, gen := chunks.latest()
+	c.generation = gen
 	offsets, snapshot, err := decodeCheckpoint(last)
 	if err == nil {
 		err = c.engine.UnmarshalBinary(snapshot)
@@ -189,4 +195,79 @@ func (c *Component) adjustOffsets(_ context.Context, assigned map[string]map[int
 		}
 	}
 	return assigned, nil
+}
+
+// A checkpoint larger than one Kafka message is written as chunks, keyed
+// INSTANCE#0, INSTANCE#1, …, each carrying the checkpoint's generation;
+// a restore takes the newest generation whose chunks are all there, so a
+// crash halfway through writing one falls back to the previous one.
+const checkpointChunk = 512 << 10
+
+func splitChunks(b []byte, size int) [][]byte {
+	var out [][]byte
+	for len(b) > size {
+		out = append(out, b[:size])
+		b = b[size:]
+	}
+	return append(out, b)
+}
+
+func encodeChunk(gen uint64, index, total int, data []byte) []byte {
+	b := binary.BigEndian.AppendUint64(nil, gen)
+	b = binary.BigEndian.AppendUint32(b, uint32(index))
+	b = binary.BigEndian.AppendUint32(b, uint32(total))
+	return append(b, data...)
+}
+
+// checkpointChunks collects chunks per generation while the state topic
+// is read from the start.
+type checkpointChunks struct {
+	gens map[uint64]*chunkSet
+}
+
+type chunkSet struct {
+	total int
+	parts map[int][]byte
+}
+
+func (c *checkpointChunks) add(v []byte) {
+	if len(v) < 16 {
+		return
+	}
+	gen := binary.BigEndian.Uint64(v)
+	index := int(binary.BigEndian.Uint32(v[8:]))
+	total := int(binary.BigEndian.Uint32(v[12:]))
+	if c.gens == nil {
+		c.gens = map[uint64]*chunkSet{}
+	}
+	s := c.gens[gen]
+	if s == nil {
+		s = &chunkSet{total: total, parts: map[int][]byte{}}
+		c.gens[gen] = s
+	}
+	s.parts[index] = v[16:]
+}
+
+// latest returns the newest complete checkpoint and its generation.
+func (c *checkpointChunks) latest() ([]byte, uint64) {
+	var best uint64
+	var out []byte
+	for gen, s := range c.gens {
+		if gen < best {
+			continue
+		}
+		var b []byte
+		for i := 0; len(b) < s.total; i++ {
+			part, ok := s.parts[i]
+			if !ok {
+				b = nil
+				break
+			}
+			b = append(b, part...)
+		}
+		if b != nil && len(b) == s.total {
+			best, out = gen, b
+		}
+	}
+	return out, best
 }

@@ -42,7 +42,7 @@ func DefaultConfiguration() Configuration {
 		ConsumerGroup:        "flowaudit-detect",
 		WebhookConsumerGroup: "flowaudit-webhooks",
 		InstanceID:           host,
-		CheckpointInterval:   10 * time.Second,
+		CheckpointInterval:   30 * time.Second,
 		Baseline:             true,
 	}
 }

@@ -65,6 +65,7 @@ type Component struct {
 	stateKey                               string
 	client, hooks                          *kgo.Client
 	restored                               map[string]map[int32]int64
+	generation                             uint64 // of the last checkpoint written or restored
 	maxEvent                               uint64
 	produceErr                             error
 	errMu                                  sync.Mutex

@@ -13,7 +13,7 @@ func TestDefaultConfiguration(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("defaults do not validate: %v", err)
 	}
-	if cfg.ConsumerGroup != "flowaudit-detect" || cfg.CheckpointInterval != 10*time.Second || !cfg.Baseline || cfg.InstanceID == "" {
+	if cfg.ConsumerGroup != "flowaudit-detect" || cfg.CheckpointInterval != 30*time.Second || !cfg.Baseline || cfg.InstanceID == "" {
 		t.Errorf("defaults = %+v", cfg)
 	}
 	bad := cfg
@@ -81,5 +81,27 @@ func TestSeenIDs(t *testing.T) {
 	s.add("d") // evicts a
 	if !s.add("a") {
 		t.Error("a still remembered after eviction")
+	}
+}
+
+func TestCheckpointChunks(t *testing.T) {
+	big := make([]byte, 3*checkpointChunk+17)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	var cs checkpointChunks
+	// Generation 1 complete, generation 2 complete, generation 3 cut short.
+	for gen, data := range map[uint64][]byte{1: []byte("old"), 2: big} {
+		for i, ch := range splitChunks(data, checkpointChunk) {
+			cs.add(encodeChunk(gen, i, len(data), ch))
+		}
+	}
+	cs.add(encodeChunk(3, 0, len(big), big[:checkpointChunk]))
+	got, gen := cs.latest()
+	if gen != 2 || string(got) != string(big) {
+		t.Errorf("latest = generation %d, %d bytes; want generation 2, %d bytes", gen, len(got), len(big))
+	}
+	if n := len(splitChunks(big, checkpointChunk)); n != 4 {
+		t.Errorf("chunks = %d, want 4", n)
 	}
 }

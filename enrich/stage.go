@@ -151,7 +151,9 @@ func (s *Stage) Start() error {
 		kgo.ProducerLinger(2*time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 		kgo.MaxBufferedBytes(256<<20),
-		kgo.ProducerBatchMaxBytes(4<<20),
+		// Batches stay within the broker's default message.max.bytes
+		// (1 MiB): a larger one is refused for good, not retried.
+		kgo.ProducerBatchMaxBytes(kafka.MaxBatchBytes),
 		kgo.FetchMaxBytes(64<<20),
 	)...)
 	if err != nil {

@@ -117,7 +117,9 @@ func (c *Component) Start() error {
 		kgo.DefaultProduceTopic(c.flowsTopic),
 		kgo.ProducerLinger(c.cfg.FlushInterval),
 		kgo.MaxBufferedBytes(256<<20),
-		kgo.ProducerBatchMaxBytes(4<<20),
+		// Batches stay within the broker's default message.max.bytes
+		// (1 MiB): a larger one is refused for good, not retried.
+		kgo.ProducerBatchMaxBytes(kafka.MaxBatchBytes),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 	)
 	client, err := kgo.NewClient(opts...)

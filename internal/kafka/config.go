@@ -28,6 +28,10 @@ type Configuration struct {
 	// ProduceLinger bounds how long a record waits in the producer for
 	// its batch to fill.
 	ProduceLinger time.Duration `yaml:"produce_linger"`
+	// Retention is retention.ms of the topics flowaudit creates: how long
+	// the broker keeps records (ClickHouse keeps them longer). 0 leaves
+	// the broker's default.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // DefaultConfiguration returns defaults that work on one machine.
@@ -39,6 +43,7 @@ func DefaultConfiguration() Configuration {
 		ReplicationFactor: 1,
 		ClientID:          "flowaudit",
 		ProduceLinger:     5 * time.Millisecond,
+		Retention:         24 * time.Hour,
 	}
 }
 
@@ -69,6 +74,9 @@ func (c Configuration) Validate() error {
 	if c.ProduceLinger < 0 || c.ProduceLinger > time.Second {
 		errs = append(errs, fmt.Errorf("kafka.produce_linger: must be between 0 and 1s, got %s", c.ProduceLinger))
 	}
+	if c.Retention < 0 {
+		errs = append(errs, fmt.Errorf("kafka.retention: must be 0 (broker default) or positive, got %s", c.Retention))
+	}
 	return errors.Join(errs...)
 }
 
@@ -82,6 +90,11 @@ func (c Configuration) SeedBrokers() []string {
 	}
 	return c.Brokers
 }
+
+// MaxBatchBytes bounds a produced record batch. Kafka's default
+// message.max.bytes (and kfake's) is 1 MiB; a batch over the broker's
+// limit fails with MESSAGE_TOO_LARGE, which is not retriable.
+const MaxBatchBytes = 1000000
 
 // Topic names. The version suffix is bumped on a breaking payload change.
 const (

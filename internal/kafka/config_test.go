@@ -20,6 +20,7 @@ func TestDefaultConfiguration(t *testing.T) {
 		ReplicationFactor: 1,
 		ClientID:          "flowaudit",
 		ProduceLinger:     5 * time.Millisecond,
+		Retention:         24 * time.Hour,
 	}
 	if diff := cmp.Diff(cfg, want); diff != "" {
 		t.Errorf("DefaultConfiguration() (-got +want):\n%s", diff)

@@ -27,6 +27,8 @@ type Broker struct {
 	dataDir string
 	logger  *slog.Logger
 	cluster *kfake.Cluster
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 // NewBroker prepares an embedded broker that persists under dataDir/kafka.
@@ -73,12 +75,40 @@ func (b *Broker) Start() error {
 		return fmt.Errorf("unable to start embedded broker: %w", err)
 	}
 	b.cluster = c
+	b.stop, b.done = make(chan struct{}), make(chan struct{})
+	go b.housekeeping()
 	b.logger.Info("embedded Kafka broker started", "listen", c.ListenAddrs(), "data_dir", b.dataDir)
 	return nil
 }
 
+// housekeeping compacts compacted topics and enforces retention every
+// few minutes: a real cluster's log cleaner does this on its own, the
+// embedded broker only when told.
+func (b *Broker) housekeeping() {
+	defer close(b.done)
+	t := time.NewTicker(housekeepingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			b.cluster.Compact()
+			b.cluster.ApplyRetention()
+		}
+	}
+}
+
+// housekeepingInterval is how often the embedded broker compacts and
+// applies retention.
+const housekeepingInterval = 2 * time.Minute
+
 // Stop closes the broker; kfake persists its state on close.
 func (b *Broker) Stop() error {
+	if b.stop != nil {
+		close(b.stop)
+		<-b.done
+	}
 	if b.cluster != nil {
 		b.cluster.Close()
 		b.logger.Info("embedded Kafka broker stopped")
@@ -118,7 +148,12 @@ func EnsureTopics(ctx context.Context, cfg Configuration, logger *slog.Logger, t
 		rf = 1
 	}
 	for {
-		resp, err := adm.CreateTopics(ctx, cfg.Partitions, rf, nil, topics...)
+		var configs map[string]*string
+		if cfg.Retention > 0 {
+			ms := strconv.FormatInt(cfg.Retention.Milliseconds(), 10)
+			configs = map[string]*string{"retention.ms": &ms}
+		}
+		resp, err := adm.CreateTopics(ctx, cfg.Partitions, rf, configs, topics...)
 		if err == nil {
 			var errs []error
 			for _, r := range resp.Sorted() {
