@@ -166,6 +166,10 @@ func (c *Component) restore() error {
 	}
 	last, gen := chunks.latest()
 	c.generation = gen
+	if last == nil {
+		c.log.Info("no detector checkpoint yet; starting fresh", "instance", c.stateKey)
+		return nil
+	}
 	offsets, snapshot, err := decodeCheckpoint(last)
 	if err == nil {
 		err = c.engine.UnmarshalBinary(snapshot)
