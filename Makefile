@@ -30,7 +30,7 @@ test-short:
 # encode, and sink inserts; then the end-to-end pipeline benchmark.
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./ingest/flow/decoder ./ingest/access/parser ./schemas ./sink
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s -cpu=1 ./enrich ./policy
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s -cpu=1 ./enrich ./policy ./detect/engine
 	$(GO) run ./bench/e2e
 
 # Short fuzzing of every parser of outside input.
@@ -44,6 +44,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzFrameReader -fuzztime=20s ./ingest/access
 	$(GO) test -run='^$$' -fuzz=FuzzParsePolicy -fuzztime=20s ./policy
 	$(GO) test -run='^$$' -fuzz=FuzzIdentitySnapshot -fuzztime=20s ./enrich
+	$(GO) test -run='^$$' -fuzz=FuzzKeyedUnmarshal -fuzztime=20s ./detect/engine
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeCheckpoint -fuzztime=20s ./detect
+	$(GO) test -run='^$$' -fuzz=FuzzUnmarshalAlert -fuzztime=20s ./schemas
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=20s ./internal/config
 
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)

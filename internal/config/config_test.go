@@ -137,3 +137,21 @@ func TestInlineKeys(t *testing.T) {
 		t.Errorf("unknown key error = %v", err)
 	}
 }
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte("kafka:\n  brokers: [a:1]\n"))
+	f.Add([]byte("ingest:\n  flows:\n    listen: [\"netflow://0.0.0.0:2055\"]\ndetect:\n  address_scan: {threshold: 5}\n"))
+	f.Add([]byte("alerts:\n  webhooks:\n    - url: http://x\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg := Default()
+		if err := Parse(data, &cfg); err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("Parse accepted a configuration Validate rejects: %v", err)
+		}
+	})
+}
