@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -280,5 +281,39 @@ func TestIdentitySurvivesRestart(t *testing.T) {
 	newFlowSender(t, p.NetFlowAddr).send("10.1.0.77", 40000, "10.2.0.10", 5432, 8)
 	if got := waitCount(t, ch, "SELECT toUInt64(count()) FROM flowaudit.flows WHERE src_identity = 'bob'", 8, 30*time.Second); got != 8 {
 		t.Errorf("flows attributed to bob after restart = %d, want 8", got)
+	}
+}
+
+// TestPolicyReloadOnSIGHUP changes the policy with file polling far off:
+// only SIGHUP can make the running pipeline apply it.
+func TestPolicyReloadOnSIGHUP(t *testing.T) {
+	ch := testutil.StartClickHouse(t)
+	dir := t.TempDir()
+	policyPath := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyPath, []byte(testPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, ch, pipelineOptions{extraYAML: "policy:\n  file: " + policyPath + "\nenrich:\n  policy_reload_interval: 1h\n"})
+	p.Start()
+	withSSH := replaceOnce(testPolicy, "default: deny\n", "") + `  - name: web-to-db-ssh
+    from: [web]
+    to: [db]
+    ports: ["22/tcp"]
+default: deny
+`
+	if err := os.WriteFile(policyPath, []byte(withSSH), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := p.Metric(`flowaudit_enrich_policy_reloads_total{outcome="ok"}`); n != 0 {
+		t.Fatalf("reloaded without SIGHUP (%v)", n)
+	}
+	p.mu.Lock()
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	p.mu.Unlock()
+	p.WaitMetric(`flowaudit_enrich_policy_reloads_total{outcome="ok"}`, 1, 30*time.Second)
+	newFlowSender(t, p.NetFlowAddr).send("10.1.0.5", 51002, "10.2.0.10", 22, 4)
+	if got := waitCount(t, ch, "SELECT toUInt64(count()) FROM flowaudit.flows WHERE rule = 'web-to-db-ssh'", 4, 30*time.Second); got != 4 {
+		t.Errorf("flows allowed by the reloaded rule = %d, want 4", got)
 	}
 }
