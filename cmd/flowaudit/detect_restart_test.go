@@ -162,56 +162,15 @@ func TestTwoDetectorsMatchOne(t *testing.T) {
 
 	// Separate stages, two detectors.
 	ch2 := testutil.StartClickHouse(t)
-	dir := t.TempDir()
-	kafkaAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	netflow := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
-	syslog := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
-	write := func(name, metrics string) string {
-		path := filepath.Join(dir, name+".yaml")
-		cfg := fmt.Sprintf(`data_dir: %s
-kafka:
-  embedded_listen: %s
-  partitions: 4
-clickhouse:
-  addr: %s
-ingest:
-  flows:
-    listen: ["netflow://%s"]
-  access:
-    syslog_listen: ["udp://%s"]
-    http_listen: ""
-policy:
-  file: %s
-sink:
-  batch_interval: 200ms
-metrics:
-  listen: %s
-%s  instance_id: %s
-`, filepath.Join(dir, "var-"+name), kafkaAddr, ch2.Addr, netflow, syslog, policyPath, metrics, scenarioDetectYAML, name)
-		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
+	c := newCluster(t, ch2, "policy:\n  file: "+policyPath+"\n"+scenarioDetectYAML)
+	c.start("broker", "broker")
+	for _, n := range []string{"collect", "enrich", "sink"} {
+		c.start(n, n)
 	}
-	metrics := map[string]string{}
-	names := []string{"broker", "collect", "enrich", "sink", "detect1", "detect2"}
-	for _, n := range names {
-		metrics[n] = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	}
-	startProc(t, dir, "broker", "broker", "--config", write("broker", metrics["broker"]))
-	waitReady(t, metrics["broker"])
-	for _, n := range names[1:] {
-		cmd := n
-		if n == "detect1" || n == "detect2" {
-			cmd = "detect"
-		}
-		startProc(t, dir, n, cmd, "--config", write(n, metrics[n]))
-	}
-	for _, n := range names[1:] {
-		waitReady(t, metrics[n])
-	}
+	c.start("detect1", "detect")
+	c.start("detect2", "detect")
 	time.Sleep(3 * time.Second) // both detectors in the group before traffic
-	if _, err := simulate.RunScenario(context.Background(), sc, netflow, syslog, 0); err != nil {
+	if _, err := simulate.RunScenario(context.Background(), sc, c.NetFlow, c.Syslog, 0); err != nil {
 		t.Fatal(err)
 	}
 	waitAlerts(t, ch2, sc.Expected, 90*time.Second)

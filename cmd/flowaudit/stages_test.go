@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -62,17 +63,37 @@ func waitReady(t *testing.T, metricsAddr string) {
 	t.Fatalf("%s not ready after 60 s", metricsAddr)
 }
 
-// TestSeparateStages runs the pipeline as an operator with a cluster
-// would: a broker process, a collector, an enricher, and two sink
-// processes sharing one consumer group. Every flow lands exactly once.
-func TestSeparateStages(t *testing.T) {
-	ch := testutil.StartClickHouse(t)
-	dir := t.TempDir()
-	kafkaAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
-	netflow := fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
-	write := func(name, metrics string) string {
-		path := filepath.Join(dir, name+".yaml")
-		cfg := fmt.Sprintf(`data_dir: %s
+// cluster is flowaudit run as separate processes sharing one broker
+// process: what an operator with a Kafka cluster deploys.
+type cluster struct {
+	t       *testing.T
+	dir     string
+	ch      *testutil.ClickHouseServer
+	kafka   string
+	NetFlow string
+	Syslog  string
+	extra   string // more YAML for every process
+	metrics map[string]string
+	procs   map[string]*proc
+}
+
+func newCluster(t *testing.T, ch *testutil.ClickHouseServer, extraYAML string) *cluster {
+	return &cluster{
+		t: t, dir: t.TempDir(), ch: ch, extra: extraYAML,
+		kafka:   fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp")),
+		NetFlow: fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")),
+		Syslog:  fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp")),
+		metrics: map[string]string{}, procs: map[string]*proc{},
+	}
+}
+
+// start runs "flowaudit COMMAND" as the process called name (its own
+// data_dir, metrics port and detect.instance_id) and waits until ready.
+func (c *cluster) start(name, command string) *proc {
+	c.t.Helper()
+	c.metrics[name] = fmt.Sprintf("127.0.0.1:%d", freePort(c.t, "tcp"))
+	path := filepath.Join(c.dir, name+".yaml")
+	cfg := fmt.Sprintf(`data_dir: %s
 kafka:
   embedded_listen: %s
   partitions: 4
@@ -82,31 +103,38 @@ ingest:
   flows:
     listen: ["netflow://%s"]
   access:
-    syslog_listen: []
+    syslog_listen: ["udp://%s"]
     http_listen: ""
 sink:
   batch_interval: 200ms
 metrics:
   listen: %s
-`, filepath.Join(dir, "var-"+name), kafkaAddr, ch.Addr, netflow, metrics)
-		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
+%s`, filepath.Join(c.dir, "var-"+name), c.kafka, c.ch.Addr, c.NetFlow, c.Syslog, c.metrics[name], c.extra)
+	if !strings.Contains(c.extra, "detect:") {
+		cfg += "detect:\n"
 	}
-	metrics := map[string]string{}
-	for _, n := range []string{"broker", "collect", "enrich", "sink1", "sink2"} {
-		metrics[n] = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	cfg += "  instance_id: " + name + "\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		c.t.Fatal(err)
 	}
-	startProc(t, dir, "broker", "broker", "--config", write("broker", metrics["broker"]))
-	waitReady(t, metrics["broker"])
-	startProc(t, dir, "collect", "collect", "--config", write("collect", metrics["collect"]))
-	startProc(t, dir, "enrich", "enrich", "--config", write("enrich", metrics["enrich"]))
-	sink1 := startProc(t, dir, "sink1", "sink", "--config", write("sink1", metrics["sink1"]))
-	startProc(t, dir, "sink2", "sink", "--config", write("sink2", metrics["sink2"]))
-	for _, n := range []string{"collect", "enrich", "sink1", "sink2"} {
-		waitReady(t, metrics[n])
-	}
+	p := startProc(c.t, c.dir, name, command, "--config", path)
+	c.procs[name] = p
+	waitReady(c.t, c.metrics[name])
+	return p
+}
+
+// TestSeparateStages runs the pipeline as an operator with a cluster
+// would: a broker process, a collector, an enricher, and two sink
+// processes sharing one consumer group. Every flow lands exactly once.
+func TestSeparateStages(t *testing.T) {
+	ch := testutil.StartClickHouse(t)
+	c := newCluster(t, ch, "")
+	netflow := c.NetFlow
+	c.start("broker", "broker")
+	c.start("collect", "collect")
+	c.start("enrich", "enrich")
+	sink1 := c.start("sink1", "sink")
+	c.start("sink2", "sink")
 	// Give the group time to settle with both members before sending.
 	time.Sleep(3 * time.Second)
 
