@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flowaudit/flowaudit/ingest/flow/decoder"
+	"github.com/flowaudit/flowaudit/internal/testutil"
 	"github.com/flowaudit/flowaudit/schemas"
 )
 
@@ -293,5 +294,27 @@ func TestSimulateCommand(t *testing.T) {
 	if r.flows != flows || r.bytes != bytesSent || r.packets != packets {
 		t.Errorf("listener decoded flows=%d bytes=%d packets=%d, simulate printed flows=%d bytes=%d packets=%d",
 			r.flows, r.bytes, r.packets, flows, bytesSent, packets)
+	}
+}
+
+// TestCLIMigrate runs "flowaudit migrate" twice against a real server:
+// it creates the database, tables and views, then finds nothing to do.
+func TestCLIMigrate(t *testing.T) {
+	ch := testutil.StartClickHouse(t)
+	cfg := filepath.Join(t.TempDir(), "flowaudit.yaml")
+	if err := os.WriteFile(cfg, []byte("clickhouse:\n  addr: "+ch.Addr+"\n  database: audit_test\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		res := runCLI(t, "migrate", "--config", cfg)
+		if res.code != 0 || !strings.Contains(res.stdout, "database audit_test is up to date on ClickHouse 18.16") {
+			t.Fatalf("migrate #%d: exit %d, stdout %q, stderr:\n%s", i+1, res.code, res.stdout, res.stderr)
+		}
+	}
+	got := ch.QueryUint64(t, "SELECT toUInt64(count()) FROM system.tables WHERE database = 'audit_test'")
+	// flows, access_events, alerts, kafka_offsets, segment_matrix_1m,
+	// observed_edges and the two materialized views.
+	if got != 8 {
+		t.Errorf("tables in audit_test = %d, want 8", got)
 	}
 }
