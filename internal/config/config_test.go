@@ -1,11 +1,13 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"gopkg.in/yaml.v3"
 )
 
@@ -154,4 +156,31 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse accepted a configuration Validate rejects: %v", err)
 		}
 	})
+}
+
+// TestReadmeDefaults keeps the README's configuration block true: it must
+// parse, and every value it shows must be the default.
+func TestReadmeDefaults(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	i := strings.Index(text, "## Configuration")
+	if i < 0 {
+		t.Fatal("README.md has no Configuration section")
+	}
+	start := strings.Index(text[i:], "```yaml\n")
+	if start < 0 {
+		t.Fatal("no yaml block in README's Configuration section")
+	}
+	block := text[i+start+len("```yaml\n"):]
+	block = block[:strings.Index(block, "```")]
+	cfg := Default()
+	if err := Parse([]byte(block), &cfg); err != nil {
+		t.Fatalf("README's configuration block does not parse: %v", err)
+	}
+	if diff := cmp.Diff(cfg, Default(), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("README shows values that are not the defaults (-README +Default()):\n%s", diff)
+	}
 }
