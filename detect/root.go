@@ -66,7 +66,6 @@ type Component struct {
 	client, hooks                          *kgo.Client
 	restored                               map[string]map[int32]int64
 	generation                             uint64 // of the last checkpoint written or restored
-	maxEvent                               uint64
 	produceErr                             error
 	errMu                                  sync.Mutex
 
@@ -323,7 +322,6 @@ func (c *Component) loop() {
 				}
 				for i := range batch.Flows {
 					c.engine.ObserveFlow(&batch, &batch.Flows[i])
-					c.seen(engine.FlowTime(&batch, &batch.Flows[i]))
 				}
 				c.metrics.flows.Add(float64(len(batch.Flows)))
 			case c.access:
@@ -332,7 +330,6 @@ func (c *Component) loop() {
 					return
 				}
 				c.engine.ObserveAccess(&ev)
-				c.seen(ev.Time)
 				c.metrics.accessEvents.Inc()
 			case c.keyed:
 				if err := keyed.UnmarshalBinary(rec.Value); err != nil {
@@ -340,7 +337,6 @@ func (c *Component) loop() {
 					return
 				}
 				c.engine.ObserveKeyed(&keyed)
-				c.seen(keyed.Time)
 				c.metrics.keyed.Inc()
 			}
 		})
@@ -353,13 +349,6 @@ func (c *Component) loop() {
 	}
 }
 
-// seen notes an event time for the watermark.
-func (c *Component) seen(t uint64) {
-	if t > c.maxEvent {
-		c.maxEvent = t
-	}
-}
-
 // watermark is the time windows are closed against: the latest event
 // time seen, so replays and compressed scenarios close windows as their
 // data says, or the wall clock when traffic is idle. Event times more
@@ -367,7 +356,7 @@ func (c *Component) seen(t uint64) {
 // with a wrong clock must not make everyone else's flows late.
 func (c *Component) watermark() uint64 {
 	now := uint64(time.Now().UnixNano())
-	wm := max(now, c.maxEvent)
+	wm := max(now, c.engine.LatestEvent())
 	if limit := now + uint64(maxClockSkew); wm > limit {
 		wm = limit
 	}

@@ -47,25 +47,13 @@ func (e *Enricher) SetMatcher(m *policy.Matcher) { e.m.Store(m) }
 // Matcher returns the policy in use, nil when none.
 func (e *Enricher) Matcher() *policy.Matcher { return e.m.Load() }
 
-// FlowTime is the time a flow is attributed to for identity lookups: its
-// first packet, else its last, else when the batch was received.
-func FlowTime(b *schemas.FlowBatch, f *schemas.Flow) uint64 {
-	switch {
-	case f.TimeStart != 0:
-		return f.TimeStart
-	case f.TimeEnd != 0:
-		return f.TimeEnd
-	}
-	return b.TimeReceived
-}
-
 // EnrichFlow computes r for flow f of batch b. Identity: the user bound to
-// the address at the flow's time (FlowTime), else the service account of the
+// the address at the flow's time (FlowBatch.FlowTime), else the service account of the
 // address's inventory entry. Workload: the address's inventory entry.
 // Verdict and rule: policy.Matcher.Decide. Without a matcher both segments
 // are external and the verdict unknown. It does not allocate.
 func (e *Enricher) EnrichFlow(b *schemas.FlowBatch, f *schemas.Flow, r *Result) {
-	t := FlowTime(b, f)
+	t := b.FlowTime(f)
 	var srcUser, dstUser string
 	if e.ids != nil {
 		srcUser = e.ids.Lookup(f.SrcAddr, t)

@@ -169,6 +169,20 @@ type FlowBatch struct {
 	Flows   []Flow
 }
 
+// FlowTime is the event time of f, a flow of b, in Unix ns: its start,
+// else its end, else when b was received. Every stage dates flows by it.
+func (b *FlowBatch) FlowTime(f *Flow) uint64 {
+	switch {
+	case f.TimeStart != 0:
+		return f.TimeStart
+	case f.TimeEnd != 0:
+		return f.TimeEnd
+	case b != nil:
+		return b.TimeReceived
+	}
+	return 0
+}
+
 // Reset empties b for reuse, keeping the Flows capacity.
 func (b *FlowBatch) Reset() {
 	flows := b.Flows[:0]

@@ -134,6 +134,7 @@ type Engine struct {
 
 	learnStart uint64 // new_edge: earliest event time (0: none yet)
 	now        uint64 // latest Advance
+	latest     uint64 // latest event time observed (flows, access events, keyed events)
 	nextSweep  uint64
 	stats      Stats
 	keyed      Keyed // reused for forward
@@ -331,20 +332,6 @@ func (e *Engine) pair(dst *segInfo, src string) *pairState {
 	return p
 }
 
-// FlowTime is the event time of f: TimeStart, else TimeEnd, else the
-// batch's TimeReceived.
-func FlowTime(b *schemas.FlowBatch, f *schemas.Flow) uint64 {
-	switch {
-	case f.TimeStart != 0:
-		return f.TimeStart
-	case f.TimeEnd != 0:
-		return f.TimeEnd
-	case b != nil:
-		return b.TimeReceived
-	}
-	return 0
-}
-
 // isReply reports the reply heuristic: a service source port (below 1024,
 // or below 32768 when the destination port is in the dynamic range
 // 32768-65535 that clients draw from) to an ephemeral destination port.
@@ -388,10 +375,11 @@ func sampled(v uint64, rate uint32) uint64 {
 // ObserveFlow feeds one enriched flow of batch b (b may be nil). It does
 // not allocate in the steady state.
 func (e *Engine) ObserveFlow(b *schemas.FlowBatch, f *schemas.Flow) {
-	t := FlowTime(b, f)
+	t := b.FlowTime(f)
 	if t == 0 {
 		return
 	}
+	e.latest = max(e.latest, t)
 	if e.learnStart == 0 || t < e.learnStart {
 		e.learnStart = t
 	}
@@ -525,6 +513,11 @@ func (e *Engine) markAlert(kind uint8, key string, t uint64) {
 }
 
 func suppKey(kind uint8, key string) string { return kindNames[kind] + "\x00" + key }
+
+// LatestEvent returns the latest event time observed, in Unix ns: the
+// stage's watermark when event time runs ahead of the wall clock
+// (replays, compressed scenarios).
+func (e *Engine) LatestEvent() uint64 { return e.latest }
 
 // Advance moves the engine's clock to now (Unix ns; the stage passes
 // max(event time seen, wall clock)): windows whose end + Lateness is

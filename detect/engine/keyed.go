@@ -182,6 +182,7 @@ func (e *Engine) ObserveKeyed(k *Keyed) {
 	if !ok || k.Time == 0 {
 		return
 	}
+	e.latest = max(e.latest, k.Time)
 	switch kc {
 	case kNewEdge:
 		e.observeEdge(k)

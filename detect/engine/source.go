@@ -456,6 +456,7 @@ func (e *Engine) ObserveAccess(ev *schemas.AccessEvent) {
 	if t == 0 {
 		t = ev.Received
 	}
+	e.latest = max(e.latest, t)
 	fail := ev.Outcome == schemas.OutcomeFailure
 	succ := ev.Outcome == schemas.OutcomeSuccess && (ev.Action == schemas.ActionLogin || ev.Action == schemas.ActionSessionOpen)
 	if t == 0 || (!fail && !succ) {
