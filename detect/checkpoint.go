@@ -10,6 +10,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowaudit/flowaudit/internal/kafka"
 )
 
 // checkpointVersion is the first byte of a state record.
@@ -130,7 +132,7 @@ func (c *Component) checkpoint(ctx context.Context, cl *kgo.Client) {
 
 // restore reads this instance's last checkpoint, if any, into the engine.
 func (c *Component) restore() error {
-	cl, err := kgo.NewClient(append(kafka_ClientOptions(c), kgo.ConsumeTopics(c.state),
+	cl, err := kgo.NewClient(append(kafka.ClientOptions(c.deps.Kafka, "detect-state"), kgo.ConsumeTopics(c.state),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		return err

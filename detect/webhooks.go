@@ -14,10 +14,6 @@ import (
 	"github.com/flowaudit/flowaudit/schemas/pb"
 )
 
-func kafka_ClientOptions(c *Component) []kgo.Opt {
-	return kafka.ClientOptions(c.deps.Kafka, "detect-state")
-}
-
 // seenIDs remembers the last alert IDs handed to the webhooks, so a
 // replayed alert is not announced twice.
 type seenIDs struct {

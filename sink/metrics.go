@@ -3,9 +3,8 @@ package sink
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	rows           *prometheus.CounterVec // table
-	batches        *prometheus.CounterVec // table
-	insertErrors   prometheus.Counter
+	rows           *prometheus.CounterVec   // table
+	batches        *prometheus.CounterVec   // table
 	insertDuration *prometheus.HistogramVec // table
 	commitErrors   prometheus.Counter
 	malformed      prometheus.Counter
@@ -23,9 +22,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowaudit_sink_batches_total", Help: "Batches ClickHouse accepted, per table.",
 		}, []string{"table"}),
-		insertErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "flowaudit_sink_insert_errors_total", Help: "Failed insert attempts (each is retried).",
-		}),
 		insertDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "flowaudit_sink_insert_duration_seconds", Help: "Duration of successful batch inserts, per table.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
@@ -50,6 +46,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "flowaudit_sink_clickhouse_errors_total", Help: "Failed ClickHouse calls (each is retried), per call.",
 	}, []string{"what"})
 	reg.MustRegister(m.chErrors)
-	reg.MustRegister(m.rows, m.batches, m.insertErrors, m.insertDuration, m.commitErrors, m.malformed, m.lag, m.pending, m.skippedDup)
+	reg.MustRegister(m.rows, m.batches, m.insertDuration, m.commitErrors, m.malformed, m.lag, m.pending, m.skippedDup)
 	return m
 }

@@ -15,12 +15,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/internal/kafka"
@@ -313,7 +314,7 @@ func (c *Component) flushTopic(ctx context.Context, w topicWriter) error {
 	}
 	var commitErr error
 	done := make(chan struct{})
-	c.client.CommitOffsetsSync(cctx, commit, func(_ *kgo.Client, _ *kmsgOffsetCommitRequest, resp *kmsgOffsetCommitResponse, err error) {
+	c.client.CommitOffsetsSync(cctx, commit, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		defer close(done)
 		if err != nil {
 			commitErr = err
@@ -321,7 +322,7 @@ func (c *Component) flushTopic(ctx context.Context, w topicWriter) error {
 		}
 		for _, t := range resp.Topics {
 			for _, p := range t.Partitions {
-				if e := kerrErr(p.ErrorCode); e != nil {
+				if e := kerr.ErrorForCode(p.ErrorCode); e != nil {
 					commitErr = errors.Join(commitErr, fmt.Errorf("partition %d: %w", p.Partition, e))
 				}
 			}
@@ -354,9 +355,6 @@ func (c *Component) retry(ctx context.Context, what string, fn func(context.Cont
 				c.ready.Ready()
 			}
 			return nil
-		}
-		if strings.HasPrefix(what, "insert") {
-			c.metrics.insertErrors.Inc()
 		}
 		c.metrics.chErrors.WithLabelValues(what).Inc()
 		c.ready.NotReady(what + " failing: " + err.Error())
