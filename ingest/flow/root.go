@@ -281,7 +281,7 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			continue
 		}
 		ec.types[batch.Type].flows.Add(float64(len(batch.Flows)))
-		if lostD, lostF := c.seq.Observe(&batch, int(max(batch.Records, uint32(len(batch.Flows))))); lostD > 0 || lostF > 0 {
+		if lostD, lostF := c.seq.Observe(&batch, int(batch.Records)); lostD > 0 || lostF > 0 {
 			c.metrics.lostDatagrams.WithLabelValues(ec.label).Add(float64(lostD))
 			c.metrics.lostFlows.WithLabelValues(ec.label).Add(float64(lostF))
 		}

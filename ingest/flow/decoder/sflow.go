@@ -87,6 +87,8 @@ func (d *Decoder) DecodeSFlow(exporter schemas.Addr, port uint16, received uint6
 	out.Exporter = exporter
 	out.ExporterPort = port
 	out.Type = schemas.FlowTypeSFlow
+	// sFlow's sequence counts datagrams; Records is the samples decoded.
+	defer func() { out.Records = uint32(len(out.Flows)) }()
 	fail := func(reason Reason, err error) error {
 		return &DecodeError{Exporter: exporter, Version: 5, ObservationID: out.ObservationID, Reason: reason, Err: err}
 	}
