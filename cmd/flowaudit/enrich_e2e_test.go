@@ -37,6 +37,20 @@ rules:
 default: deny
 `
 
+// startWithPolicy starts a ClickHouse server and "flowaudit run" with
+// testPolicy in a file the test may rewrite; extraYAML adds keys.
+func startWithPolicy(t *testing.T, extraYAML string) (*testutil.ClickHouseServer, *pipeline, string) {
+	t.Helper()
+	ch := testutil.StartClickHouse(t)
+	policyPath := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(policyPath, []byte(testPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := newPipeline(t, ch, pipelineOptions{extraYAML: "policy:\n  file: " + policyPath + "\n" + extraYAML})
+	p.Start()
+	return ch, p, policyPath
+}
+
 // flowSender sends hand-made flows as IPFIX from one exporter.
 type flowSender struct {
 	t    *testing.T
@@ -130,14 +144,7 @@ func verdictRows(t *testing.T, ch *testutil.ClickHouseServer) []verdictRow {
 // TestEnrichmentEndToEnd checks verdicts, replies, identities and exact
 // counts in ClickHouse with a policy where web->db on 5432/tcp is allowed.
 func TestEnrichmentEndToEnd(t *testing.T) {
-	ch := testutil.StartClickHouse(t)
-	dir := t.TempDir()
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(testPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := newPipeline(t, ch, pipelineOptions{extraYAML: "policy:\n  file: " + policyPath + "\n"})
-	p.Start()
+	ch, p, _ := startWithPolicy(t, "")
 	fs := newFlowSender(t, p.NetFlowAddr)
 
 	fs.send("10.1.0.5", 51000, "10.2.0.10", 5432, 40) // web -> db:5432 allowed
@@ -192,14 +199,7 @@ func TestEnrichmentEndToEnd(t *testing.T) {
 // valid change applies without a restart, an invalid one is refused and
 // the previous policy stays in force.
 func TestPolicyHotReload(t *testing.T) {
-	ch := testutil.StartClickHouse(t)
-	dir := t.TempDir()
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(testPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := newPipeline(t, ch, pipelineOptions{extraYAML: "policy:\n  file: " + policyPath + "\nenrich:\n  policy_reload_interval: 200ms\n"})
-	p.Start()
+	ch, p, policyPath := startWithPolicy(t, "enrich:\n  policy_reload_interval: 200ms\n")
 	fs := newFlowSender(t, p.NetFlowAddr)
 	fs.send("10.1.0.5", 51001, "10.2.0.10", 22, 5) // violation under the first policy
 	waitCount(t, ch, countFlows, 5, 30*time.Second)
@@ -262,14 +262,7 @@ func replaceOnce(s, old, new string) string {
 // and checks the binding was rebuilt from the access topic before any
 // flow was enriched.
 func TestIdentitySurvivesRestart(t *testing.T) {
-	ch := testutil.StartClickHouse(t)
-	dir := t.TempDir()
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(testPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := newPipeline(t, ch, pipelineOptions{extraYAML: "policy:\n  file: " + policyPath + "\n"})
-	p.Start()
+	ch, p, _ := startWithPolicy(t, "")
 	syslog5424(t, p.SyslogUDP, "Accepted publickey for bob from 10.1.0.77 port 50000 ssh2")
 	p.WaitMetric("flowaudit_enrich_access_events_total", 1, 30*time.Second)
 	p.Stop()
@@ -287,14 +280,7 @@ func TestIdentitySurvivesRestart(t *testing.T) {
 // TestPolicyReloadOnSIGHUP changes the policy with file polling far off:
 // only SIGHUP can make the running pipeline apply it.
 func TestPolicyReloadOnSIGHUP(t *testing.T) {
-	ch := testutil.StartClickHouse(t)
-	dir := t.TempDir()
-	policyPath := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(policyPath, []byte(testPolicy), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := newPipeline(t, ch, pipelineOptions{extraYAML: "policy:\n  file: " + policyPath + "\nenrich:\n  policy_reload_interval: 1h\n"})
-	p.Start()
+	ch, p, policyPath := startWithPolicy(t, "enrich:\n  policy_reload_interval: 1h\n")
 	withSSH := replaceOnce(testPolicy, "default: deny\n", "") + `  - name: web-to-db-ssh
     from: [web]
     to: [db]
