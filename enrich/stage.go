@@ -311,7 +311,6 @@ func (s *Stage) flowLoop() error {
 		in       schemas.FlowBatch
 		res      Result
 		out      = make([]schemas.FlowBatch, s.partitions)
-		bufs     = make([][]byte, 0, 64)
 		verdicts [4]prometheus.Counter
 	)
 	for v := range verdicts {
@@ -332,7 +331,6 @@ func (s *Stage) flowLoop() error {
 				s.log.Warn("fetch error (retrying)", "topic", t, "partition", p, "err", err, "suppressed", n)
 			}
 		})
-		bufs = bufs[:0]
 		fetches.EachRecord(func(rec *kgo.Record) {
 			if err := schemas.UnmarshalFlowBatch(rec.Value, &in); err != nil {
 				s.metrics.malformed.Inc()
@@ -372,7 +370,6 @@ func (s *Stage) flowLoop() error {
 				b.TimeReceived, b.Exporter, b.ExporterPort = in.TimeReceived, in.Exporter, in.ExporterPort
 				b.Type, b.ObservationID, b.SequenceNumber = in.Type, in.ObservationID, in.SequenceNumber
 				value := schemas.AppendFlowBatch(nil, b)
-				bufs = append(bufs, value)
 				key := append([]byte(nil), b.Flows[0].SrcAddr[:]...)
 				// Not s.ctx: a stop must not fail records of a batch
 				// being finished; the batch is produced and committed whole.
