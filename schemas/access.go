@@ -61,4 +61,9 @@ type AccessEvent struct {
 	AuthMethod string // password, publickey, keyboard-interactive, token…
 	Status     int32  // protocol status code: HTTP status, k8s response code; 0 when none
 	UserAgent  string
+	// ForwardedFor is the X-Forwarded-For chain of a web request as
+	// logged, entries separated by ", ": the client first (SrcAddr when
+	// it is an address), the proxy the server saw last. Empty when the
+	// client connected directly.
+	ForwardedFor string
 }

@@ -25,6 +25,7 @@ const (
 	fieldAccessAuthMethod = 15
 	fieldAccessStatus     = 16
 	fieldAccessUserAgent  = 17
+	fieldAccessForwarded  = 20
 )
 
 func appendStringField(b []byte, num protowire.Number, s string) []byte {
@@ -56,6 +57,7 @@ func AppendAccessEvent(dst []byte, e *AccessEvent) []byte {
 	// int32 is encoded as a varint of its sign extension, as protobuf does.
 	dst = appendVarintField(dst, fieldAccessStatus, uint64(int64(e.Status)))
 	dst = appendStringField(dst, fieldAccessUserAgent, e.UserAgent)
+	dst = appendStringField(dst, fieldAccessForwarded, e.ForwardedFor)
 	return dst
 }
 
@@ -119,6 +121,8 @@ func UnmarshalAccessEvent(data []byte, e *AccessEvent) error {
 				e.AuthMethod = string(v)
 			case fieldAccessUserAgent:
 				e.UserAgent = string(v)
+			case fieldAccessForwarded:
+				e.ForwardedFor = string(v)
 			}
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, data)

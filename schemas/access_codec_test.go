@@ -18,6 +18,7 @@ func testAccessEvent() *AccessEvent {
 		DstAddr: AddrFromNetip(netip.MustParseAddr("10.1.0.5")), DstPort: 22, DstHost: "web-1.example",
 		Resource: "/", Action: ActionLogin, Outcome: OutcomeDenied, SessionID: "s-1",
 		AuthMethod: "publickey", Status: -1, UserAgent: "OpenSSH_9.2",
+		ForwardedFor: "2001:db8::7, 10.0.0.1",
 	}
 }
 
@@ -38,7 +39,8 @@ func TestAccessEventWireCompatible(t *testing.T) {
 	if err := proto.Unmarshal(AppendAccessEvent(nil, in), &msg); err != nil {
 		t.Fatal(err)
 	}
-	if msg.GetUser() != "alice" || msg.GetStatus() != -1 || msg.GetOutcome() != pb.Outcome_OUTCOME_DENIED || msg.GetDstPort() != 22 {
+	if msg.GetUser() != "alice" || msg.GetStatus() != -1 || msg.GetOutcome() != pb.Outcome_OUTCOME_DENIED || msg.GetDstPort() != 22 ||
+		msg.GetForwardedFor() != "2001:db8::7, 10.0.0.1" {
 		t.Errorf("generated view = %v", &msg)
 	}
 	wire, err := proto.Marshal(&msg)

@@ -424,6 +424,7 @@ var AccessEventsTable = Table{
 		{Name: "auth_method", Type: TypeLowString},
 		{Name: "status", Type: TypeUInt16, Comment: "HTTP status or Kubernetes response code; 0 when none"},
 		{Name: "user_agent", Type: TypeLowString},
+		{Name: "forwarded_for", Type: TypeString, Codec: "ZSTD(1)", Comment: "X-Forwarded-For chain of a web request, client first; empty for direct clients"},
 	},
 	Engine:      "MergeTree",
 	PartitionBy: "toYYYYMMDD(time)",

@@ -270,7 +270,8 @@ func TestSinkAccessEvents(t *testing.T) {
 			SrcAddr: schemas.AddrFromNetip(netip.MustParseAddr("10.1.2.3")), SrcPort: 52222, Action: schemas.ActionLogin,
 			Outcome: schemas.OutcomeSuccess, AuthMethod: "publickey"},
 		{Time: uint64(when.UnixNano()), Source: "nginx", User: "bob", SrcAddr: schemas.AddrFromNetip(netip.MustParseAddr("2001:db8::9")),
-			Resource: "/admin", Action: "GET", Outcome: schemas.OutcomeDenied, Status: 403, UserAgent: "curl/8"},
+			Resource: "/admin", Action: "GET", Outcome: schemas.OutcomeDenied, Status: 403, UserAgent: "curl/8",
+			ForwardedFor: "2001:db8::9, 10.0.0.1"},
 	} {
 		rec := &kgo.Record{Topic: e.kcfg.Topic(kafka.TopicAccess), Key: []byte{byte(i)}, Value: schemas.AppendAccessEvent(nil, &ev)}
 		if err := e.client.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
@@ -294,18 +295,18 @@ func TestSinkAccessEvents(t *testing.T) {
 		t.Fatalf("access_events rows = %d, want 2", n)
 	}
 	type row struct {
-		Source, User, Src, Action, Outcome, Resource, Method, UA string
-		Port, Status                                             uint16
-		Time                                                     time.Time
+		Source, User, Src, Action, Outcome, Resource, Method, UA, XFF string
+		Port, Status                                                  uint16
+		Time                                                          time.Time
 	}
-	rows, err := conn.Query(context.Background(), "SELECT source, user, IPv6NumToString(src_addr), action, outcome, resource, auth_method, user_agent, src_port, status, time FROM flowaudit.access_events ORDER BY source DESC")
+	rows, err := conn.Query(context.Background(), "SELECT source, user, IPv6NumToString(src_addr), action, outcome, resource, auth_method, user_agent, forwarded_for, src_port, status, time FROM flowaudit.access_events ORDER BY source DESC")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []row
 	for rows.Next() {
 		var r row
-		if err := rows.Scan(&r.Source, &r.User, &r.Src, &r.Action, &r.Outcome, &r.Resource, &r.Method, &r.UA, &r.Port, &r.Status, &r.Time); err != nil {
+		if err := rows.Scan(&r.Source, &r.User, &r.Src, &r.Action, &r.Outcome, &r.Resource, &r.Method, &r.UA, &r.XFF, &r.Port, &r.Status, &r.Time); err != nil {
 			t.Fatal(err)
 		}
 		r.Time = r.Time.UTC()
@@ -314,7 +315,7 @@ func TestSinkAccessEvents(t *testing.T) {
 	rows.Close()
 	want := []row{
 		{Source: "sshd", User: "alice", Src: "::ffff:10.1.2.3", Action: "login", Outcome: "success", Method: "publickey", Port: 52222, Time: when},
-		{Source: "nginx", User: "bob", Src: "2001:db8::9", Action: "GET", Outcome: "denied", Resource: "/admin", UA: "curl/8", Status: 403, Time: when},
+		{Source: "nginx", User: "bob", Src: "2001:db8::9", Action: "GET", Outcome: "denied", Resource: "/admin", UA: "curl/8", XFF: "2001:db8::9, 10.0.0.1", Status: 403, Time: when},
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("access_events (-got +want):\n%s", diff)

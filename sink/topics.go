@@ -145,6 +145,7 @@ type accessWriter struct {
 var accessColumns = []string{
 	"time", "received", "source", "host", "user", "src_addr", "src_port", "dst_addr", "dst_host",
 	"dst_port", "resource", "action", "outcome", "session_id", "auth_method", "status", "user_agent",
+	"forwarded_for",
 }
 
 func (w *accessWriter) topic() string { return w.name }
@@ -184,7 +185,7 @@ func (w *accessWriter) insert(ctx context.Context, conn driver.Conn, database st
 			status = uint16(e.Status)
 		}
 		appendErr = batch.Append(time.Unix(0, int64(e.Time)), time.Unix(0, int64(e.Received)), e.Source, e.Host, e.User, src, e.SrcPort, dst, e.DstHost,
-			e.DstPort, e.Resource, e.Action, e.Outcome.String(), e.SessionID, e.AuthMethod, status, e.UserAgent)
+			e.DstPort, e.Resource, e.Action, e.Outcome.String(), e.SessionID, e.AuthMethod, status, e.UserAgent, e.ForwardedFor)
 	})
 	if appendErr != nil {
 		return fmt.Errorf("access_events row: %w", appendErr)

@@ -80,24 +80,28 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 // AccessEvent is one access-log record, normalized. Addresses are 16 bytes
 // (IPv4 mapped into IPv6). Empty means "not in the log line".
 type AccessEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Time          uint64                 `protobuf:"varint,1,opt,name=time,proto3" json:"time,omitempty"`         // Unix ns of the access, from the log line
-	Received      uint64                 `protobuf:"varint,2,opt,name=received,proto3" json:"received,omitempty"` // Unix ns when flowaudit received the line
-	Source        string                 `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`      // sshd, nginx, apache, k8s_audit, gateway, json
-	Host          string                 `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`          // the host that wrote the line
-	User          string                 `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
-	SrcAddr       []byte                 `protobuf:"bytes,6,opt,name=src_addr,json=srcAddr,proto3" json:"src_addr,omitempty"`
-	SrcPort       uint32                 `protobuf:"varint,7,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
-	DstAddr       []byte                 `protobuf:"bytes,8,opt,name=dst_addr,json=dstAddr,proto3" json:"dst_addr,omitempty"`
-	DstPort       uint32                 `protobuf:"varint,9,opt,name=dst_port,json=dstPort,proto3" json:"dst_port,omitempty"`
-	DstHost       string                 `protobuf:"bytes,10,opt,name=dst_host,json=dstHost,proto3" json:"dst_host,omitempty"`
-	Resource      string                 `protobuf:"bytes,11,opt,name=resource,proto3" json:"resource,omitempty"`
-	Action        string                 `protobuf:"bytes,12,opt,name=action,proto3" json:"action,omitempty"` // login, logout, session_open, session_close, disconnect, or the verb
-	Outcome       Outcome                `protobuf:"varint,13,opt,name=outcome,proto3,enum=flowaudit.v1.Outcome" json:"outcome,omitempty"`
-	SessionId     string                 `protobuf:"bytes,14,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	AuthMethod    string                 `protobuf:"bytes,15,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
-	Status        int32                  `protobuf:"varint,16,opt,name=status,proto3" json:"status,omitempty"` // HTTP status or Kubernetes response code
-	UserAgent     string                 `protobuf:"bytes,17,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Time       uint64                 `protobuf:"varint,1,opt,name=time,proto3" json:"time,omitempty"`         // Unix ns of the access, from the log line
+	Received   uint64                 `protobuf:"varint,2,opt,name=received,proto3" json:"received,omitempty"` // Unix ns when flowaudit received the line
+	Source     string                 `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`      // sshd, nginx, apache, k8s_audit, gateway, json
+	Host       string                 `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`          // the host that wrote the line
+	User       string                 `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	SrcAddr    []byte                 `protobuf:"bytes,6,opt,name=src_addr,json=srcAddr,proto3" json:"src_addr,omitempty"`
+	SrcPort    uint32                 `protobuf:"varint,7,opt,name=src_port,json=srcPort,proto3" json:"src_port,omitempty"`
+	DstAddr    []byte                 `protobuf:"bytes,8,opt,name=dst_addr,json=dstAddr,proto3" json:"dst_addr,omitempty"`
+	DstPort    uint32                 `protobuf:"varint,9,opt,name=dst_port,json=dstPort,proto3" json:"dst_port,omitempty"`
+	DstHost    string                 `protobuf:"bytes,10,opt,name=dst_host,json=dstHost,proto3" json:"dst_host,omitempty"`
+	Resource   string                 `protobuf:"bytes,11,opt,name=resource,proto3" json:"resource,omitempty"`
+	Action     string                 `protobuf:"bytes,12,opt,name=action,proto3" json:"action,omitempty"` // login, logout, session_open, session_close, disconnect, or the verb
+	Outcome    Outcome                `protobuf:"varint,13,opt,name=outcome,proto3,enum=flowaudit.v1.Outcome" json:"outcome,omitempty"`
+	SessionId  string                 `protobuf:"bytes,14,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	AuthMethod string                 `protobuf:"bytes,15,opt,name=auth_method,json=authMethod,proto3" json:"auth_method,omitempty"`
+	Status     int32                  `protobuf:"varint,16,opt,name=status,proto3" json:"status,omitempty"` // HTTP status or Kubernetes response code
+	UserAgent  string                 `protobuf:"bytes,17,opt,name=user_agent,json=userAgent,proto3" json:"user_agent,omitempty"`
+	// The X-Forwarded-For chain of a web request as logged, client first
+	// and the proxy the server saw last ("198.51.100.7, 10.0.0.1");
+	// empty when the client connected directly.
+	ForwardedFor  string `protobuf:"bytes,20,opt,name=forwarded_for,json=forwardedFor,proto3" json:"forwarded_for,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -251,11 +255,18 @@ func (x *AccessEvent) GetUserAgent() string {
 	return ""
 }
 
+func (x *AccessEvent) GetForwardedFor() string {
+	if x != nil {
+		return x.ForwardedFor
+	}
+	return ""
+}
+
 var File_access_proto protoreflect.FileDescriptor
 
 const file_access_proto_rawDesc = "" +
 	"\n" +
-	"\faccess.proto\x12\fflowaudit.v1\"\xe0\x03\n" +
+	"\faccess.proto\x12\fflowaudit.v1\"\x85\x04\n" +
 	"\vAccessEvent\x12\x12\n" +
 	"\x04time\x18\x01 \x01(\x04R\x04time\x12\x1a\n" +
 	"\breceived\x18\x02 \x01(\x04R\breceived\x12\x16\n" +
@@ -277,7 +288,8 @@ const file_access_proto_rawDesc = "" +
 	"authMethod\x12\x16\n" +
 	"\x06status\x18\x10 \x01(\x05R\x06status\x12\x1d\n" +
 	"\n" +
-	"user_agent\x18\x11 \x01(\tR\tuserAgent*\\\n" +
+	"user_agent\x18\x11 \x01(\tR\tuserAgent\x12#\n" +
+	"\rforwarded_for\x18\x14 \x01(\tR\fforwardedFor*\\\n" +
 	"\aOutcome\x12\x13\n" +
 	"\x0fOUTCOME_UNKNOWN\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n" +

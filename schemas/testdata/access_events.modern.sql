@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS flowaudit.access_events
     session_id String CODEC(ZSTD(1)),
     auth_method LowCardinality(String),
     status UInt16 COMMENT 'HTTP status or Kubernetes response code; 0 when none',
-    user_agent LowCardinality(String)
+    user_agent LowCardinality(String),
+    forwarded_for String COMMENT 'X-Forwarded-For chain of a web request, client first; empty for direct clients' CODEC(ZSTD(1))
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time)

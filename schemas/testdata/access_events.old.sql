@@ -16,7 +16,8 @@ CREATE TABLE IF NOT EXISTS flowaudit.access_events
     session_id String,
     auth_method String,
     status UInt16 COMMENT 'HTTP status or Kubernetes response code; 0 when none',
-    user_agent String
+    user_agent String,
+    forwarded_for String COMMENT 'X-Forwarded-For chain of a web request, client first; empty for direct clients'
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time)
