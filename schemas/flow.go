@@ -166,21 +166,39 @@ type FlowBatch struct {
 	// them (IPFIX counts options data records too). Collector-local: not
 	// part of the topic payload.
 	Records uint32
-	Flows   []Flow
+	// ClampedPast and ClampedFuture count the flows whose time lay further
+	// than the collector's bound before or after the export time and was
+	// clamped to it. Collector-local: not part of the topic payload.
+	ClampedPast, ClampedFuture uint32
+	Flows                      []Flow
 }
 
 // FlowTime is the event time of f, a flow of b, in Unix ns: its start,
 // else its end, else when b was received. Every stage dates flows by it.
 func (b *FlowBatch) FlowTime(f *Flow) uint64 {
+	var received uint64
+	if b != nil {
+		received = b.TimeReceived
+	}
+	start, _ := FlowSpan(f, received)
+	return start
+}
+
+// FlowSpan is the one rule every stage dates a flow by, for a flow
+// received at received (Unix ns): start is its TimeStart, else its
+// TimeEnd, else received; end is its TimeEnd, else start, and never
+// before start. The sink stores these as time_start and time_end, the
+// enricher looks identities up at start, detectors window by both.
+func FlowSpan(f *Flow, received uint64) (start, end uint64) {
 	switch {
 	case f.TimeStart != 0:
-		return f.TimeStart
+		start = f.TimeStart
 	case f.TimeEnd != 0:
-		return f.TimeEnd
-	case b != nil:
-		return b.TimeReceived
+		start = f.TimeEnd
+	default:
+		start = received
 	}
-	return 0
+	return start, max(f.TimeEnd, start)
 }
 
 // Reset empties b for reuse, keeping the Flows capacity.

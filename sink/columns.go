@@ -74,14 +74,9 @@ func (c *columns) flowTime(ns uint64) int64 {
 func (c *columns) add(r *flowRow) {
 	f := &r.flow
 	c.timeReceived = append(c.timeReceived, int64(r.received/1e9))
-	// A flow without its own times is dated by its arrival.
-	start, end := f.TimeStart, f.TimeEnd
-	if start == 0 {
-		start = r.received
-	}
-	if end == 0 {
-		end = r.received
-	}
+	// The same dating rule as every other stage (a flow without its own
+	// times is dated by its arrival).
+	start, end := schemas.FlowSpan(f, r.received)
 	c.timeStart = append(c.timeStart, c.flowTime(start))
 	c.timeEnd = append(c.timeEnd, c.flowTime(end))
 	c.flowType = append(c.flowType, flowTypeNames[r.typ])

@@ -375,7 +375,11 @@ func sampled(v uint64, rate uint32) uint64 {
 // ObserveFlow feeds one enriched flow of batch b (b may be nil). It does
 // not allocate in the steady state.
 func (e *Engine) ObserveFlow(b *schemas.FlowBatch, f *schemas.Flow) {
-	t := b.FlowTime(f)
+	var received uint64
+	if b != nil {
+		received = b.TimeReceived
+	}
+	t, end := schemas.FlowSpan(f, received)
 	if t == 0 {
 		return
 	}
@@ -383,7 +387,6 @@ func (e *Engine) ObserveFlow(b *schemas.FlowBatch, f *schemas.Flow) {
 	if e.learnStart == 0 || t < e.learnStart {
 		e.learnStart = t
 	}
-	end := max(f.TimeEnd, t)
 	c := &e.cfg
 	dst := e.seg(f.DstSegment)
 	cross := f.SrcSegment != f.DstSegment && f.Verdict != schemas.VerdictIntraSegment

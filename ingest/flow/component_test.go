@@ -3,6 +3,7 @@ package flow_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net"
@@ -253,4 +254,97 @@ func TestCollectorStartFailsOnBusyPort(t *testing.T) {
 	} else {
 		plain.Close()
 	}
+}
+
+// TestCollectorCountsClampedTimes: a flow dated two days before its
+// export (beyond max_time_skew) arrives clamped and is counted per
+// exporter and reason.
+func TestCollectorCountsClampedTimes(t *testing.T) {
+	kcfg := kafka.DefaultConfiguration()
+	flowsTopic := kcfg.Topic(kafka.TopicFlows)
+	_, addr := testutil.StartBroker(t, 1, flowsTopic, kcfg.Topic(kafka.TopicDeadLetter))
+	kcfg.Brokers = []string{addr}
+	cfg := flow.DefaultConfiguration()
+	cfg.Listen = []string{"netflow://127.0.0.1:0"}
+	cfg.Readers = 1
+	cfg.MaxTimeSkew = time.Hour
+	r := reporter.New(slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	c, err := flow.New(r, cfg, flow.Dependencies{Kafka: kcfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+
+	// IPFIX: template 256 = flowStartSeconds, flowEndSeconds; one record.
+	export := uint32(time.Now().Unix())
+	be := binary.BigEndian
+	tmpl := be.AppendUint16(be.AppendUint16(nil, 2), 16)
+	tmpl = append(tmpl, 1, 0, 0, 2, 0, 150, 0, 4, 0, 151, 0, 4)
+	data := be.AppendUint16(be.AppendUint16(nil, 256), 12)
+	data = be.AppendUint32(be.AppendUint32(data, export-2*86400), export-10)
+	msg := be.AppendUint16(be.AppendUint16(nil, 10), uint16(16+len(tmpl)+len(data)))
+	msg = be.AppendUint32(be.AppendUint32(be.AppendUint32(msg, export), 0), 0)
+	msg = append(append(msg, tmpl...), data...)
+	conn, err := net.Dial("udp", c.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(flowsTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consumer.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var b schemas.FlowBatch
+	for len(b.Flows) == 0 {
+		fetches := consumer.PollFetches(ctx)
+		if err := fetches.Err0(); err != nil {
+			t.Fatalf("consuming: %v", err)
+		}
+		fetches.EachRecord(func(rec *kgo.Record) {
+			if err := schemas.UnmarshalFlowBatch(rec.Value, &b); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	wantStart := uint64(export)*1e9 - uint64(time.Hour)
+	if len(b.Flows) != 1 || b.Flows[0].TimeStart != wantStart || b.Flows[0].TimeEnd != uint64(export-10)*1e9 {
+		t.Fatalf("flows %+v, want one from %d (clamped) to %d", b.Flows, wantStart, uint64(export-10)*1e9)
+	}
+	if got := clampedCount(t, r, "127.0.0.1", "past"); got != 1 {
+		t.Errorf("flowaudit_ingest_flow_times_clamped_total{exporter=127.0.0.1,reason=past} = %v, want 1", got)
+	}
+}
+
+// clampedCount reads the clamp counter's sample from r's registry.
+func clampedCount(t *testing.T, r *reporter.Reporter, exporter, reason string) float64 {
+	t.Helper()
+	mfs, err := r.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "flowaudit_ingest_flow_times_clamped_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["exporter"] == exporter && labels["reason"] == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no flowaudit_ingest_flow_times_clamped_total{exporter=%q,reason=%q}", exporter, reason)
+	return 0
 }

@@ -30,6 +30,12 @@ type Configuration struct {
 	// DeadLetterMaxBytes bounds the raw payload copied into a dead-letter
 	// record.
 	DeadLetterMaxBytes int `yaml:"dead_letter_max_bytes"`
+	// MaxTimeSkew bounds how far a flow's start or end may lie from its
+	// datagram's export time (NetFlow v5/v9, IPFIX). A time further off is
+	// clamped to the bound and counted in
+	// flowaudit_ingest_flow_times_clamped_total{exporter,reason}; 0 never
+	// clamps.
+	MaxTimeSkew time.Duration `yaml:"max_time_skew"`
 }
 
 // DefaultConfiguration returns the defaults of DESIGN.md.
@@ -39,6 +45,7 @@ func DefaultConfiguration() Configuration {
 		ReceiveBuffer:      32 << 20,
 		FlushInterval:      20 * time.Millisecond,
 		DeadLetterMaxBytes: 65535,
+		MaxTimeSkew:        24 * time.Hour,
 	}
 }
 
@@ -92,6 +99,9 @@ func (c Configuration) Validate() error {
 	}
 	if c.DeadLetterMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("ingest.flows.dead_letter_max_bytes: must not be negative, got %d", c.DeadLetterMaxBytes))
+	}
+	if c.MaxTimeSkew < 0 || (c.MaxTimeSkew > 0 && c.MaxTimeSkew < time.Second) {
+		errs = append(errs, fmt.Errorf("ingest.flows.max_time_skew: must be 0 (never clamp flow times) or at least 1s, got %s", c.MaxTimeSkew))
 	}
 	return errors.Join(errs...)
 }

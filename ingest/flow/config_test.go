@@ -28,6 +28,9 @@ func TestDefaultConfiguration(t *testing.T) {
 	if cfg.DeadLetterMaxBytes < 65507 {
 		t.Errorf("DeadLetterMaxBytes = %d, want at least the largest UDP payload (65507)", cfg.DeadLetterMaxBytes)
 	}
+	if got, want := cfg.MaxTimeSkew, 24*time.Hour; got != want {
+		t.Errorf("MaxTimeSkew = %s, want %s", got, want)
+	}
 	var specs []ListenerSpec
 	for _, l := range cfg.Listen {
 		s, err := ParseListen(l)

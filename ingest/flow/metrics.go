@@ -8,6 +8,7 @@ type metrics struct {
 	datagrams      *prometheus.CounterVec // exporter, flow_type
 	flows          *prometheus.CounterVec // exporter, flow_type
 	decodeErrors   *prometheus.CounterVec // exporter, reason
+	clampedTimes   *prometheus.CounterVec // exporter, reason
 	lostDatagrams  *prometheus.CounterVec // exporter
 	lostFlows      *prometheus.CounterVec // exporter
 	socketDrops    *prometheus.GaugeVec   // listener
@@ -30,6 +31,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"exporter", "flow_type"}),
 		decodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowaudit_ingest_decode_errors_total", Help: "Datagrams (or parts of them) that could not be decoded, per exporter and reason.",
+		}, []string{"exporter", "reason"}),
+		clampedTimes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_flow_times_clamped_total", Help: "Flows whose start or end lay further than ingest.flows.max_time_skew before (reason past) or after (reason future) the export time, and were clamped to that bound, per exporter.",
 		}, []string{"exporter", "reason"}),
 		lostDatagrams: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowaudit_ingest_lost_datagrams_total", Help: "Datagrams the exporter sent that never arrived, from sequence-number gaps (NetFlow v9, sFlow).",
@@ -62,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "flowaudit_ingest_datagrams_read_total", Help: "Datagrams read from all sockets, decodable or not.",
 		}),
 	}
-	reg.MustRegister(m.datagrams, m.flows, m.decodeErrors, m.lostDatagrams, m.lostFlows, m.socketDrops,
+	reg.MustRegister(m.datagrams, m.flows, m.decodeErrors, m.clampedTimes, m.lostDatagrams, m.lostFlows, m.socketDrops,
 		m.receiveBuffer, m.producedFlows, m.producedRecs, m.produceErrors, m.deadLetters, m.templateSaves, m.datagramsTotal)
 	return m
 }

@@ -98,7 +98,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 	if deps.DataDir != "" {
 		opts = append(opts, decoder.WithTemplateFile(filepath.Join(deps.DataDir, "templates", "templates.json")))
 	}
-	opts = append(opts, decoder.WithLogger(r.Logger.With("component", "ingest.flows")))
+	opts = append(opts, decoder.WithLogger(r.Logger.With("component", "ingest.flows")), decoder.WithMaxTimeSkew(cfg.MaxTimeSkew))
 	c.decoder = decoder.New(opts...)
 	c.bufPool.New = func() any { b := make([]byte, 0, 4096); return &b }
 	return c, nil
@@ -281,6 +281,12 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			continue
 		}
 		ec.types[batch.Type].flows.Add(float64(len(batch.Flows)))
+		if batch.ClampedPast > 0 {
+			c.metrics.clampedTimes.WithLabelValues(ec.label, "past").Add(float64(batch.ClampedPast))
+		}
+		if batch.ClampedFuture > 0 {
+			c.metrics.clampedTimes.WithLabelValues(ec.label, "future").Add(float64(batch.ClampedFuture))
+		}
 		if lostD, lostF := c.seq.Observe(&batch, int(batch.Records)); lostD > 0 || lostF > 0 {
 			c.metrics.lostDatagrams.WithLabelValues(ec.label).Add(float64(lostD))
 			c.metrics.lostFlows.WithLabelValues(ec.label).Add(float64(lostF))

@@ -64,6 +64,11 @@ func (d *Decoder) decodeV5(data []byte, out *schemas.FlowBatch) error {
 			SamplingRate: rate,
 		})
 	}
+	ctx := recordCtx{baseNs: base, boundNs: d.maxSkewNs}
+	for i := range out.Flows {
+		ctx.clamp(&out.Flows[i])
+	}
+	out.ClampedPast, out.ClampedFuture = ctx.past, ctx.future
 	return err
 }
 
@@ -81,8 +86,11 @@ func (d *Decoder) decodeV9(data []byte, out *schemas.FlowBatch) error {
 		version:  9,
 		baseNs:   uint64(be.Uint32(data[8:])) * 1e9,
 		uptimeMs: be.Uint32(data[4:]),
+		boundNs:  d.maxSkewNs,
 	}
-	return d.decodeSets(&ctx, data[v9HeaderLen:], out)
+	err := d.decodeSets(&ctx, data[v9HeaderLen:], out)
+	out.ClampedPast, out.ClampedFuture = ctx.past, ctx.future
+	return err
 }
 
 // decodeIPFIX decodes an IPFIX message (RFC 7011). Bytes after the
@@ -111,8 +119,11 @@ func (d *Decoder) decodeIPFIX(data []byte, out *schemas.FlowBatch) error {
 	ctx := recordCtx{
 		version: 10,
 		baseNs:  uint64(be.Uint32(data[4:])) * 1e9,
+		boundNs: d.maxSkewNs,
 	}
-	if err := d.decodeSets(&ctx, data[ipfixHeaderLen:], out); err != nil {
+	err := d.decodeSets(&ctx, data[ipfixHeaderLen:], out)
+	out.ClampedPast, out.ClampedFuture = ctx.past, ctx.future
+	if err != nil {
 		return err
 	}
 	return truncErr
@@ -125,6 +136,39 @@ type recordCtx struct {
 	version  uint16
 	uptimeMs uint32 // v9 header sysUptime
 	baseNs   uint64 // export time
+	boundNs  uint64 // flow times further than this from baseNs are clamped; 0: never
+
+	past, future uint32 // flows clamped
+}
+
+// clamp bounds f's times to the export time ± the configured bound and
+// counts the flow once per direction it was clamped in. A time that far
+// off is an exporter's clock or counter gone wrong, not a flow: stored as
+// is it would date the flow outside every identity binding and window.
+func (ctx *recordCtx) clamp(f *schemas.Flow) {
+	if ctx.boundNs == 0 {
+		return
+	}
+	lo, hi := uint64(0), ctx.baseNs+ctx.boundNs
+	if ctx.baseNs > ctx.boundNs {
+		lo = ctx.baseNs - ctx.boundNs
+	}
+	var past, future bool
+	for _, t := range [2]*uint64{&f.TimeStart, &f.TimeEnd} {
+		switch {
+		case *t == 0:
+		case *t < lo:
+			*t, past = lo, true
+		case *t > hi:
+			*t, future = hi, true
+		}
+	}
+	if past {
+		ctx.past++
+	}
+	if future {
+		ctx.future++
+	}
 }
 
 // decodeSets walks the (flow)sets of a v9 or IPFIX datagram. Failures of
@@ -346,6 +390,7 @@ func decodeData(ctx *recordCtx, t *template, body []byte, flows []schemas.Flow) 
 				ctx.apply(o.kind, rec[o.off:int(o.off)+int(o.len)], f, &s)
 			}
 			s.finish(t, f)
+			ctx.clamp(f)
 		}
 		return flows, nil
 	}
@@ -366,6 +411,7 @@ func decodeData(ctx *recordCtx, t *template, body []byte, flows []schemas.Flow) 
 			}
 		}
 		s.finish(t, f)
+		ctx.clamp(f)
 		body = body[p:]
 	}
 	return flows, nil
@@ -495,13 +541,17 @@ func (ctx *recordCtx) apply(k kind, v []byte, f *schemas.Flow, s *recordScratch)
 // uptimeTime converts a sysUpTime-relative millisecond timestamp. In v9
 // it is relative to the header's sysUptime; in IPFIX to the exporter's
 // systemInitTimeMilliseconds from options data, and without it the export
-// time is the best we know.
+// time is the best we know. Either way the uptime is a 32-bit counter of
+// milliseconds that wraps every 49.7 days, so it is compared with the
+// uptime at export as a signed difference modulo 2^32 (uptimeToNs): the
+// flow lands within ±24.8 days of its export, whatever the counter did.
 func (ctx *recordCtx) uptimeTime(ms uint32) uint64 {
 	if ctx.version == 9 {
 		return uptimeToNs(ctx.baseNs, ctx.uptimeMs, ms)
 	}
 	if ctx.domain.sysInitMs != 0 {
-		return (ctx.domain.sysInitMs + uint64(ms)) * 1e6
+		exportUptime := uint32(ctx.baseNs/1e6 - ctx.domain.sysInitMs)
+		return uptimeToNs(ctx.baseNs, exportUptime, ms)
 	}
 	return ctx.baseNs
 }

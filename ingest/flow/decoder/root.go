@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/flowaudit/flowaudit/schemas"
 )
@@ -105,12 +106,25 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithMaxTimeSkew makes the Decoder clamp flow times further than bound
+// from their datagram's export time to export time ± bound, counting the
+// flows in FlowBatch.ClampedPast and ClampedFuture. 0 (the default) never
+// clamps.
+func WithMaxTimeSkew(bound time.Duration) Option {
+	return func(d *Decoder) {
+		if bound > 0 {
+			d.maxSkewNs = uint64(bound)
+		}
+	}
+}
+
 // Decoder decodes flow datagrams. It is safe for concurrent use by several
 // reader goroutines: template state is shared between them, so a template
 // received by one reader is immediately usable by the others.
 type Decoder struct {
-	logger *slog.Logger
-	path   string
+	logger    *slog.Logger
+	path      string
+	maxSkewNs uint64
 
 	// writeMu serializes template and domain writers; readers never take it.
 	writeMu   sync.Mutex

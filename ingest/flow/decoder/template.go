@@ -263,26 +263,24 @@ func dataKind(version, typ, bytesFrom, packetsFrom uint16) kind {
 		return kSamplingInterval
 	case 306:
 		return kSamplingSpace
-	}
-	if version == 10 {
-		switch typ {
-		case 150:
-			return kStartSec
-		case 151:
-			return kEndSec
-		case 152:
-			return kStartMs
-		case 153:
-			return kEndMs
-		case 154, 156:
-			return kStartNTP
-		case 155, 157:
-			return kEndNTP
-		case 158:
-			return kStartDeltaUs
-		case 159:
-			return kEndDeltaUs
-		}
+	// Absolute times (IANA IPFIX elements, sent in v9 too: Cisco ASA and
+	// ASR, Juniper, Palo Alto).
+	case 150:
+		return kStartSec
+	case 151:
+		return kEndSec
+	case 152:
+		return kStartMs
+	case 153:
+		return kEndMs
+	case 154, 156:
+		return kStartNTP
+	case 155, 157:
+		return kEndNTP
+	case 158:
+		return kStartDeltaUs
+	case 159:
+		return kEndDeltaUs
 	}
 	return kSkip
 }
