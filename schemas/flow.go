@@ -110,6 +110,13 @@ type Flow struct {
 	TCPFlags     uint8
 	IPTos        uint8
 	Direction    uint8 // 0 ingress, 1 egress (IPFIX flowDirection)
+	// FwAction is what the exporting device did with the flow (IPFIX
+	// forwardingStatus, NSEL firewallEvent); FwActionNone when it did not say.
+	FwAction FwAction
+	// Addresses and ports after NAT (IPFIX postNAT/postNAPT elements, NSEL
+	// xlate fields); zero when not exported.
+	SrcPortXlate, DstPortXlate uint16
+	SrcAddrXlate, DstAddrXlate Addr
 
 	// Enrichment, set by the enrich stage (empty on flowaudit.flows.v1).
 	Verdict     Verdict
@@ -147,6 +154,31 @@ func (v Verdict) String() string {
 		return "intra_segment"
 	}
 	return "unknown"
+}
+
+// FwAction is what the exporting device did with a flow. The string form
+// is the value stored in ClickHouse's flows.fw_action column.
+type FwAction uint8
+
+// Firewall actions. Numbers are part of the protobuf contract (flow.proto).
+const (
+	FwActionNone      FwAction = 0 // the exporter did not say
+	FwActionForwarded FwAction = 1 // forwarded (or consumed by the device itself)
+	FwActionDropped   FwAction = 2 // dropped (forwardingStatus: no route, policy, errors...)
+	FwActionDenied    FwAction = 3 // denied by an access rule (NSEL flow-denied events)
+)
+
+// String returns the ClickHouse value for a.
+func (a FwAction) String() string {
+	switch a {
+	case FwActionForwarded:
+		return "forwarded"
+	case FwActionDropped:
+		return "dropped"
+	case FwActionDenied:
+		return "denied"
+	}
+	return ""
 }
 
 // FlowBatch is the flows decoded from one datagram of one exporter. It is

@@ -38,6 +38,11 @@ const (
 	fieldFlowRule         = 27
 	fieldFlowSrcCountry   = 28
 	fieldFlowDstCountry   = 29
+	fieldFlowFwAction     = 30
+	fieldFlowSrcAddrXlate = 31
+	fieldFlowDstAddrXlate = 32
+	fieldFlowSrcPortXlate = 33
+	fieldFlowDstPortXlate = 34
 
 	fieldBatchTimeReceived   = 1
 	fieldBatchExporter       = 2
@@ -75,16 +80,16 @@ func flowSize(f *Flow) int {
 			n += protowire.SizeTag(num) + protowire.SizeVarint(v)
 		}
 	}
-	as := func(a *Addr) {
+	as := func(num protowire.Number, a *Addr) {
 		if *a != (Addr{}) {
-			n += 1 + 1 + 16
+			n += protowire.SizeTag(num) + 1 + 16
 		}
 	}
 	vs(fieldFlowTimeStart, f.TimeStart)
 	vs(fieldFlowTimeEnd, f.TimeEnd)
-	as(&f.SrcAddr)
-	as(&f.DstAddr)
-	as(&f.NextHop)
+	as(fieldFlowSrcAddr, &f.SrcAddr)
+	as(fieldFlowDstAddr, &f.DstAddr)
+	as(fieldFlowNextHop, &f.NextHop)
 	vs(fieldFlowBytes, f.Bytes)
 	vs(fieldFlowPackets, f.Packets)
 	vs(fieldFlowSamplingRate, uint64(f.SamplingRate))
@@ -114,6 +119,11 @@ func flowSize(f *Flow) int {
 	ss(fieldFlowRule, f.Rule)
 	ss(fieldFlowSrcCountry, f.SrcCountry)
 	ss(fieldFlowDstCountry, f.DstCountry)
+	vs(fieldFlowFwAction, uint64(f.FwAction))
+	as(fieldFlowSrcAddrXlate, &f.SrcAddrXlate)
+	as(fieldFlowDstAddrXlate, &f.DstAddrXlate)
+	vs(fieldFlowSrcPortXlate, uint64(f.SrcPortXlate))
+	vs(fieldFlowDstPortXlate, uint64(f.DstPortXlate))
 	return n
 }
 
@@ -147,6 +157,11 @@ func appendFlow(b []byte, f *Flow) []byte {
 	b = appendStringField(b, fieldFlowRule, f.Rule)
 	b = appendStringField(b, fieldFlowSrcCountry, f.SrcCountry)
 	b = appendStringField(b, fieldFlowDstCountry, f.DstCountry)
+	b = appendVarintField(b, fieldFlowFwAction, uint64(f.FwAction))
+	b = appendAddrField(b, fieldFlowSrcAddrXlate, &f.SrcAddrXlate)
+	b = appendAddrField(b, fieldFlowDstAddrXlate, &f.DstAddrXlate)
+	b = appendVarintField(b, fieldFlowSrcPortXlate, uint64(f.SrcPortXlate))
+	b = appendVarintField(b, fieldFlowDstPortXlate, uint64(f.DstPortXlate))
 	return b
 }
 
@@ -266,7 +281,8 @@ func unmarshalFlow(data []byte, f *Flow) error {
 			}
 			continue
 		}
-		if typ == protowire.BytesType && (num == fieldFlowSrcAddr || num == fieldFlowDstAddr || num == fieldFlowNextHop) {
+		if typ == protowire.BytesType && (num == fieldFlowSrcAddr || num == fieldFlowDstAddr || num == fieldFlowNextHop ||
+			num == fieldFlowSrcAddrXlate || num == fieldFlowDstAddrXlate) {
 			v, n := protowire.ConsumeBytes(data)
 			if n < 0 {
 				return fmt.Errorf("%w: flow field %d: %v", ErrMalformed, num, protowire.ParseError(n))
@@ -278,6 +294,10 @@ func unmarshalFlow(data []byte, f *Flow) error {
 				f.SrcAddr = a
 			case fieldFlowDstAddr:
 				f.DstAddr = a
+			case fieldFlowSrcAddrXlate:
+				f.SrcAddrXlate = a
+			case fieldFlowDstAddrXlate:
+				f.DstAddrXlate = a
 			default:
 				f.NextHop = a
 			}
@@ -331,6 +351,12 @@ func unmarshalFlow(data []byte, f *Flow) error {
 			f.Direction = uint8(v)
 		case fieldFlowVerdict:
 			f.Verdict = Verdict(v)
+		case fieldFlowFwAction:
+			f.FwAction = FwAction(v)
+		case fieldFlowSrcPortXlate:
+			f.SrcPortXlate = uint16(v)
+		case fieldFlowDstPortXlate:
+			f.DstPortXlate = uint16(v)
 		}
 	}
 	return nil

@@ -29,6 +29,10 @@ func testBatch() *FlowBatch {
 				Proto: 6, TCPFlags: 0x1b, IPTos: 0xb8, Direction: 1,
 				Verdict: VerdictAllowed, SrcSegment: "web", DstSegment: "db", SrcWorkload: "shop-web", DstWorkload: "orders-db",
 				SrcIdentity: "alice", DstIdentity: "svc-orders", Rule: "web-to-db-postgres", SrcCountry: "AU", DstCountry: "DE",
+				FwAction:     FwActionDenied,
+				SrcAddrXlate: AddrFromNetip(netip.MustParseAddr("198.51.100.7")),
+				DstAddrXlate: AddrFromNetip(netip.MustParseAddr("2001:db8::77")),
+				SrcPortXlate: 61000, DstPortXlate: 8443,
 			},
 			{}, // an all-zero flow must survive the round trip too
 			{SrcAddr: AddrFromNetip(netip.MustParseAddr("10.9.9.9")), Bytes: 40, Packets: 1, Proto: 17},
@@ -69,6 +73,10 @@ func TestFlowBatchWireCompatible(t *testing.T) {
 	}
 	if f.GetSrcIdentity() != "alice" || f.GetVerdict() != pb.Verdict_VERDICT_ALLOWED || f.GetRule() != "web-to-db-postgres" {
 		t.Errorf("enrichment fields = %q %v %q", f.GetSrcIdentity(), f.GetVerdict(), f.GetRule())
+	}
+	if f.GetFwAction() != pb.FwAction_FW_ACTION_DENIED || AddrFromSlice(f.GetSrcAddrXlate()) != in.Flows[0].SrcAddrXlate ||
+		AddrFromSlice(f.GetDstAddrXlate()) != in.Flows[0].DstAddrXlate || f.GetSrcPortXlate() != 61000 || f.GetDstPortXlate() != 8443 {
+		t.Errorf("fw_action and xlate fields = %v %x %x %d %d", f.GetFwAction(), f.GetSrcAddrXlate(), f.GetDstAddrXlate(), f.GetSrcPortXlate(), f.GetDstPortXlate())
 	}
 	if got, want := msg.GetType(), pb.FlowType_FLOW_TYPE_IPFIX; got != want {
 		t.Errorf("type = %v, want %v", got, want)

@@ -18,6 +18,7 @@ var flowColumns = []string{
 	"ether_type", "direction",
 	"src_segment", "dst_segment", "src_workload", "dst_workload", "src_identity", "dst_identity", "verdict", "rule",
 	"src_country", "dst_country",
+	"fw_action", "src_addr_xlate", "dst_addr_xlate", "src_port_xlate", "dst_port_xlate",
 }
 
 // columns is one insert's data in column form, reused between flushes so
@@ -36,8 +37,11 @@ type columns struct {
 	srcSeg, dstSeg, srcWl, dstWl     []string
 	srcID, dstID, verdict, rule      []string
 	srcCountry, dstCountry           []string
+	fwAction                         []string
+	srcXlate, dstXlate               [][16]byte
+	srcPortXlate, dstPortXlate       []uint16
 
-	views [4][][]byte // FixedString(16) views of the address columns
+	views [6][][]byte // FixedString(16) views of the address columns
 }
 
 func (c *columns) len() int { return len(c.timeReceived) }
@@ -54,6 +58,8 @@ func (c *columns) reset() {
 	c.srcSeg, c.dstSeg, c.srcWl, c.dstWl = c.srcSeg[:0], c.dstSeg[:0], c.srcWl[:0], c.dstWl[:0]
 	c.srcID, c.dstID, c.verdict, c.rule = c.srcID[:0], c.dstID[:0], c.verdict[:0], c.rule[:0]
 	c.srcCountry, c.dstCountry = c.srcCountry[:0], c.dstCountry[:0]
+	c.fwAction, c.srcXlate, c.dstXlate = c.fwAction[:0], c.srcXlate[:0], c.dstXlate[:0]
+	c.srcPortXlate, c.dstPortXlate = c.srcPortXlate[:0], c.dstPortXlate[:0]
 }
 
 var flowTypeNames = func() [256]string {
@@ -109,7 +115,20 @@ func (c *columns) add(r *flowRow) {
 	c.rule = append(c.rule, f.Rule)
 	c.srcCountry = append(c.srcCountry, f.SrcCountry)
 	c.dstCountry = append(c.dstCountry, f.DstCountry)
+	c.fwAction = append(c.fwAction, fwActionNames[f.FwAction])
+	c.srcXlate = append(c.srcXlate, f.SrcAddrXlate)
+	c.dstXlate = append(c.dstXlate, f.DstAddrXlate)
+	c.srcPortXlate = append(c.srcPortXlate, f.SrcPortXlate)
+	c.dstPortXlate = append(c.dstPortXlate, f.DstPortXlate)
 }
+
+var fwActionNames = func() [256]string {
+	var n [256]string
+	for i := range n {
+		n[i] = schemas.FwAction(i).String()
+	}
+	return n
+}()
 
 var verdictNames = func() [256]string {
 	var n [256]string
@@ -142,6 +161,7 @@ func (c *columns) appendTo(b driver.Batch) error {
 		c.etherType, c.dir,
 		c.srcSeg, c.dstSeg, c.srcWl, c.dstWl, c.srcID, c.dstID, c.verdict, c.rule,
 		c.srcCountry, c.dstCountry,
+		c.fwAction, c.addrColumn(c.srcXlate, &c.views[4]), c.addrColumn(c.dstXlate, &c.views[5]), c.srcPortXlate, c.dstPortXlate,
 	}
 	for i, v := range values {
 		if err := b.Column(i).Append(v); err != nil {

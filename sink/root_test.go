@@ -359,3 +359,62 @@ func TestSinkAlertsDeduplicate(t *testing.T) {
 		t.Errorf("alerts FINAL: %d rows with count sum %d; want 2 rows, 37 (a1 updated to 22, b2 15)", n, count)
 	}
 }
+
+// TestSinkFirewallAndXlateColumns: fw_action and the post-NAT columns
+// land as sent, and a flow with only an end time is dated by it
+// (schemas.FlowSpan), not by its arrival.
+func TestSinkFirewallAndXlateColumns(t *testing.T) {
+	e := newSinkEnv(t)
+	end := time.Date(2026, 11, 23, 8, 0, 5, 0, time.UTC)
+	b := testBatch(2, "192.0.2.1")
+	b.Flows[0].FwAction = schemas.FwActionDenied
+	b.Flows[0].SrcAddrXlate = schemas.AddrFromNetip(netip.MustParseAddr("198.51.100.7"))
+	b.Flows[0].DstAddrXlate = schemas.AddrFromNetip(netip.MustParseAddr("2001:db8::77"))
+	b.Flows[0].SrcPortXlate, b.Flows[0].DstPortXlate = 61000, 8443
+	b.Flows[0].TimeEnd = uint64(end.UnixNano())
+	b.Flows[1].FwAction = schemas.FwActionForwarded
+	rec := &kgo.Record{Key: []byte{0}, Value: schemas.AppendFlowBatch(nil, b)}
+	if err := e.client.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfiguration()
+	cfg.FlowsFrom = "flows"
+	cfg.BatchInterval = 100 * time.Millisecond
+	s := e.newSink(t, cfg)
+	if got := waitRows(t, e.ch, 2); got != 2 {
+		t.Fatalf("rows = %d, want 2", got)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	type row struct {
+		Bytes              uint64
+		Action, SrcX, DstX string
+		SrcPortX, DstPortX uint16
+		Start, End         int64
+	}
+	rows, err := e.ch.Conn(t).Query(context.Background(), `SELECT bytes, fw_action, IPv6NumToString(src_addr_xlate), IPv6NumToString(dst_addr_xlate),
+		src_port_xlate, dst_port_xlate, toInt64(toDateTime(time_start)), toInt64(toDateTime(time_end)) FROM flowaudit.flows ORDER BY bytes`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.Bytes, &r.Action, &r.SrcX, &r.DstX, &r.SrcPortX, &r.DstPortX, &r.Start, &r.End); err != nil {
+			t.Fatal(err)
+		}
+		if r.Bytes == 2 {
+			r.Start, r.End = 0, 0 // dated by arrival
+		}
+		got = append(got, r)
+	}
+	rows.Close()
+	want := []row{
+		{Bytes: 1, Action: "denied", SrcX: "::ffff:198.51.100.7", DstX: "2001:db8::77", SrcPortX: 61000, DstPortX: 8443, Start: end.Unix(), End: end.Unix()},
+		{Bytes: 2, Action: "forwarded", SrcX: "::", DstX: "::"},
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("flows (-got +want):\n%s", diff)
+	}
+}

@@ -79,6 +79,58 @@ func (FlowType) EnumDescriptor() ([]byte, []int) {
 	return file_flow_proto_rawDescGZIP(), []int{0}
 }
 
+type FwAction int32
+
+const (
+	FwAction_FW_ACTION_UNSPECIFIED FwAction = 0 // the exporter did not say
+	FwAction_FW_ACTION_FORWARDED   FwAction = 1
+	FwAction_FW_ACTION_DROPPED     FwAction = 2
+	FwAction_FW_ACTION_DENIED      FwAction = 3
+)
+
+// Enum value maps for FwAction.
+var (
+	FwAction_name = map[int32]string{
+		0: "FW_ACTION_UNSPECIFIED",
+		1: "FW_ACTION_FORWARDED",
+		2: "FW_ACTION_DROPPED",
+		3: "FW_ACTION_DENIED",
+	}
+	FwAction_value = map[string]int32{
+		"FW_ACTION_UNSPECIFIED": 0,
+		"FW_ACTION_FORWARDED":   1,
+		"FW_ACTION_DROPPED":     2,
+		"FW_ACTION_DENIED":      3,
+	}
+)
+
+func (x FwAction) Enum() *FwAction {
+	p := new(FwAction)
+	*p = x
+	return p
+}
+
+func (x FwAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FwAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_flow_proto_enumTypes[1].Descriptor()
+}
+
+func (FwAction) Type() protoreflect.EnumType {
+	return &file_flow_proto_enumTypes[1]
+}
+
+func (x FwAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FwAction.Descriptor instead.
+func (FwAction) EnumDescriptor() ([]byte, []int) {
+	return file_flow_proto_rawDescGZIP(), []int{1}
+}
+
 type Verdict int32
 
 const (
@@ -115,11 +167,11 @@ func (x Verdict) String() string {
 }
 
 func (Verdict) Descriptor() protoreflect.EnumDescriptor {
-	return file_flow_proto_enumTypes[1].Descriptor()
+	return file_flow_proto_enumTypes[2].Descriptor()
 }
 
 func (Verdict) Type() protoreflect.EnumType {
-	return &file_flow_proto_enumTypes[1]
+	return &file_flow_proto_enumTypes[2]
 }
 
 func (x Verdict) Number() protoreflect.EnumNumber {
@@ -128,7 +180,7 @@ func (x Verdict) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Verdict.Descriptor instead.
 func (Verdict) EnumDescriptor() ([]byte, []int) {
-	return file_flow_proto_rawDescGZIP(), []int{1}
+	return file_flow_proto_rawDescGZIP(), []int{2}
 }
 
 // Flow is one normalized flow record. Addresses are 16 bytes (IPv4 mapped
@@ -155,16 +207,25 @@ type Flow struct {
 	IpTos        uint32                 `protobuf:"varint,18,opt,name=ip_tos,json=ipTos,proto3" json:"ip_tos,omitempty"`
 	Direction    uint32                 `protobuf:"varint,19,opt,name=direction,proto3" json:"direction,omitempty"`
 	// Enrichment (set on flowaudit.enriched.v1).
-	Verdict       Verdict `protobuf:"varint,20,opt,name=verdict,proto3,enum=flowaudit.v1.Verdict" json:"verdict,omitempty"`
-	SrcSegment    string  `protobuf:"bytes,21,opt,name=src_segment,json=srcSegment,proto3" json:"src_segment,omitempty"`
-	DstSegment    string  `protobuf:"bytes,22,opt,name=dst_segment,json=dstSegment,proto3" json:"dst_segment,omitempty"`
-	SrcWorkload   string  `protobuf:"bytes,23,opt,name=src_workload,json=srcWorkload,proto3" json:"src_workload,omitempty"`
-	DstWorkload   string  `protobuf:"bytes,24,opt,name=dst_workload,json=dstWorkload,proto3" json:"dst_workload,omitempty"`
-	SrcIdentity   string  `protobuf:"bytes,25,opt,name=src_identity,json=srcIdentity,proto3" json:"src_identity,omitempty"` // user or service account behind src_addr
-	DstIdentity   string  `protobuf:"bytes,26,opt,name=dst_identity,json=dstIdentity,proto3" json:"dst_identity,omitempty"`
-	Rule          string  `protobuf:"bytes,27,opt,name=rule,proto3" json:"rule,omitempty"`                               // allow rule that decided the verdict
-	SrcCountry    string  `protobuf:"bytes,28,opt,name=src_country,json=srcCountry,proto3" json:"src_country,omitempty"` // ISO 3166 code from GeoIP, "" when unknown
-	DstCountry    string  `protobuf:"bytes,29,opt,name=dst_country,json=dstCountry,proto3" json:"dst_country,omitempty"`
+	Verdict     Verdict `protobuf:"varint,20,opt,name=verdict,proto3,enum=flowaudit.v1.Verdict" json:"verdict,omitempty"`
+	SrcSegment  string  `protobuf:"bytes,21,opt,name=src_segment,json=srcSegment,proto3" json:"src_segment,omitempty"`
+	DstSegment  string  `protobuf:"bytes,22,opt,name=dst_segment,json=dstSegment,proto3" json:"dst_segment,omitempty"`
+	SrcWorkload string  `protobuf:"bytes,23,opt,name=src_workload,json=srcWorkload,proto3" json:"src_workload,omitempty"`
+	DstWorkload string  `protobuf:"bytes,24,opt,name=dst_workload,json=dstWorkload,proto3" json:"dst_workload,omitempty"`
+	SrcIdentity string  `protobuf:"bytes,25,opt,name=src_identity,json=srcIdentity,proto3" json:"src_identity,omitempty"` // user or service account behind src_addr
+	DstIdentity string  `protobuf:"bytes,26,opt,name=dst_identity,json=dstIdentity,proto3" json:"dst_identity,omitempty"`
+	Rule        string  `protobuf:"bytes,27,opt,name=rule,proto3" json:"rule,omitempty"`                               // allow rule that decided the verdict
+	SrcCountry  string  `protobuf:"bytes,28,opt,name=src_country,json=srcCountry,proto3" json:"src_country,omitempty"` // ISO 3166 code from GeoIP, "" when unknown
+	DstCountry  string  `protobuf:"bytes,29,opt,name=dst_country,json=dstCountry,proto3" json:"dst_country,omitempty"`
+	// What the exporting device did with the flow (IPFIX forwardingStatus,
+	// NSEL firewallEvent).
+	FwAction FwAction `protobuf:"varint,30,opt,name=fw_action,json=fwAction,proto3,enum=flowaudit.v1.FwAction" json:"fw_action,omitempty"`
+	// Addresses (16 bytes) and ports after NAT (IPFIX postNAT*/postNAPT*,
+	// NSEL xlate fields); absent when not exported.
+	SrcAddrXlate  []byte `protobuf:"bytes,31,opt,name=src_addr_xlate,json=srcAddrXlate,proto3" json:"src_addr_xlate,omitempty"`
+	DstAddrXlate  []byte `protobuf:"bytes,32,opt,name=dst_addr_xlate,json=dstAddrXlate,proto3" json:"dst_addr_xlate,omitempty"`
+	SrcPortXlate  uint32 `protobuf:"varint,33,opt,name=src_port_xlate,json=srcPortXlate,proto3" json:"src_port_xlate,omitempty"`
+	DstPortXlate  uint32 `protobuf:"varint,34,opt,name=dst_port_xlate,json=dstPortXlate,proto3" json:"dst_port_xlate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -402,6 +463,41 @@ func (x *Flow) GetDstCountry() string {
 	return ""
 }
 
+func (x *Flow) GetFwAction() FwAction {
+	if x != nil {
+		return x.FwAction
+	}
+	return FwAction_FW_ACTION_UNSPECIFIED
+}
+
+func (x *Flow) GetSrcAddrXlate() []byte {
+	if x != nil {
+		return x.SrcAddrXlate
+	}
+	return nil
+}
+
+func (x *Flow) GetDstAddrXlate() []byte {
+	if x != nil {
+		return x.DstAddrXlate
+	}
+	return nil
+}
+
+func (x *Flow) GetSrcPortXlate() uint32 {
+	if x != nil {
+		return x.SrcPortXlate
+	}
+	return 0
+}
+
+func (x *Flow) GetDstPortXlate() uint32 {
+	if x != nil {
+		return x.DstPortXlate
+	}
+	return 0
+}
+
 // FlowBatch is the payload of flowaudit.flows.v1 (the flows decoded from
 // one datagram of one exporter, keyed by exporter address) and of
 // flowaudit.enriched.v1 (enriched flows, partitioned by source address).
@@ -588,7 +684,7 @@ var File_flow_proto protoreflect.FileDescriptor
 const file_flow_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"flow.proto\x12\fflowaudit.v1\"\xd2\x06\n" +
+	"flow.proto\x12\fflowaudit.v1\"\x9f\b\n" +
 	"\x04Flow\x12\x1d\n" +
 	"\n" +
 	"time_start\x18\x01 \x01(\x04R\ttimeStart\x12\x19\n" +
@@ -625,7 +721,12 @@ const file_flow_proto_rawDesc = "" +
 	"\vsrc_country\x18\x1c \x01(\tR\n" +
 	"srcCountry\x12\x1f\n" +
 	"\vdst_country\x18\x1d \x01(\tR\n" +
-	"dstCountry\"\x97\x02\n" +
+	"dstCountry\x123\n" +
+	"\tfw_action\x18\x1e \x01(\x0e2\x16.flowaudit.v1.FwActionR\bfwAction\x12$\n" +
+	"\x0esrc_addr_xlate\x18\x1f \x01(\fR\fsrcAddrXlate\x12$\n" +
+	"\x0edst_addr_xlate\x18  \x01(\fR\fdstAddrXlate\x12$\n" +
+	"\x0esrc_port_xlate\x18! \x01(\rR\fsrcPortXlate\x12$\n" +
+	"\x0edst_port_xlate\x18\" \x01(\rR\fdstPortXlate\"\x97\x02\n" +
 	"\tFlowBatch\x12#\n" +
 	"\rtime_received\x18\x01 \x01(\x04R\ftimeReceived\x12\x1a\n" +
 	"\bexporter\x18\x02 \x01(\fR\bexporter\x12#\n" +
@@ -647,7 +748,12 @@ const file_flow_proto_rawDesc = "" +
 	"\x14FLOW_TYPE_NETFLOW_V5\x10\x01\x12\x18\n" +
 	"\x14FLOW_TYPE_NETFLOW_V9\x10\x02\x12\x13\n" +
 	"\x0fFLOW_TYPE_IPFIX\x10\x03\x12\x13\n" +
-	"\x0fFLOW_TYPE_SFLOW\x10\x04*e\n" +
+	"\x0fFLOW_TYPE_SFLOW\x10\x04*k\n" +
+	"\bFwAction\x12\x19\n" +
+	"\x15FW_ACTION_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13FW_ACTION_FORWARDED\x10\x01\x12\x15\n" +
+	"\x11FW_ACTION_DROPPED\x10\x02\x12\x14\n" +
+	"\x10FW_ACTION_DENIED\x10\x03*e\n" +
 	"\aVerdict\x12\x13\n" +
 	"\x0fVERDICT_UNKNOWN\x10\x00\x12\x13\n" +
 	"\x0fVERDICT_ALLOWED\x10\x01\x12\x15\n" +
@@ -666,24 +772,26 @@ func file_flow_proto_rawDescGZIP() []byte {
 	return file_flow_proto_rawDescData
 }
 
-var file_flow_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_flow_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_flow_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_flow_proto_goTypes = []any{
 	(FlowType)(0),      // 0: flowaudit.v1.FlowType
-	(Verdict)(0),       // 1: flowaudit.v1.Verdict
-	(*Flow)(nil),       // 2: flowaudit.v1.Flow
-	(*FlowBatch)(nil),  // 3: flowaudit.v1.FlowBatch
-	(*DeadLetter)(nil), // 4: flowaudit.v1.DeadLetter
+	(FwAction)(0),      // 1: flowaudit.v1.FwAction
+	(Verdict)(0),       // 2: flowaudit.v1.Verdict
+	(*Flow)(nil),       // 3: flowaudit.v1.Flow
+	(*FlowBatch)(nil),  // 4: flowaudit.v1.FlowBatch
+	(*DeadLetter)(nil), // 5: flowaudit.v1.DeadLetter
 }
 var file_flow_proto_depIdxs = []int32{
-	1, // 0: flowaudit.v1.Flow.verdict:type_name -> flowaudit.v1.Verdict
-	0, // 1: flowaudit.v1.FlowBatch.type:type_name -> flowaudit.v1.FlowType
-	2, // 2: flowaudit.v1.FlowBatch.flows:type_name -> flowaudit.v1.Flow
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	2, // 0: flowaudit.v1.Flow.verdict:type_name -> flowaudit.v1.Verdict
+	1, // 1: flowaudit.v1.Flow.fw_action:type_name -> flowaudit.v1.FwAction
+	0, // 2: flowaudit.v1.FlowBatch.type:type_name -> flowaudit.v1.FlowType
+	3, // 3: flowaudit.v1.FlowBatch.flows:type_name -> flowaudit.v1.Flow
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_flow_proto_init() }
@@ -696,7 +804,7 @@ func file_flow_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flow_proto_rawDesc), len(file_flow_proto_rawDesc)),
-			NumEnums:      2,
+			NumEnums:      3,
 			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,

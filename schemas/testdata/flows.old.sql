@@ -32,7 +32,12 @@ CREATE TABLE IF NOT EXISTS flowaudit.flows
     verdict String DEFAULT 'unknown' COMMENT 'allowed, violation, intra_segment or unknown',
     rule String DEFAULT '' COMMENT 'policy rule that decided the verdict',
     src_country String DEFAULT '' COMMENT 'ISO 3166 code from GeoIP',
-    dst_country String DEFAULT ''
+    dst_country String DEFAULT '',
+    fw_action String DEFAULT '' COMMENT 'what the exporting device did: forwarded, dropped or denied; empty when it did not say',
+    src_addr_xlate FixedString(16) COMMENT 'source address after NAT; :: when not exported',
+    dst_addr_xlate FixedString(16) COMMENT 'destination address after NAT; :: when not exported',
+    src_port_xlate UInt16 COMMENT 'source port after NAPT; 0 when not exported',
+    dst_port_xlate UInt16 COMMENT 'destination port after NAPT; 0 when not exported'
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time_received)
