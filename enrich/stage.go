@@ -15,11 +15,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/internal/reporter"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/schemas"
+	"github.com/flowaudit/flowaudit/schemas/pb"
 )
 
 // StageDependencies are what the enrich stage needs from the process.
@@ -52,8 +54,8 @@ type Stage struct {
 	policyMu sync.Mutex
 	stamp    fileStamp
 
-	flowsTopic, accessTopic, enrichedTopic string
-	partitions                             int32
+	flowsTopic, accessTopic, enrichedTopic, deadTopic string
+	partitions                                        int32
 
 	flows, access *kgo.Client
 
@@ -86,6 +88,7 @@ func NewStage(r *reporter.Reporter, cfg Configuration, deps StageDependencies) (
 		flowsTopic:    deps.Kafka.Topic(kafka.TopicFlows),
 		accessTopic:   deps.Kafka.Topic(kafka.TopicAccess),
 		enrichedTopic: deps.Kafka.Topic(kafka.TopicEnriched),
+		deadTopic:     deps.Kafka.Topic(kafka.TopicDeadLetter),
 		fatal:         make(chan error, 1),
 	}
 	var m *policy.Matcher
@@ -316,8 +319,12 @@ func (s *Stage) flowLoop() error {
 	for v := range verdicts {
 		verdicts[v] = s.metrics.flows.WithLabelValues(schemas.Verdict(v).String())
 	}
-	var produceErr error
-	var errMu sync.Mutex
+	var (
+		produceErr error
+		faults     []produceFault
+		errMu      sync.Mutex
+		chunkBuf   []byte
+	)
 	for s.ctx.Err() == nil {
 		fetches := s.flows.PollRecords(s.ctx, 5000)
 		if fetches.IsClientClosed() {
@@ -369,18 +376,27 @@ func (s *Stage) flowLoop() error {
 				b := &out[p]
 				b.TimeReceived, b.Exporter, b.ExporterPort = in.TimeReceived, in.Exporter, in.ExporterPort
 				b.Type, b.ObservationID, b.SequenceNumber = in.Type, in.ObservationID, in.SequenceNumber
-				value := schemas.AppendFlowBatch(nil, b)
-				key := append([]byte(nil), b.Flows[0].SrcAddr[:]...)
-				// Not s.ctx: a stop must not fail records of a batch
-				// being finished; the batch is produced and committed whole.
-				s.flows.Produce(context.Background(), &kgo.Record{Topic: s.enrichedTopic, Partition: int32(p), Key: key, Value: value},
-					func(_ *kgo.Record, err error) {
-						if err != nil {
+				// One input record may fan out to more than the broker
+				// takes in one record (labels make flows larger): split.
+				chunkBuf = schemas.AppendFlowBatchChunks(chunkBuf, b, kafka.MaxRecordBytes, func(chunk []byte, flows []schemas.Flow) {
+					value := append([]byte(nil), chunk...)
+					key := append([]byte(nil), flows[0].SrcAddr[:]...)
+					// Not s.ctx: a stop must not fail records of a batch
+					// being finished; the batch is produced and committed whole.
+					s.flows.Produce(context.Background(), &kgo.Record{Topic: s.enrichedTopic, Partition: int32(p), Key: key, Value: value},
+						func(_ *kgo.Record, err error) {
+							if err == nil {
+								return
+							}
 							errMu.Lock()
+							defer errMu.Unlock()
+							if reason, ok := kafka.RecordFault(err); ok {
+								faults = append(faults, produceFault{in: rec, reason: reason, err: err})
+								return
+							}
 							produceErr = err
-							errMu.Unlock()
-						}
-					})
+						})
+				})
 			}
 		})
 		// Commit only what the broker has: a crash before this point
@@ -392,11 +408,18 @@ func (s *Stage) flowLoop() error {
 			return fmt.Errorf("enriched flows not acknowledged within 30s: %w", err)
 		}
 		errMu.Lock()
-		perr := produceErr
+		perr, pfaults := produceErr, faults
+		faults = nil
 		errMu.Unlock()
 		if perr != nil {
 			s.metrics.produceErrors.Inc()
 			return fmt.Errorf("producing enriched flows: %w", perr)
+		}
+		// Records the broker refuses for what they are can never be
+		// produced: dead-lettered, so that the offsets move on instead of
+		// failing on the same record after every restart.
+		if err := s.deadLetter(pfaults); err != nil {
+			return err
 		}
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err = s.flows.CommitUncommittedOffsets(cctx)
@@ -407,6 +430,62 @@ func (s *Stage) flowLoop() error {
 			}
 		}
 		s.flows.AllowRebalance()
+	}
+	return nil
+}
+
+// produceFault is an enriched record the broker refused for good, with
+// the input record it came from.
+type produceFault struct {
+	in     *kgo.Record
+	reason string
+	err    error
+}
+
+// deadLetterPayloadMax bounds the input record copied into a dead letter.
+const deadLetterPayloadMax = 64 << 10
+
+// deadLetter sends one dead letter per input record with refused output
+// and waits for the broker: only then may the offsets be committed.
+func (s *Stage) deadLetter(faults []produceFault) error {
+	if len(faults) == 0 {
+		return nil
+	}
+	seen := map[*kgo.Record]bool{}
+	var recs []*kgo.Record
+	for _, f := range faults {
+		if seen[f.in] {
+			continue
+		}
+		seen[f.in] = true
+		s.metrics.deadLetters.WithLabelValues(f.reason).Inc()
+		source := fmt.Sprintf("%s partition %d offset %d", f.in.Topic, f.in.Partition, f.in.Offset)
+		if ok, n := s.sampler.Allow("dead-letter/" + f.reason); ok {
+			s.log.Error("broker refused an enriched record; dead-lettered, going on", "input", source, "reason", f.reason, "err", f.err, "suppressed", n)
+		}
+		payload := f.in.Value
+		if len(payload) > deadLetterPayloadMax {
+			payload = payload[:deadLetterPayloadMax]
+		}
+		value, err := proto.Marshal(&pb.DeadLetter{
+			Time:    uint64(time.Now().UnixNano()),
+			Stage:   "enrich",
+			Source:  source,
+			Reason:  f.reason,
+			Error:   f.err.Error(),
+			Payload: payload,
+		})
+		if err != nil {
+			return fmt.Errorf("encoding a dead letter: %w", err)
+		}
+		// The client partitions manually (the enriched topic's partitions
+		// are chosen per source address).
+		recs = append(recs, &kgo.Record{Topic: s.deadTopic, Partition: 0, Value: value})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.flows.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		return fmt.Errorf("cannot dead-letter enriched records the broker refused (%s): %w", faults[0].err, err)
 	}
 	return nil
 }

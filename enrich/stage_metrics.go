@@ -11,6 +11,7 @@ type stageMetrics struct {
 	policyReloads *prometheus.CounterVec // outcome
 	produceErrors prometheus.Counter
 	attributed    prometheus.Counter
+	deadLetters   *prometheus.CounterVec // reason
 }
 
 func newStageMetrics(reg prometheus.Registerer) *stageMetrics {
@@ -39,7 +40,10 @@ func newStageMetrics(reg prometheus.Registerer) *stageMetrics {
 		attributed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowaudit_enrich_attributed_flows_total", Help: "Flows with a source identity.",
 		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_enrich_dead_letters_total", Help: "Input records whose enriched output the broker refused for good (record_too_large, invalid_record, invalid_timestamp), sent to the dead-letter topic and skipped.",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.flows, m.batches, m.malformed, m.accessEvents, m.bindings, m.policyReloads, m.produceErrors, m.attributed)
+	reg.MustRegister(m.flows, m.batches, m.malformed, m.accessEvents, m.bindings, m.policyReloads, m.produceErrors, m.attributed, m.deadLetters)
 	return m
 }

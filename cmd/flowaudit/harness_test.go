@@ -75,6 +75,7 @@ type pipeline struct {
 	SyslogUDP   string // host:port
 	SyslogTCP   string
 	HTTPAddr    string
+	KafkaAddr   string // the embedded broker
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -96,9 +97,10 @@ func newPipeline(t testing.TB, ch *testutil.ClickHouseServer, opts pipelineOptio
 	p.SyslogUDP = fmt.Sprintf("127.0.0.1:%d", freePort(t, "udp"))
 	p.SyslogTCP = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	p.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	p.KafkaAddr = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
 	cfg := fmt.Sprintf(`data_dir: %s
 kafka:
-  embedded_listen: 127.0.0.1:%d
+  embedded_listen: %s
   partitions: 2
 clickhouse:
   addr: %s
@@ -115,7 +117,7 @@ sink:
   max_retry_backoff: 500ms
 metrics:
   listen: %s
-%s`, filepath.Join(p.dir, "var"), freePort(t, "tcp"), ch.Addr, p.NetFlowAddr, p.SFlowAddr,
+%s`, filepath.Join(p.dir, "var"), p.KafkaAddr, ch.Addr, p.NetFlowAddr, p.SFlowAddr,
 		p.SyslogUDP, p.SyslogTCP, p.HTTPAddr, opts.accessYAML, p.MetricsAddr, opts.extraYAML)
 	p.config = filepath.Join(p.dir, "flowaudit.yaml")
 	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {

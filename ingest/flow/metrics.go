@@ -16,7 +16,7 @@ type metrics struct {
 	producedFlows  prometheus.Counter
 	producedRecs   prometheus.Counter
 	produceErrors  prometheus.Counter
-	deadLetters    prometheus.Counter
+	deadLetters    *prometheus.CounterVec // reason
 	templateSaves  *prometheus.CounterVec // outcome
 	datagramsTotal prometheus.Counter
 }
@@ -56,9 +56,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowaudit_ingest_produce_errors_total", Help: "Records the broker did not accept (only at shutdown: produce retries forever).",
 		}),
-		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "flowaudit_ingest_dead_letters_total", Help: "Undecodable datagrams sent to the dead-letter topic.",
-		}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_dead_letters_total", Help: "Undecodable datagrams, and flows records the broker refused, sent to the dead-letter topic, per reason.",
+		}, []string{"reason"}),
 		templateSaves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowaudit_ingest_template_saves_total", Help: "Writes of the NetFlow v9/IPFIX template file, per outcome.",
 		}, []string{"outcome"}),

@@ -302,25 +302,46 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 }
 
 func (c *Component) produce(batch *schemas.FlowBatch) {
+	keyCopy := make([]byte, 16)
+	copy(keyCopy, batch.Exporter[:])
 	bp := c.bufPool.Get().(*[]byte)
 	value := schemas.AppendFlowBatch((*bp)[:0], batch)
 	*bp = value
-	key := batch.Exporter[:]
-	keyCopy := make([]byte, 16)
-	copy(keyCopy, key)
-	flows := len(batch.Flows)
-	rec := &kgo.Record{Key: keyCopy, Value: value}
+	if len(value) <= kafka.MaxRecordBytes {
+		c.produceRecord(&kgo.Record{Key: keyCopy, Value: value}, len(batch.Flows), func() { c.bufPool.Put(bp) })
+		return
+	}
+	// Rare (the decoder bounds records per datagram): split below the
+	// broker's limit, each chunk in its own buffer.
+	c.bufPool.Put(bp)
+	schemas.AppendFlowBatchChunks(nil, batch, kafka.MaxRecordBytes, func(chunk []byte, flows []schemas.Flow) {
+		c.produceRecord(&kgo.Record{Key: keyCopy, Value: append([]byte(nil), chunk...)}, len(flows), nil)
+	})
+}
+
+// produceRecord produces one flows record; release is called once the
+// broker answered. A record the broker refuses for what it is (too large,
+// invalid) is dead-lettered: nothing else would ever accept it.
+func (c *Component) produceRecord(rec *kgo.Record, flows int, release func()) {
 	c.client.Produce(context.Background(), rec, func(r *kgo.Record, err error) {
-		c.bufPool.Put(bp)
-		if err != nil {
+		if err == nil {
+			c.metrics.producedRecs.Inc()
+			c.metrics.producedFlows.Add(float64(flows))
+		} else if reason, ok := kafka.RecordFault(err); ok {
+			c.metrics.produceErrors.Inc()
+			if ok, n := c.sampler.Allow("produce/" + reason); ok {
+				c.r.Logger.Error("broker refused a flows record; dead-lettered", "flows", flows, "reason", reason, "err", err, "suppressed", n)
+			}
+			c.deadLetter("produce to "+c.flowsTopic, reason, err, r.Value)
+		} else {
 			c.metrics.produceErrors.Inc()
 			if ok, n := c.sampler.Allow("produce"); ok {
 				c.r.Logger.Error("broker did not accept flows", "flows", flows, "err", err, "suppressed", n)
 			}
-			return
 		}
-		c.metrics.producedRecs.Inc()
-		c.metrics.producedFlows.Add(float64(flows))
+		if release != nil {
+			release()
+		}
 	})
 }
 
@@ -336,6 +357,12 @@ func (c *Component) decodeFailed(l *listener, exporter string, data []byte, err 
 	if ok, n := c.sampler.Allow("decode/" + exporter + "/" + reason); ok {
 		c.r.Logger.Warn("undecodable flow datagram", "listener", l.name, "exporter", exporter, "reason", reason, "err", err, "suppressed", n)
 	}
+	c.deadLetter(l.name+" from "+exporter, reason, err, data)
+}
+
+// deadLetter sends data, cut to dead_letter_max_bytes, with its reason to
+// the dead-letter topic.
+func (c *Component) deadLetter(source, reason string, err error, data []byte) {
 	payload := data
 	if len(payload) > c.cfg.DeadLetterMaxBytes {
 		payload = payload[:c.cfg.DeadLetterMaxBytes]
@@ -343,7 +370,7 @@ func (c *Component) decodeFailed(l *listener, exporter string, data []byte, err 
 	dl := &pb.DeadLetter{
 		Time:    uint64(time.Now().UnixNano()),
 		Stage:   "ingest.flows",
-		Source:  l.name + " from " + exporter,
+		Source:  source,
 		Reason:  reason,
 		Error:   err.Error(),
 		Payload: append([]byte(nil), payload...),
@@ -357,7 +384,7 @@ func (c *Component) decodeFailed(l *listener, exporter string, data []byte, err 
 			c.metrics.produceErrors.Inc()
 			return
 		}
-		c.metrics.deadLetters.Inc()
+		c.metrics.deadLetters.WithLabelValues(reason).Inc()
 	})
 }
 

@@ -96,6 +96,11 @@ func (c Configuration) SeedBrokers() []string {
 // limit fails with MESSAGE_TOO_LARGE, which is not retriable.
 const MaxBatchBytes = 1000000
 
+// MaxRecordBytes bounds the value of one record flowaudit produces, below
+// MaxBatchBytes by the batch and record framing (and LZ4's worst-case
+// growth, which the broker sees), so any record fits a batch.
+const MaxRecordBytes = MaxBatchBytes - 64<<10
+
 // Topic names. The version suffix is bumped on a breaking payload change.
 const (
 	TopicFlows      = "flows.v1"

@@ -211,11 +211,11 @@ func (d *Decoder) decodeSets(ctx *recordCtx, sets []byte, out *schemas.FlowBatch
 		switch {
 		case id == tmplSet:
 			if tid, err := d.parseTemplateSet(ctx.dk, body); err != nil {
-				fail(ReasonMalformed, tid, err)
+				fail(reasonOf(err, ReasonMalformed), tid, err)
 			}
 		case id == optSet:
 			if tid, err := d.parseOptionsTemplateSet(ctx.dk, body); err != nil {
-				fail(ReasonMalformed, tid, err)
+				fail(reasonOf(err, ReasonMalformed), tid, err)
 			}
 		case id >= 256:
 			t := d.lookupTemplate(templateKey{exporter: ctx.dk.exporter, domain: ctx.dk.domain, id: id, version: version})
@@ -223,18 +223,23 @@ func (d *Decoder) decodeSets(ctx *recordCtx, sets []byte, out *schemas.FlowBatch
 				fail(ReasonUnknownTemplate, id, fmt.Errorf("%w: data set %d", ErrUnknownTemplate, id))
 				continue
 			}
+			limit := MaxRecordsPerDatagram - int(out.Records)
+			if limit <= 0 {
+				fail(ReasonTooManyRecords, id, fmt.Errorf("%w: more than %d records in one datagram", ErrTooManyRecords, MaxRecordsPerDatagram))
+				continue
+			}
 			var err error
 			if t.options {
 				var n int
-				n, err = d.decodeOptionsData(ctx, t, body)
+				n, err = d.decodeOptionsData(ctx, t, body, limit)
 				out.Records += uint32(n)
 			} else {
 				before := len(out.Flows)
-				out.Flows, err = decodeData(ctx, t, body, out.Flows)
+				out.Flows, err = decodeData(ctx, t, body, out.Flows, limit)
 				out.Records += uint32(len(out.Flows) - before)
 			}
 			if err != nil {
-				fail(ReasonMalformed, id, err)
+				fail(reasonOf(err, ReasonMalformed), id, err)
 			}
 		}
 		// Set IDs 4-255 are reserved: skipped.
@@ -274,8 +279,8 @@ func (d *Decoder) parseTemplateSet(dk domainKey, body []byte) (uint16, error) {
 			return id, err
 		}
 		body = rest
-		if d.addTemplate(key, fields, 0, false) == nil {
-			return id, fmt.Errorf("%w: template %d describes no usable record", ErrMalformed, id)
+		if _, err := d.addTemplate(key, fields, 0, false); err != nil {
+			return id, err
 		}
 	}
 	return 0, nil
@@ -323,8 +328,8 @@ func (d *Decoder) parseOptionsTemplateSet(dk domainKey, body []byte) (uint16, er
 		}
 		body = rest
 		key := templateKey{exporter: dk.exporter, domain: dk.domain, id: id, version: dk.version}
-		if d.addTemplate(key, fields, uint16(scopes), true) == nil {
-			return id, fmt.Errorf("%w: options template %d describes no usable record", ErrMalformed, id)
+		if _, err := d.addTemplate(key, fields, uint16(scopes), true); err != nil {
+			return id, err
 		}
 	}
 }
@@ -374,11 +379,20 @@ type recordScratch struct {
 	interval, space uint64
 }
 
-// decodeData appends the flows of one data set to flows. Trailing bytes
-// shorter than a record are padding.
-func decodeData(ctx *recordCtx, t *template, body []byte, flows []schemas.Flow) ([]schemas.Flow, error) {
+// errTooManyRecords is returned when a set holds more records than the
+// datagram's remaining budget.
+var errTooManyRecords = &reasonError{ReasonTooManyRecords,
+	fmt.Errorf("%w: more than %d records in one datagram", ErrTooManyRecords, MaxRecordsPerDatagram)}
+
+// decodeData appends the flows of one data set to flows, at most limit of
+// them. Trailing bytes shorter than a record are padding.
+func decodeData(ctx *recordCtx, t *template, body []byte, flows []schemas.Flow, limit int) ([]schemas.Flow, error) {
 	if t.fixedLen > 0 {
 		n := len(body) / t.fixedLen
+		var err error
+		if n > limit {
+			n, err = limit, errTooManyRecords
+		}
 		flows = growFlows(flows, n)
 		for i := 0; i < n; i++ {
 			rec := body[i*t.fixedLen : (i+1)*t.fixedLen]
@@ -392,9 +406,12 @@ func decodeData(ctx *recordCtx, t *template, body []byte, flows []schemas.Flow) 
 			s.finish(t, f)
 			ctx.clamp(f)
 		}
-		return flows, nil
+		return flows, err
 	}
-	for len(body) >= t.minLen {
+	for n := 0; len(body) >= t.minLen; n++ {
+		if n == limit {
+			return flows, errTooManyRecords
+		}
 		flows = append(flows, schemas.Flow{})
 		f := &flows[len(flows)-1]
 		f.SamplingRate, f.EtherType = ctx.domain.samplingRate, t.etype
@@ -557,12 +574,15 @@ func (ctx *recordCtx) uptimeTime(ms uint32) uint64 {
 }
 
 // decodeOptionsData reads sampling rates and the system init time from
-// options data records and makes them the domain's state.
+// at most limit options data records and makes them the domain's state.
 // It returns how many records it read: the IPFIX sequence number counts
 // them like flow records.
-func (d *Decoder) decodeOptionsData(ctx *recordCtx, t *template, body []byte) (int, error) {
+func (d *Decoder) decodeOptionsData(ctx *recordCtx, t *template, body []byte, limit int) (int, error) {
 	n := 0
 	for len(body) >= t.minLen {
+		if n == limit {
+			return n, errTooManyRecords
+		}
 		n++
 		state := ctx.domain
 		var rate, interval, space uint64

@@ -139,13 +139,13 @@ func TestSamplingRate(t *testing.T) {
 		optsTmpl := (&wire{}).u16(300).u16(3).u16(1).u16(149).u16(4).u16(305).u16(4).u16(306).u16(4).b
 		opts := (&wire{}).u32(1).u32(1).u32(511).b // 1 in 512
 		tmpl := (&wire{}).u16(400).u16(2).u16(8).u16(4).u16(1).u16(4).b
-		tmplRate := (&wire{}).u16(401).u16(2).u16(8).u16(4).u16(34).u16(2).b
+		tmplRate := (&wire{}).u16(401).u16(3).u16(8).u16(4).u16(34).u16(2).u16(2).u16(4).b
 		msg := ipfixMessage(1700000000, 0, 7,
 			(&wire{}).set(3, optsTmpl).b,
 			(&wire{}).set(2, append(tmpl, tmplRate...)).b,
 			(&wire{}).set(300, opts).b,
 			(&wire{}).set(400, (&wire{}).raw(ip4("10.0.0.1")).u32(1500).b).b,
-			(&wire{}).set(401, (&wire{}).raw(ip4("10.0.0.2")).u16(64).b).b,
+			(&wire{}).set(401, (&wire{}).raw(ip4("10.0.0.2")).u16(64).u32(7).b).b,
 		)
 		var b schemas.FlowBatch
 		if err := d.DecodeNetFlow(testExporter, 4739, 1, msg, &b); err != nil {
@@ -153,7 +153,7 @@ func TestSamplingRate(t *testing.T) {
 		}
 		want := []schemas.Flow{
 			{SrcAddr: addr("10.0.0.1"), Bytes: 1500, SamplingRate: 512, EtherType: 0x0800},
-			{SrcAddr: addr("10.0.0.2"), SamplingRate: 64, EtherType: 0x0800},
+			{SrcAddr: addr("10.0.0.2"), Packets: 7, SamplingRate: 64, EtherType: 0x0800},
 		}
 		if diff := gocmp.Diff(b.Flows, want); diff != "" {
 			t.Errorf("flows (-got +want):\n%s", diff)
@@ -214,13 +214,13 @@ func TestIPFIXFieldEncodings(t *testing.T) {
 	}
 
 	// Delta and NTP times, milliseconds beside sysUpTime.
-	tmpl2 := (&wire{}).u16(501).u16(3).u16(158).u16(4).u16(159).u16(4).u16(156).u16(8).b
+	tmpl2 := (&wire{}).u16(501).u16(4).u16(158).u16(4).u16(159).u16(4).u16(156).u16(8).u16(2).u16(4).b
 	ntp := uint64(1700000000+ntpEpochOffset)<<32 | 1<<31 // +0.5 s
-	msg = ipfixMessage(export, 0, 1, (&wire{}).set(2, tmpl2).b, (&wire{}).set(501, (&wire{}).u32(2_000_000).u32(1_000_000).u64(ntp).b).b)
+	msg = ipfixMessage(export, 0, 1, (&wire{}).set(2, tmpl2).b, (&wire{}).set(501, (&wire{}).u32(2_000_000).u32(1_000_000).u64(ntp).u32(5).b).b)
 	if err := New().DecodeNetFlow(testExporter, 4739, 1, msg, &b); err != nil {
 		t.Fatal(err)
 	}
-	want := schemas.Flow{TimeStart: 1700000000_500000000, TimeEnd: (export - 1) * 1e9}
+	want := schemas.Flow{TimeStart: 1700000000_500000000, TimeEnd: (export - 1) * 1e9, Packets: 5}
 	if diff := gocmp.Diff(b.Flows, []schemas.Flow{want}); diff != "" {
 		t.Errorf("flows (-got +want):\n%s", diff)
 	}

@@ -145,6 +145,11 @@ func (d *Decoder) LoadTemplates() error {
 		if t == nil {
 			return fmt.Errorf("unable to decode flow templates from %s: template %d of %s has no usable record", d.path, r.ID, r.Exporter)
 		}
+		if t.plausible(r.ID) != nil {
+			// Saved by a version without the check: dropped, as it would
+			// be refused from the network.
+			continue
+		}
 		templates[templateKey{exporter: schemas.AddrFromNetip(r.Exporter), domain: r.Domain, id: r.ID, version: r.NetFlow}] = t
 	}
 	domains := map[domainKey]domainState{}

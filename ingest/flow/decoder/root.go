@@ -47,6 +47,29 @@ const (
 	// ReasonMalformed: lengths or counts that contradict each other or
 	// the specification.
 	ReasonMalformed Reason = "malformed"
+	// ReasonTooManyRecords: the datagram holds more records than
+	// MaxRecordsPerDatagram; the records beyond the bound are dropped.
+	ReasonTooManyRecords Reason = "too_many_records"
+	// ReasonTemplateTooSmall: a data template describes records shorter
+	// than MinRecordBytes, which would turn every few bytes of a datagram
+	// into a flow. The template is refused.
+	ReasonTemplateTooSmall Reason = "template_too_small"
+	// ReasonTemplateNoFlowFields: a data template has neither an address
+	// nor a byte or packet counter, so its records are no flows. The
+	// template is refused.
+	ReasonTemplateNoFlowFields Reason = "template_no_flow_fields"
+)
+
+// Bounds against hostile or broken exporters. A 64 KiB datagram of
+// plausible records (addresses, ports, counters: 20 bytes and more) holds
+// at most a few thousand of them.
+const (
+	// MaxRecordsPerDatagram bounds the data and options records decoded
+	// from one datagram.
+	MaxRecordsPerDatagram = 4096
+	// MinRecordBytes is the smallest data record a template may describe
+	// (two IPv4 addresses, or one address and a counter).
+	MinRecordBytes = 8
 )
 
 // Sentinel errors wrapped by DecodeError.Err, usable with errors.Is.
@@ -55,7 +78,30 @@ var (
 	ErrBadVersion      = errors.New("unsupported version")
 	ErrUnknownTemplate = errors.New("unknown template")
 	ErrMalformed       = errors.New("malformed datagram")
+	ErrTooManyRecords  = errors.New("too many records")
+	// ErrImplausibleTemplate is wrapped by the errors of refused
+	// templates (ReasonTemplateTooSmall, ReasonTemplateNoFlowFields).
+	ErrImplausibleTemplate = errors.New("implausible template")
 )
+
+// reasonError carries its Reason up to decodeSets, which wraps it in a
+// DecodeError.
+type reasonError struct {
+	reason Reason
+	err    error
+}
+
+func (e *reasonError) Error() string { return e.err.Error() }
+func (e *reasonError) Unwrap() error { return e.err }
+
+// reasonOf returns the Reason err carries, or def.
+func reasonOf(err error, def Reason) Reason {
+	var re *reasonError
+	if errors.As(err, &re) {
+		return re.reason
+	}
+	return def
+}
 
 // DecodeError describes why (part of) a datagram could not be decoded. It
 // carries enough context to label a metric and to find the exporter.

@@ -1,6 +1,7 @@
 package decoder
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 
@@ -310,15 +311,48 @@ func (d *Decoder) lookupTemplate(k templateKey) *template {
 	return (*d.templates.Load())[k]
 }
 
+// plausible refuses data templates whose records cannot be flows worth
+// keeping: records so short that a datagram becomes thousands of rows, or
+// records with no address and no counter. Options templates are not
+// checked: their records are few and never become flows.
+func (t *template) plausible(id uint16) error {
+	if t.options {
+		return nil
+	}
+	if t.minLen < MinRecordBytes {
+		return &reasonError{ReasonTemplateTooSmall, fmt.Errorf("%w: template %d describes %d-byte records, the minimum is %d",
+			ErrImplausibleTemplate, id, t.minLen, MinRecordBytes)}
+	}
+	for _, o := range t.ops {
+		switch o.kind {
+		case kSrc4, kDst4, kSrc6, kDst6, kBytes, kPackets:
+			return nil
+		}
+	}
+	return &reasonError{ReasonTemplateNoFlowFields, fmt.Errorf("%w: template %d has no address, byte or packet field",
+		ErrImplausibleTemplate, id)}
+}
+
 // addTemplate stores a template unless the same one is already known.
-// fields is copied: it may alias the caller's scratch space.
-func (d *Decoder) addTemplate(k templateKey, fields []fieldSpec, scopeCount uint16, options bool) *template {
+// fields is copied: it may alias the caller's scratch space. It refuses
+// templates that describe no usable record and implausible ones.
+func (d *Decoder) addTemplate(k templateKey, fields []fieldSpec, scopeCount uint16, options bool) (*template, error) {
 	if t := d.lookupTemplate(k); t != nil && t.sameFields(fields, scopeCount, options) {
-		return t
+		return t, nil
 	}
 	t := compileTemplate(k.version, slices.Clone(fields), scopeCount, options)
 	if t == nil {
-		return nil
+		kind := "template"
+		if options {
+			kind = "options template"
+		}
+		return nil, fmt.Errorf("%w: %s %d describes no usable record", ErrMalformed, kind, k.id)
+	}
+	if err := t.plausible(k.id); err != nil {
+		// The exporter replaced the template: data sets must not be
+		// decoded with the old one.
+		d.removeTemplate(k)
+		return nil, err
 	}
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
@@ -326,7 +360,7 @@ func (d *Decoder) addTemplate(k templateKey, fields []fieldSpec, scopeCount uint
 	next[k] = t
 	d.templates.Store(&next)
 	d.generation.Add(1)
-	return t
+	return t, nil
 }
 
 // removeTemplate handles IPFIX template withdrawals.
