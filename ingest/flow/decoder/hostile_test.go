@@ -22,7 +22,7 @@ func poisonIPFIX(size int) []byte {
 func TestHostileTemplates(t *testing.T) {
 	manyTmpl := (&wire{}).u16(310).u16(2).u16(8).u16(4).u16(12).u16(4).b // 8-byte records
 	many := make([]byte, 8*(MaxRecordsPerDatagram+100))
-	timesOnly := (&wire{}).u16(320).u16(2).u16(150).u16(4).u16(151).u16(4).b
+	unknownOnly := (&wire{}).u16(320).u16(2).u16(210).u16(4).u16(0x8000|7).u16(8).u32(9).b // padding, enterprise
 	cases := []struct {
 		name   string
 		data   []byte
@@ -31,7 +31,7 @@ func TestHostileTemplates(t *testing.T) {
 		flows  int
 	}{
 		{"1-byte records", poisonIPFIX(65000), ReasonTemplateTooSmall, 300, 0},
-		{"no address or counter", ipfixMessage(1, 0, 1, (&wire{}).set(2, timesOnly).b, (&wire{}).set(320, make([]byte, 80)).b),
+		{"no field a flow is made of", ipfixMessage(1, 0, 1, (&wire{}).set(2, unknownOnly).b, (&wire{}).set(320, make([]byte, 120)).b),
 			ReasonTemplateNoFlowFields, 320, 0},
 		{"more records than the bound", ipfixMessage(1, 0, 1, (&wire{}).set(2, manyTmpl).b, (&wire{}).set(310, many).b),
 			ReasonTooManyRecords, 310, MaxRecordsPerDatagram},

@@ -214,13 +214,13 @@ func TestIPFIXFieldEncodings(t *testing.T) {
 	}
 
 	// Delta and NTP times, milliseconds beside sysUpTime.
-	tmpl2 := (&wire{}).u16(501).u16(4).u16(158).u16(4).u16(159).u16(4).u16(156).u16(8).u16(2).u16(4).b
+	tmpl2 := (&wire{}).u16(501).u16(3).u16(158).u16(4).u16(159).u16(4).u16(156).u16(8).b
 	ntp := uint64(1700000000+ntpEpochOffset)<<32 | 1<<31 // +0.5 s
-	msg = ipfixMessage(export, 0, 1, (&wire{}).set(2, tmpl2).b, (&wire{}).set(501, (&wire{}).u32(2_000_000).u32(1_000_000).u64(ntp).u32(5).b).b)
+	msg = ipfixMessage(export, 0, 1, (&wire{}).set(2, tmpl2).b, (&wire{}).set(501, (&wire{}).u32(2_000_000).u32(1_000_000).u64(ntp).b).b)
 	if err := New().DecodeNetFlow(testExporter, 4739, 1, msg, &b); err != nil {
 		t.Fatal(err)
 	}
-	want := schemas.Flow{TimeStart: 1700000000_500000000, TimeEnd: (export - 1) * 1e9, Packets: 5}
+	want := schemas.Flow{TimeStart: 1700000000_500000000, TimeEnd: (export - 1) * 1e9}
 	if diff := gocmp.Diff(b.Flows, []schemas.Flow{want}); diff != "" {
 		t.Errorf("flows (-got +want):\n%s", diff)
 	}

@@ -54,9 +54,9 @@ const (
 	// than MinRecordBytes, which would turn every few bytes of a datagram
 	// into a flow. The template is refused.
 	ReasonTemplateTooSmall Reason = "template_too_small"
-	// ReasonTemplateNoFlowFields: a data template has neither an address
-	// nor a byte or packet counter, so its records are no flows. The
-	// template is refused.
+	// ReasonTemplateNoFlowFields: a data template has no field a flow is
+	// made of (only unknown or enterprise fields), so its records are no
+	// flows. The template is refused.
 	ReasonTemplateNoFlowFields Reason = "template_no_flow_fields"
 )
 

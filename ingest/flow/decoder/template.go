@@ -313,7 +313,7 @@ func (d *Decoder) lookupTemplate(k templateKey) *template {
 
 // plausible refuses data templates whose records cannot be flows worth
 // keeping: records so short that a datagram becomes thousands of rows, or
-// records with no address and no counter. Options templates are not
+// records with no field the decoder reads. Options templates are not
 // checked: their records are few and never become flows.
 func (t *template) plausible(id uint16) error {
 	if t.options {
@@ -324,12 +324,11 @@ func (t *template) plausible(id uint16) error {
 			ErrImplausibleTemplate, id, t.minLen, MinRecordBytes)}
 	}
 	for _, o := range t.ops {
-		switch o.kind {
-		case kSrc4, kDst4, kSrc6, kDst6, kBytes, kPackets:
+		if o.kind != kSkip {
 			return nil
 		}
 	}
-	return &reasonError{ReasonTemplateNoFlowFields, fmt.Errorf("%w: template %d has no address, byte or packet field",
+	return &reasonError{ReasonTemplateNoFlowFields, fmt.Errorf("%w: template %d has no field a flow is made of (addresses, ports, counters, times...)",
 		ErrImplausibleTemplate, id)}
 }
 
