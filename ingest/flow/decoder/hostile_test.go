@@ -22,7 +22,7 @@ func poisonIPFIX(size int) []byte {
 func TestHostileTemplates(t *testing.T) {
 	manyTmpl := (&wire{}).u16(310).u16(2).u16(8).u16(4).u16(12).u16(4).b // 8-byte records
 	many := make([]byte, 8*(MaxRecordsPerDatagram+100))
-	unknownOnly := (&wire{}).u16(320).u16(2).u16(210).u16(4).u16(0x8000|7).u16(8).u32(9).b // padding, enterprise
+	unknownOnly := (&wire{}).u16(320).u16(2).u16(210).u16(4).u16(0x8000 | 7).u16(8).u32(9).b // padding, enterprise
 	cases := []struct {
 		name   string
 		data   []byte
