@@ -24,6 +24,7 @@ func commands() []command {
 		{"broker", "run the embedded Kafka-protocol broker alone", cmdBroker},
 		{"migrate", "create or update the ClickHouse database and tables", cmdMigrate},
 		{"policy", "check a policy file: flowaudit policy validate FILE", cmdPolicy},
+		{"audit", "segmentation audit: recommend rules from traffic, simulate a draft policy", cmdAudit},
 		{"simulate", "send simulated flows (or access logs) to a collector", cmdSimulate},
 		{"version", "print the version", cmdVersion},
 	}

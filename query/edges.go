@@ -1,0 +1,249 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+)
+
+// ServiceEdge is the traffic between one client address and one server
+// address on one service (port and protocol) under one pair of identities,
+// within a window. Replies are folded into the connection they answer:
+// Client is the end that did not offer the service, whichever end sent the
+// flow. Port is the service port for TCP, UDP and SCTP and 0 otherwise.
+type ServiceEdge struct {
+	Client, Server                 netip.Addr
+	Port                           uint16
+	Proto                          uint8
+	ClientIdentity, ServerIdentity string // as enriched ("" when none)
+	Flows, Bytes                   uint64 // as exported (sampled)
+	Replies                        uint64 // flows of Flows sent by the server
+	// FirstSeen and LastSeen are flow times (schemas.FlowBatch.FlowTime:
+	// start, else end, else receipt), to the second: the clock detectors
+	// date alerts by. The window itself selects on time_received.
+	FirstSeen, LastSeen time.Time
+}
+
+// ServiceEdges returns every service edge of w, sorted by client, server,
+// proto, port, client identity, server identity. It is the input of
+// `audit recommend`: one row per address pair and service, so that a
+// recommendation can relabel addresses with any policy's segments and
+// inventory and keep per-source evidence.
+func (r *Reader) ServiceEdges(ctx context.Context, w Window) ([]ServiceEdge, error) {
+	rep, err := r.replyExpr(ctx)
+	if err != nil {
+		return nil, err
+	}
+	port := "if(proto IN (6, 17, 132), if(rep, src_port, dst_port), 0)"
+	if cols, _ := r.flowColumns(ctx); cols["service_port"] && cols["service_side"] {
+		port = "if(proto IN (6, 17, 132), if(service_side != '', service_port, if(rep, src_port, dst_port)), 0)"
+	}
+	q := fmt.Sprintf(`SELECT IPv6NumToString(e_client), IPv6NumToString(e_server), e_port, proto, e_client_id, e_server_id,
+    count(), sum(bytes), toUInt64(sum(rep)), min(e_time), max(e_time)
+FROM
+(
+    SELECT %s AS rep,
+        if(rep, dst_addr, src_addr) AS e_client, if(rep, src_addr, dst_addr) AS e_server,
+        %s AS e_port, proto,
+        if(rep, dst_identity, src_identity) AS e_client_id, if(rep, src_identity, dst_identity) AS e_server_id,
+        bytes, %s AS e_time
+    FROM %s
+    WHERE %s
+)
+GROUP BY e_client, e_server, e_port, proto, e_client_id, e_server_id`,
+		rep, port, flowTimeExpr, r.table("flows"), w.where("time_received"))
+	rows, err := r.conn.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("query: service edges: %w", err)
+	}
+	defer rows.Close()
+	var out []ServiceEdge
+	for rows.Next() {
+		var e ServiceEdge
+		var c, s string
+		if err := rows.Scan(&c, &s, &e.Port, &e.Proto, &e.ClientIdentity, &e.ServerIdentity,
+			&e.Flows, &e.Bytes, &e.Replies, &e.FirstSeen, &e.LastSeen); err != nil {
+			return nil, fmt.Errorf("query: service edges: %w", err)
+		}
+		if e.Client, err = parseAddr(c); err != nil {
+			return nil, err
+		}
+		if e.Server, err = parseAddr(s); err != nil {
+			return nil, err
+		}
+		e.FirstSeen, e.LastSeen = e.FirstSeen.UTC(), e.LastSeen.UTC()
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query: service edges: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].less(&out[j]) })
+	return out, nil
+}
+
+func (e *ServiceEdge) less(o *ServiceEdge) bool {
+	if c := e.Client.Compare(o.Client); c != 0 {
+		return c < 0
+	}
+	if c := e.Server.Compare(o.Server); c != 0 {
+		return c < 0
+	}
+	if e.Proto != o.Proto {
+		return e.Proto < o.Proto
+	}
+	if e.Port != o.Port {
+		return e.Port < o.Port
+	}
+	if e.ClientIdentity != o.ClientIdentity {
+		return e.ClientIdentity < o.ClientIdentity
+	}
+	return e.ServerIdentity < o.ServerIdentity
+}
+
+// ReplayGroup is a set of flows of a window that any policy decides alike:
+// same addresses, protocol, identities and enriched verdict, and ports
+// that fall into the same interval of every port boundary the question
+// named (see Reader.ReplayGroups).
+type ReplayGroup struct {
+	SrcAddr, DstAddr netip.Addr
+	// SrcPort and DstPort are the lowest port of the boundary interval
+	// holding the flows' ports; ICMP keeps DstPort (type<<8|code) exact.
+	SrcPort, DstPort uint16
+	Proto            uint8
+	// Reply is set when the source end offers the service (the flows
+	// answer connections the destination opened); ServicePort is the
+	// service's port (TCP, UDP, SCTP; else 0), exact.
+	Reply                    bool
+	ServicePort              uint16
+	SrcIdentity, DstIdentity string
+	Verdict, Rule            string // as enriched
+	Flows, Bytes             uint64
+}
+
+// ReplayGroups returns the flows of w grouped so that a policy decision on
+// one representative of a group is the decision on each of its flows.
+// bounds are port boundaries: every PortSpec's Lo and Hi+1 of the policies
+// to be replayed, plus 1024 (the reply rule's ephemeral floor); a flow's
+// ports are replaced by the greatest bound at or below them (0 is always a
+// bound). The number of groups thus depends on addresses and services, not
+// on ephemeral ports. Sorted by every field in declaration order.
+func (r *Reader) ReplayGroups(ctx context.Context, w Window, bounds []uint16) ([]ReplayGroup, error) {
+	rep, err := r.replyExpr(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b := normBounds(bounds)
+	port := "if(proto IN (6, 17, 132), if(rep, src_port, dst_port), 0)"
+	if cols, _ := r.flowColumns(ctx); cols["service_port"] && cols["service_side"] {
+		port = "if(proto IN (6, 17, 132), if(service_side != '', service_port, if(rep, src_port, dst_port)), 0)"
+	}
+	q := fmt.Sprintf(`SELECT IPv6NumToString(src_addr), IPv6NumToString(dst_addr), g_src_port, g_dst_port, proto, rep, g_port,
+    src_identity, dst_identity, verdict, rule, count(), sum(bytes)
+FROM
+(
+    SELECT src_addr, dst_addr, proto, src_identity, dst_identity, verdict, rule, bytes,
+        %s AS rep, %s AS g_port,
+        if(proto IN (1, 58), src_port, %s) AS g_src_port,
+        if(proto IN (1, 58), dst_port, %s) AS g_dst_port
+    FROM %s
+    WHERE %s
+)
+GROUP BY src_addr, dst_addr, g_src_port, g_dst_port, proto, rep, g_port, src_identity, dst_identity, verdict, rule`,
+		rep, port, bucketExpr("src_port", b), bucketExpr("dst_port", b), r.table("flows"), w.where("time_received"))
+	rows, err := r.conn.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("query: replay groups: %w", err)
+	}
+	defer rows.Close()
+	var out []ReplayGroup
+	for rows.Next() {
+		var g ReplayGroup
+		var s, d string
+		var reply uint8
+		if err := rows.Scan(&s, &d, &g.SrcPort, &g.DstPort, &g.Proto, &reply, &g.ServicePort,
+			&g.SrcIdentity, &g.DstIdentity, &g.Verdict, &g.Rule, &g.Flows, &g.Bytes); err != nil {
+			return nil, fmt.Errorf("query: replay groups: %w", err)
+		}
+		if g.SrcAddr, err = parseAddr(s); err != nil {
+			return nil, err
+		}
+		if g.DstAddr, err = parseAddr(d); err != nil {
+			return nil, err
+		}
+		g.Reply = reply != 0
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("query: replay groups: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].less(&out[j]) })
+	return out, nil
+}
+
+func (g *ReplayGroup) less(o *ReplayGroup) bool {
+	if c := g.SrcAddr.Compare(o.SrcAddr); c != 0 {
+		return c < 0
+	}
+	if c := g.DstAddr.Compare(o.DstAddr); c != 0 {
+		return c < 0
+	}
+	switch {
+	case g.SrcPort != o.SrcPort:
+		return g.SrcPort < o.SrcPort
+	case g.DstPort != o.DstPort:
+		return g.DstPort < o.DstPort
+	case g.Proto != o.Proto:
+		return g.Proto < o.Proto
+	case g.Reply != o.Reply:
+		return !g.Reply
+	case g.ServicePort != o.ServicePort:
+		return g.ServicePort < o.ServicePort
+	case g.SrcIdentity != o.SrcIdentity:
+		return g.SrcIdentity < o.SrcIdentity
+	case g.DstIdentity != o.DstIdentity:
+		return g.DstIdentity < o.DstIdentity
+	case g.Verdict != o.Verdict:
+		return g.Verdict < o.Verdict
+	}
+	return g.Rule < o.Rule
+}
+
+// flowTimeExpr is schemas.FlowBatch.FlowTime in SQL, to the second. On
+// 18.16 time_start is a DateTime, on modern servers a DateTime64(3);
+// toDateTime takes both.
+const flowTimeExpr = "multiIf(toUInt32(toDateTime(time_start)) != 0, toDateTime(time_start), " +
+	"toUInt32(toDateTime(time_end)) != 0, toDateTime(time_end), time_received)"
+
+// normBounds sorts and deduplicates bounds and drops 0 (always implied).
+func normBounds(bounds []uint16) []uint16 {
+	b := append([]uint16(nil), bounds...)
+	sort.Slice(b, func(i, j int) bool { return b[i] < b[j] })
+	out := b[:0]
+	for _, v := range b {
+		if v != 0 && (len(out) == 0 || out[len(out)-1] != v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// bucketExpr maps column to the greatest of 0 and bounds at or below it.
+// multiIf over constants is vectorised on both generations, where a lambda
+// over a constant array would be materialised per row.
+func bucketExpr(column string, bounds []uint16) string {
+	if len(bounds) == 0 {
+		return "toUInt16(0)"
+	}
+	var b strings.Builder
+	b.WriteString("multiIf(")
+	prev := uint16(0)
+	for _, v := range bounds {
+		fmt.Fprintf(&b, "%s < %d, toUInt16(%d), ", column, v, prev)
+		prev = v
+	}
+	fmt.Fprintf(&b, "toUInt16(%d))", prev)
+	return b.String()
+}

@@ -1,0 +1,158 @@
+package query
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/flowaudit/flowaudit/internal/testutil"
+	"github.com/flowaudit/flowaudit/sink"
+)
+
+// testFlow is one row inserted into flows by insertFlows.
+type testFlow struct {
+	t              time.Time
+	src, dst       string
+	sport, dport   uint16
+	proto          uint8
+	bytes          uint64
+	srcID, dstID   string
+	verdict, rule  string
+	srcSeg, dstSeg string
+}
+
+func startDB(t *testing.T) (*testutil.ClickHouseServer, *Reader) {
+	t.Helper()
+	ch := testutil.StartClickHouse(t)
+	conn := ch.Conn(t)
+	if _, err := sink.Migrate(context.Background(), conn, "flowaudit", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	return ch, New(conn, "flowaudit")
+}
+
+func mapped(s string) string {
+	a := netip.MustParseAddr(s)
+	if a.Is4() {
+		return "::ffff:" + s
+	}
+	return s
+}
+
+// insertFlows writes rows with SQL the old generation accepts (the test
+// server is 18.16).
+func insertFlows(t *testing.T, r *Reader, flows []testFlow) {
+	t.Helper()
+	var sel []string
+	for _, f := range flows {
+		verdict := f.verdict
+		if verdict == "" {
+			verdict = "violation"
+		}
+		sel = append(sel, fmt.Sprintf(`SELECT toDateTime(%d) AS time_received, IPv6StringToNum('%s') AS src_addr, IPv6StringToNum('%s') AS dst_addr,
+  toUInt16(%d) AS src_port, toUInt16(%d) AS dst_port, toUInt8(%d) AS proto, toUInt64(%d) AS bytes,
+  '%s' AS src_identity, '%s' AS dst_identity, '%s' AS verdict, '%s' AS rule, '%s' AS src_segment, '%s' AS dst_segment`,
+			f.t.Unix(), mapped(f.src), mapped(f.dst), f.sport, f.dport, f.proto, f.bytes, f.srcID, f.dstID, verdict, f.rule, f.srcSeg, f.dstSeg))
+	}
+	q := "INSERT INTO flowaudit.flows (time_received, src_addr, dst_addr, src_port, dst_port, proto, bytes, src_identity, dst_identity, verdict, rule, src_segment, dst_segment) " +
+		strings.Join(sel, " UNION ALL ")
+	if err := r.conn.Exec(context.Background(), q); err != nil {
+		t.Fatalf("insert: %v", err)
+	}
+}
+
+var t0 = time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+
+func TestServiceEdgesAndReplayGroups(t *testing.T) {
+	_, r := startDB(t)
+	ctx := context.Background()
+	insertFlows(t, r, []testFlow{
+		// a connection and its reply, twice, from different client ports
+		{t: t0, src: "10.3.0.10", dst: "10.2.0.10", sport: 40001, dport: 5432, proto: 6, bytes: 100, srcID: "svc-app", dstID: "svc-db"},
+		{t: t0.Add(time.Second), src: "10.2.0.10", dst: "10.3.0.10", sport: 5432, dport: 40001, proto: 6, bytes: 1000, srcID: "svc-db", dstID: "svc-app"},
+		{t: t0.Add(time.Minute), src: "10.3.0.10", dst: "10.2.0.10", sport: 50002, dport: 5432, proto: 6, bytes: 200, srcID: "svc-app", dstID: "svc-db"},
+		// IPv6 DNS
+		{t: t0.Add(2 * time.Minute), src: "2001:db8:1:1::5", dst: "2001:db8:1:53::53", sport: 33333, dport: 53, proto: 17, bytes: 90},
+		// ICMP echo reply (type 0) stays exact
+		{t: t0.Add(3 * time.Minute), src: "10.1.0.1", dst: "10.3.0.1", sport: 0, dport: 0, proto: 1, bytes: 84},
+		// outside the window
+		{t: t0.Add(-time.Hour), src: "10.3.0.10", dst: "10.2.0.10", sport: 40001, dport: 5432, proto: 6, bytes: 7},
+	})
+	w := Window{From: t0, To: t0.Add(time.Hour)}
+
+	edges, err := r.ServiceEdges(ctx, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ServiceEdge{
+		{Client: netip.MustParseAddr("10.1.0.1"), Server: netip.MustParseAddr("10.3.0.1"), Port: 0, Proto: 1,
+			Flows: 1, Bytes: 84, FirstSeen: t0.Add(3 * time.Minute), LastSeen: t0.Add(3 * time.Minute)},
+		{Client: netip.MustParseAddr("10.3.0.10"), Server: netip.MustParseAddr("10.2.0.10"), Port: 5432, Proto: 6,
+			ClientIdentity: "svc-app", ServerIdentity: "svc-db", Flows: 3, Bytes: 1300, Replies: 1,
+			FirstSeen: t0, LastSeen: t0.Add(time.Minute)},
+		{Client: netip.MustParseAddr("2001:db8:1:1::5"), Server: netip.MustParseAddr("2001:db8:1:53::53"), Port: 53, Proto: 17,
+			Flows: 1, Bytes: 90, FirstSeen: t0.Add(2 * time.Minute), LastSeen: t0.Add(2 * time.Minute)},
+	}
+	if d := cmp.Diff(edges, want, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+		t.Errorf("ServiceEdges (-got +want):\n%s", d)
+	}
+
+	groups, err := r.ReplayGroups(ctx, w, []uint16{5432, 5433, 1024, 53, 54})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantG := []ReplayGroup{
+		{SrcAddr: netip.MustParseAddr("10.1.0.1"), DstAddr: netip.MustParseAddr("10.3.0.1"), Proto: 1,
+			Verdict: "violation", Flows: 1, Bytes: 84},
+		{SrcAddr: netip.MustParseAddr("10.2.0.10"), DstAddr: netip.MustParseAddr("10.3.0.10"), SrcPort: 5432, DstPort: 5433, Proto: 6,
+			Reply: true, ServicePort: 5432, SrcIdentity: "svc-db", DstIdentity: "svc-app", Verdict: "violation", Flows: 1, Bytes: 1000},
+		// both client ports fall in [5433, 65535]: one group
+		{SrcAddr: netip.MustParseAddr("10.3.0.10"), DstAddr: netip.MustParseAddr("10.2.0.10"), SrcPort: 5433, DstPort: 5432, Proto: 6,
+			ServicePort: 5432, SrcIdentity: "svc-app", DstIdentity: "svc-db", Verdict: "violation", Flows: 2, Bytes: 300},
+		{SrcAddr: netip.MustParseAddr("2001:db8:1:1::5"), DstAddr: netip.MustParseAddr("2001:db8:1:53::53"), SrcPort: 5433, DstPort: 53, Proto: 17,
+			ServicePort: 53, Verdict: "violation", Flows: 1, Bytes: 90},
+	}
+	if d := cmp.Diff(groups, wantG, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+		t.Errorf("ReplayGroups (-got +want):\n%s", d)
+	}
+}
+
+func TestAlerts(t *testing.T) {
+	_, r := startDB(t)
+	ctx := context.Background()
+	ins := func(id, kind, src string, first, last time.Time, version int) {
+		q := fmt.Sprintf(`INSERT INTO flowaudit.alerts (alert_id, time, kind, severity, src_addr, dst_addr, src_segment, dst_segment, dst_port, proto, first_seen, last_seen, summary, evidence, version)
+SELECT '%s', toDateTime(%d), '%s', 'high', IPv6StringToNum('%s'), IPv6StringToNum('::'), 'app', 'db', toUInt16(5432), toUInt8(6), toDateTime(%d), toDateTime(%d), 's', '{}', toUInt64(%d)`,
+			id, last.Unix(), kind, mapped(src), first.Unix(), last.Unix(), version)
+		if err := r.conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ins("a1", "address_scan", "10.3.2.66", t0, t0.Add(time.Minute), 1)
+	ins("a1", "address_scan", "10.3.2.66", t0, t0.Add(2*time.Minute), 2) // a later version of a1
+	ins("a2", "policy_violation", "10.1.2.40", t0.Add(time.Minute), t0.Add(time.Minute), 1)
+	ins("a3", "port_scan", "10.3.2.77", t0.Add(-2*time.Hour), t0.Add(-time.Hour), 1) // before the window
+	w := Window{From: t0, To: t0.Add(time.Hour)}
+	got, err := r.Alerts(ctx, w, []string{"address_scan", "port_scan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Alert{{ID: "a1", Kind: "address_scan", Severity: "high", SrcAddr: netip.MustParseAddr("10.3.2.66"),
+		SrcSegment: "app", DstSegment: "db", DstPort: 5432, Proto: 6, FirstSeen: t0, LastSeen: t0.Add(2 * time.Minute),
+		Summary: "s", Evidence: "{}"}}
+	if d := cmp.Diff(got, want, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+		t.Errorf("Alerts (-got +want):\n%s", d)
+	}
+	all, err := r.Alerts(ctx, w, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 {
+		t.Errorf("Alerts without kinds: %d alerts, want 2 (a1, a2)", len(all))
+	}
+}
