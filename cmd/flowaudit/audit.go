@@ -39,7 +39,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "-h", "--help", "-help", "help":
-		fmt.Fprintln(stdout, auditUsage)
+		fmt.Fprintln(stderr, auditUsage) // as flag's own help: on stderr
 		return 0
 	case "recommend":
 		return cmdAuditRecommend(args[1:], stdout, stderr)
