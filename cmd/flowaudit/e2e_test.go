@@ -316,6 +316,9 @@ func TestBadInput(t *testing.T) {
 	good := newExporter(t, p.NetFlowAddr, simulate.ProtocolIPFIX, 11)
 	var want typeTotals
 	want.add(good.send(600))
+	// Decode errors are counted under the exporter's own label only once
+	// it sent valid data (exporter="other" before).
+	p.WaitMetric("flowaudit_ingest_produced_flows_total", 600, 30*time.Second)
 	for _, b := range [][]byte{random, truncated, unknown, wrongVersion} {
 		send(p.NetFlowAddr, b)
 	}

@@ -3,7 +3,13 @@ package main
 import (
 	"context"
 	encbin "encoding/binary"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,5 +114,117 @@ func TestPoisonDatagram(t *testing.T) {
 	}
 	if n := p.Metric(`flowaudit_ingest_decode_errors_total{exporter="127.0.0.1",reason="template_too_small"}`); n != 1 {
 		t.Errorf("template_too_small decode errors = %v, want 1", n)
+	}
+}
+
+// memory returns the current and peak resident set size of the running
+// flowaudit process, in bytes.
+func (p *pipeline) memory() (rss, peak uint64) {
+	p.t.Helper()
+	p.mu.Lock()
+	pid := p.cmd.Process.Pid
+	p.mu.Unlock()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseUint(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			peak = kb << 10
+		}
+	}
+	return rss, peak
+}
+
+// metricsSize returns the size of one /metrics scrape.
+func (p *pipeline) metricsSize() int {
+	p.t.Helper()
+	resp, err := http.Get("http://" + p.MetricsAddr + "/metrics")
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return len(b)
+}
+
+// TestJunkFromManySources sends one 8-byte junk datagram from each of
+// 100,000 loopback addresses (127.1.0.0 onwards; Linux routes all of
+// 127/8 to lo, so binding them needs no setup): the metric series, the
+// log sampler and memory stay bounded, and a real exporter sending
+// meanwhile keeps its own series and loses nothing.
+func TestJunkFromManySources(t *testing.T) {
+	ch := testutil.StartClickHouse(t)
+	p := newPipeline(t, ch, pipelineOptions{})
+	p.Start()
+	target, err := net.ResolveUDPAddr("udp", p.NetFlowAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := newExporter(t, p.NetFlowAddr, simulate.ProtocolIPFIX, 31)
+	var want typeTotals
+	want.add(good.send(3000))
+	p.WaitMetric("flowaudit_ingest_produced_flows_total", 3000, 30*time.Second)
+	goodDatagrams := p.Metric("flowaudit_ingest_datagrams_read_total")
+	rss0, _ := p.memory()
+	size0 := p.metricsSize()
+
+	const senders = 100000
+	junk := []byte{0, 10, 0, 8, 0, 0, 0, 1} // an IPFIX header cut at 8 bytes
+	for i := 0; i < senders; i++ {
+		n := 1<<16 + i
+		src := &net.UDPAddr{IP: net.IPv4(127, byte(n>>16), byte(n>>8), byte(n))}
+		c, err := net.ListenUDP("udp", src)
+		if err != nil {
+			t.Fatalf("binding %s: %v", src, err)
+		}
+		if _, err := c.WriteToUDP(junk, target); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if i%5000 == 4999 {
+			// Paced, so that the kernel drops none and counts are exact.
+			p.WaitMetric("flowaudit_ingest_datagrams_read_total", goodDatagrams+float64(i+1-2000), 60*time.Second)
+		}
+		if i == senders/2 {
+			want.add(good.send(3000))
+		}
+	}
+	p.WaitMetric("flowaudit_ingest_datagrams_read_total", goodDatagrams+senders+100, 60*time.Second)
+	rss1, peak := p.memory()
+	size1 := p.metricsSize()
+	t.Logf("RSS %.1f MB before, %.1f MB after (peak %.1f MB); /metrics %d bytes before, %d after",
+		float64(rss0)/1e6, float64(rss1)/1e6, float64(peak)/1e6, size0, size1)
+	if peak >= 300<<20 {
+		t.Errorf("peak RSS %d bytes, want under 300 MB", peak)
+	}
+	if size1 >= 1<<20 {
+		t.Errorf("/metrics is %d bytes, want under 1 MB", size1)
+	}
+	if got := p.Metric(`flowaudit_ingest_decode_errors_total{exporter="other",reason="truncated"}`); got != senders {
+		t.Errorf(`decode errors counted as exporter="other" = %v, want %d`, got, senders)
+	}
+	if got := p.Metric("flowaudit_ingest_exporter_series"); got != 1 {
+		t.Errorf("exporters with series of their own = %v, want 1 (the real exporter)", got)
+	}
+	if got := p.Metric(`flowaudit_ingest_flows_total{exporter="127.0.0.1",flow_type="ipfix"}`); got != float64(want.Flows) {
+		t.Errorf("flows of the real exporter = %v, want %d", got, want.Flows)
+	}
+	if got := waitCount(t, ch, countFlows, want.Flows, 60*time.Second); got != want.Flows {
+		t.Errorf("rows = %d, want exactly %d", got, want.Flows)
+	}
+	if n := strings.Count(p.Logs(), "undecodable flow datagram"); n > 10 {
+		t.Errorf("%d log lines about undecodable datagrams, want a handful (sampled)", n)
 	}
 }

@@ -36,6 +36,14 @@ type Configuration struct {
 	// flowaudit_ingest_flow_times_clamped_total{exporter,reason}; 0 never
 	// clamps.
 	MaxTimeSkew time.Duration `yaml:"max_time_skew"`
+	// MaxExporterSeries bounds the exporters with metric series of their
+	// own (exporter="ADDR"); only exporters that sent valid data get
+	// one, the others are counted as exporter="other". Anyone can send a
+	// datagram from any address: without the bound each would add series.
+	MaxExporterSeries int `yaml:"max_exporter_series"`
+	// ExporterSeriesTTL is how long an exporter may stay silent before
+	// its series are deleted and its slot freed; 0 keeps them forever.
+	ExporterSeriesTTL time.Duration `yaml:"exporter_series_ttl"`
 }
 
 // DefaultConfiguration returns the defaults of DESIGN.md.
@@ -46,6 +54,8 @@ func DefaultConfiguration() Configuration {
 		FlushInterval:      20 * time.Millisecond,
 		DeadLetterMaxBytes: 65535,
 		MaxTimeSkew:        24 * time.Hour,
+		MaxExporterSeries:  1000,
+		ExporterSeriesTTL:  time.Hour,
 	}
 }
 
@@ -99,6 +109,12 @@ func (c Configuration) Validate() error {
 	}
 	if c.DeadLetterMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("ingest.flows.dead_letter_max_bytes: must not be negative, got %d", c.DeadLetterMaxBytes))
+	}
+	if c.MaxExporterSeries < 0 || c.MaxExporterSeries > 100000 {
+		errs = append(errs, fmt.Errorf("ingest.flows.max_exporter_series: must be between 0 (every exporter counted as \"other\") and 100000, got %d", c.MaxExporterSeries))
+	}
+	if c.ExporterSeriesTTL < 0 || (c.ExporterSeriesTTL > 0 && c.ExporterSeriesTTL < time.Minute) {
+		errs = append(errs, fmt.Errorf("ingest.flows.exporter_series_ttl: must be 0 (series never expire) or at least 1m, got %s", c.ExporterSeriesTTL))
 	}
 	if c.MaxTimeSkew < 0 || (c.MaxTimeSkew > 0 && c.MaxTimeSkew < time.Second) {
 		errs = append(errs, fmt.Errorf("ingest.flows.max_time_skew: must be 0 (never clamp flow times) or at least 1s, got %s", c.MaxTimeSkew))

@@ -31,6 +31,9 @@ func TestDefaultConfiguration(t *testing.T) {
 	if got, want := cfg.MaxTimeSkew, 24*time.Hour; got != want {
 		t.Errorf("MaxTimeSkew = %s, want %s", got, want)
 	}
+	if cfg.MaxExporterSeries != 1000 || cfg.ExporterSeriesTTL != time.Hour {
+		t.Errorf("MaxExporterSeries, ExporterSeriesTTL = %d, %s; want 1000, 1h", cfg.MaxExporterSeries, cfg.ExporterSeriesTTL)
+	}
 	var specs []ListenerSpec
 	for _, l := range cfg.Listen {
 		s, err := ParseListen(l)
@@ -103,6 +106,8 @@ func TestValidateErrorsNameTheKey(t *testing.T) {
 		{"zero flush interval", func(c *Configuration) { c.FlushInterval = 0 }, []string{"ingest.flows.flush_interval:", "got 0s"}},
 		{"slow flush interval", func(c *Configuration) { c.FlushInterval = 101 * time.Millisecond }, []string{"ingest.flows.flush_interval:", "got 101ms"}},
 		{"negative dead letter bound", func(c *Configuration) { c.DeadLetterMaxBytes = -5 }, []string{"ingest.flows.dead_letter_max_bytes:", "got -5"}},
+		{"negative series cap", func(c *Configuration) { c.MaxExporterSeries = -1 }, []string{"ingest.flows.max_exporter_series:", "got -1"}},
+		{"short series ttl", func(c *Configuration) { c.ExporterSeriesTTL = time.Second }, []string{"ingest.flows.exporter_series_ttl:", "got 1s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,6 +19,13 @@ type metrics struct {
 	deadLetters    *prometheus.CounterVec // reason
 	templateSaves  *prometheus.CounterVec // outcome
 	datagramsTotal prometheus.Counter
+	exporterSeries prometheus.Gauge
+}
+
+// perExporter returns the vectors with an exporter label, whose series
+// are deleted when an exporter expires.
+func (m *metrics) perExporter() []*prometheus.CounterVec {
+	return []*prometheus.CounterVec{m.datagrams, m.flows, m.decodeErrors, m.clampedTimes, m.lostDatagrams, m.lostFlows}
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -62,11 +69,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		templateSaves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowaudit_ingest_template_saves_total", Help: "Writes of the NetFlow v9/IPFIX template file, per outcome.",
 		}, []string{"outcome"}),
+		exporterSeries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flowaudit_ingest_exporter_series", Help: "Exporters with metric series of their own (at most ingest.flows.max_exporter_series; the others are counted as exporter=\"other\").",
+		}),
 		datagramsTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowaudit_ingest_datagrams_read_total", Help: "Datagrams read from all sockets, decodable or not.",
 		}),
 	}
 	reg.MustRegister(m.datagrams, m.flows, m.decodeErrors, m.clampedTimes, m.lostDatagrams, m.lostFlows, m.socketDrops,
-		m.receiveBuffer, m.producedFlows, m.producedRecs, m.produceErrors, m.deadLetters, m.templateSaves, m.datagramsTotal)
+		m.receiveBuffer, m.producedFlows, m.producedRecs, m.produceErrors, m.deadLetters, m.templateSaves, m.datagramsTotal, m.exporterSeries)
 	return m
 }

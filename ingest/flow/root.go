@@ -43,6 +43,7 @@ type Component struct {
 	deps    Dependencies
 	specs   []ListenerSpec
 	metrics *metrics
+	series  *exporterSeries
 	ready   *reporter.Readiness
 	sampler *reporter.Sampler
 
@@ -74,14 +75,16 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	m := newMetrics(r.Registry)
 	c := &Component{
 		r:          r,
 		cfg:        cfg,
 		deps:       deps,
-		metrics:    newMetrics(r.Registry),
+		metrics:    m,
 		ready:      r.Readiness("ingest.flows"),
 		sampler:    reporter.NewSampler(10 * time.Second),
 		seq:        decoder.NewSequenceTracker(),
+		series:     newExporterSeries(m, cfg.MaxExporterSeries, cfg.ExporterSeriesTTL),
 		flowsTopic: deps.Kafka.Topic(kafka.TopicFlows),
 		deadTopic:  deps.Kafka.Topic(kafka.TopicDeadLetter),
 		stopCh:     make(chan struct{}),
@@ -171,8 +174,9 @@ func (c *Component) Start() error {
 			go c.read(l, conn)
 		}
 	}
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go c.watchDrops()
+	go c.expireSeries()
 	c.ready.Ready()
 	return nil
 }
@@ -227,13 +231,6 @@ func (c *Component) closeListeners() {
 	}
 }
 
-// exporterCounters caches one exporter's counters per reader, so the hot
-// path does not hash label values for every datagram.
-type exporterCounters struct {
-	label string
-	types [5]struct{ datagrams, flows interface{ Add(float64) } }
-}
-
 func (c *Component) read(l *listener, conn *net.UDPConn) {
 	defer c.wg.Done()
 	buf := make([]byte, 65536)
@@ -258,38 +255,25 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 		} else {
 			err = c.decoder.DecodeNetFlow(exporter, from.Port(), received, data, &batch)
 		}
-		ec := cache[exporter]
-		if ec == nil {
-			ec = &exporterCounters{label: exporter.String()}
-			for t := range ec.types {
-				ft := schemas.FlowType(t).String()
-				ec.types[t].datagrams = c.metrics.datagrams.WithLabelValues(ec.label, ft)
-				ec.types[t].flows = c.metrics.flows.WithLabelValues(ec.label, ft)
-			}
-			if len(cache) > 100000 {
-				clear(cache)
-			}
-			cache[exporter] = ec
-		}
+		ec := c.series.lookup(cache, exporter, err == nil || batch.Records > 0, int64(received/1e9))
 		if err != nil {
-			c.decodeFailed(l, ec.label, data, err)
+			c.decodeFailed(l, ec, data, err)
 		}
-		if int(batch.Type) < len(ec.types) {
-			ec.types[batch.Type].datagrams.Add(1)
-		}
+		tc := c.series.typed(ec, batch.Type)
+		tc.datagrams.Add(1)
 		if len(batch.Flows) == 0 {
 			continue
 		}
-		ec.types[batch.Type].flows.Add(float64(len(batch.Flows)))
+		tc.flows.Add(float64(len(batch.Flows)))
 		if batch.ClampedPast > 0 {
-			c.metrics.clampedTimes.WithLabelValues(ec.label, "past").Add(float64(batch.ClampedPast))
+			c.series.add(c.metrics.clampedTimes, ec, float64(batch.ClampedPast), "past")
 		}
 		if batch.ClampedFuture > 0 {
-			c.metrics.clampedTimes.WithLabelValues(ec.label, "future").Add(float64(batch.ClampedFuture))
+			c.series.add(c.metrics.clampedTimes, ec, float64(batch.ClampedFuture), "future")
 		}
 		if lostD, lostF := c.seq.Observe(&batch, int(batch.Records)); lostD > 0 || lostF > 0 {
-			c.metrics.lostDatagrams.WithLabelValues(ec.label).Add(float64(lostD))
-			c.metrics.lostFlows.WithLabelValues(ec.label).Add(float64(lostF))
+			c.series.add(c.metrics.lostDatagrams, ec, float64(lostD))
+			c.series.add(c.metrics.lostFlows, ec, float64(lostF))
 		}
 		c.produce(&batch)
 		if err := c.decoder.SaveTemplates(); err != nil {
@@ -347,14 +331,18 @@ func (c *Component) produceRecord(rec *kgo.Record, flows int, release func()) {
 
 // decodeFailed counts, logs (sampled) and dead-letters an undecodable
 // datagram or part of one.
-func (c *Component) decodeFailed(l *listener, exporter string, data []byte, err error) {
+// The log sampler is keyed by the exporter's metric label, so exporters
+// without series of their own share one key per reason.
+func (c *Component) decodeFailed(l *listener, ec *exporterCounters, data []byte, err error) {
 	reason := string(decoder.ReasonMalformed)
 	var de *decoder.DecodeError
+	exporter := ""
 	if errors.As(err, &de) {
 		reason = string(de.Reason)
+		exporter = de.Exporter.String()
 	}
-	c.metrics.decodeErrors.WithLabelValues(exporter, reason).Inc()
-	if ok, n := c.sampler.Allow("decode/" + exporter + "/" + reason); ok {
+	c.series.add(c.metrics.decodeErrors, ec, 1, reason)
+	if ok, n := c.sampler.Allow("decode/" + ec.label + "/" + reason); ok {
 		c.r.Logger.Warn("undecodable flow datagram", "listener", l.name, "exporter", exporter, "reason", reason, "err", err, "suppressed", n)
 	}
 	c.deadLetter(l.name+" from "+exporter, reason, err, data)
@@ -386,6 +374,26 @@ func (c *Component) deadLetter(source, reason string, err error, data []byte) {
 		}
 		c.metrics.deadLetters.WithLabelValues(reason).Inc()
 	})
+}
+
+// expireSeries deletes the metric series of silent exporters.
+func (c *Component) expireSeries() {
+	defer c.wg.Done()
+	if c.cfg.ExporterSeriesTTL == 0 {
+		return
+	}
+	t := time.NewTicker(min(c.cfg.ExporterSeriesTTL/4, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stopCh:
+			return
+		case now := <-t.C:
+			if n := c.series.expire(now.Unix()); n > 0 {
+				c.r.Logger.Info("expired metric series of silent exporters", "exporters", n, "silent_for", c.cfg.ExporterSeriesTTL)
+			}
+		}
+	}
 }
 
 // watchDrops exports the kernel's per-socket drop counters every 5 s.

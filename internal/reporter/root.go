@@ -166,6 +166,15 @@ func (s *Server) Stop() error {
 	return err
 }
 
+// Bounds of a Sampler.
+const (
+	// SamplerMaxKeys is how many keys a Sampler tracks at most.
+	SamplerMaxKeys = 10000
+	// SamplerOverflowKey is the key events share once SamplerMaxKeys
+	// keys are tracked.
+	SamplerOverflowKey = "(overflow)"
+)
+
 // Sampler passes at most one event per interval per key, counting what it
 // suppressed, so per-flow errors can be logged without flooding.
 type Sampler struct {
@@ -173,6 +182,7 @@ type Sampler struct {
 	mu       sync.Mutex
 	last     map[string]time.Time
 	dropped  map[string]int
+	swept    time.Time
 }
 
 // NewSampler returns a sampler letting one event per key through every
@@ -183,17 +193,38 @@ func NewSampler(interval time.Duration) *Sampler {
 
 // Allow reports whether an event for key may be logged now, and how many
 // were suppressed since the last allowed one.
+//
+// Memory is bounded: once SamplerMaxKeys keys are tracked, keys whose
+// interval has passed are forgotten, and if none has, a new key shares
+// the sampling of SamplerOverflowKey. Callers should still key by
+// bounded values (a reason, a metric label), never by what a sender
+// chooses (its address): a flood of new keys must not turn into a flood
+// of lines.
 func (s *Sampler) Allow(key string) (ok bool, suppressed int) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t, seen := s.last[key]; seen && now.Sub(t) < s.interval {
+	t, seen := s.last[key]
+	if !seen && len(s.last) >= SamplerMaxKeys {
+		// At most one sweep per interval: a flood of new keys must not
+		// cost a sweep each.
+		if now.Sub(s.swept) >= s.interval {
+			s.swept = now
+			for k, lt := range s.last {
+				if now.Sub(lt) >= s.interval && s.dropped[k] == 0 {
+					delete(s.last, k)
+					delete(s.dropped, k)
+				}
+			}
+		}
+		if len(s.last) >= SamplerMaxKeys {
+			key = SamplerOverflowKey
+			t, seen = s.last[key]
+		}
+	}
+	if seen && now.Sub(t) < s.interval {
 		s.dropped[key]++
 		return false, 0
-	}
-	if len(s.last) > 10000 { // bounded memory under many distinct keys
-		clear(s.last)
-		clear(s.dropped)
 	}
 	s.last[key] = now
 	n := s.dropped[key]

@@ -1,6 +1,7 @@
 package reporter
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -224,6 +225,25 @@ func TestSampler(t *testing.T) {
 	time.Sleep(interval + 50*time.Millisecond)
 	if ok, n := s.Allow("a"); !ok || n != 1 {
 		t.Errorf("Allow(a) after a second interval = %v, %d; want true, 1", ok, n)
+	}
+}
+
+// TestSamplerBounded: a flood of distinct keys is tracked up to
+// SamplerMaxKeys and then shares one overflow key: one line, not one per
+// key.
+func TestSamplerBounded(t *testing.T) {
+	s := NewSampler(time.Hour)
+	passed := 0
+	for i := range SamplerMaxKeys + 5000 {
+		if ok, _ := s.Allow(fmt.Sprint("key-", i)); ok {
+			passed++
+		}
+	}
+	if passed != SamplerMaxKeys+1 {
+		t.Errorf("%d events passed, want %d (one per tracked key and one for the overflow)", passed, SamplerMaxKeys+1)
+	}
+	if len(s.last) > SamplerMaxKeys+1 {
+		t.Errorf("%d keys tracked, want at most %d", len(s.last), SamplerMaxKeys+1)
 	}
 }
 

@@ -15,6 +15,10 @@ const (
 	maxFlowJump     = 1 << 26 // flow-counting protocols (v5, IPFIX)
 )
 
+// maxStreams bounds the sequence spaces tracked at once (about 100 bytes
+// each).
+const maxStreams = 100000
+
 // streamKey identifies one sequence-number space: an exporter's
 // observation domain (v5 engine, v9 source ID, IPFIX domain, sFlow
 // sub-agent) in one protocol.
@@ -87,6 +91,12 @@ func (t *SequenceTracker) Observe(b *schemas.FlowBatch, datagramFlowCount int) (
 		}
 	}
 	if !seen {
+		if len(t.streams) >= maxStreams {
+			// Anyone can send valid datagrams from many addresses: start
+			// over rather than grow without bound. Each stream then
+			// misses one comparison, nothing is reported as lost.
+			clear(t.streams)
+		}
 		advance()
 		return 0, 0
 	}
