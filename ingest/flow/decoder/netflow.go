@@ -191,6 +191,9 @@ func (d *Decoder) decodeSets(ctx *recordCtx, sets []byte, out *schemas.FlowBatch
 		}
 	}
 	for len(sets) > 0 {
+		if allZero(sets) {
+			break // zero padding after the last set (Palo Alto) is not a set
+		}
 		if len(sets) < 4 {
 			fail(ReasonTruncated, 0, fmt.Errorf("%w: %d trailing bytes, set header needs 4", ErrTruncated, len(sets)))
 			break
@@ -234,9 +237,9 @@ func (d *Decoder) decodeSets(ctx *recordCtx, sets []byte, out *schemas.FlowBatch
 				n, err = d.decodeOptionsData(ctx, t, body, limit)
 				out.Records += uint32(n)
 			} else {
-				before := len(out.Flows)
-				out.Flows, err = decodeData(ctx, t, body, out.Flows, limit)
-				out.Records += uint32(len(out.Flows) - before)
+				var n int
+				out.Flows, n, err = decodeData(ctx, t, body, out.Flows, limit)
+				out.Records += uint32(n)
 			}
 			if err != nil {
 				fail(reasonOf(err, ReasonMalformed), id, err)
@@ -374,9 +377,16 @@ func (d *Decoder) removeDomainTemplates(dk domainKey) {
 }
 
 // recordScratch collects the fields of one record that only make sense
-// together (305/306 sampling).
+// together: 305/306 sampling, responder counters, the station address
+// (placed by direction), the firewall's verdict and event times.
 type recordScratch struct {
-	interval, space uint64
+	interval, space      uint64
+	revBytes, revPackets uint64
+	obsNs                uint64
+	sta                  schemas.Addr
+	fwdStatus            uint8 // RFC 7270 status: 1 forwarded, 2 dropped, 3 consumed
+	fwEvent              uint8
+	fwExtEvent           uint16
 }
 
 // errTooManyRecords is returned when a set holds more records than the
@@ -384,9 +394,11 @@ type recordScratch struct {
 var errTooManyRecords = &reasonError{ReasonTooManyRecords,
 	fmt.Errorf("%w: more than %d records in one datagram", ErrTooManyRecords, MaxRecordsPerDatagram)}
 
-// decodeData appends the flows of one data set to flows, at most limit of
-// them. Trailing bytes shorter than a record are padding.
-func decodeData(ctx *recordCtx, t *template, body []byte, flows []schemas.Flow, limit int) ([]schemas.Flow, error) {
+// decodeData appends the flows of one data set to flows, reading at most
+// limit records, and returns how many data records it read: a record with
+// responder counters yields a second, reverse flow. Trailing bytes
+// shorter than a record are padding.
+func decodeData(ctx *recordCtx, t *template, body []byte, flows []schemas.Flow, limit int) ([]schemas.Flow, int, error) {
 	if t.fixedLen > 0 {
 		n := len(body) / t.fixedLen
 		var err error
@@ -405,12 +417,16 @@ func decodeData(ctx *recordCtx, t *template, body []byte, flows []schemas.Flow, 
 			}
 			s.finish(t, f)
 			ctx.clamp(f)
+			if s.revBytes|s.revPackets != 0 {
+				flows = append(flows, reverseFlow(f, &s))
+			}
 		}
-		return flows, err
+		return flows, n, err
 	}
-	for n := 0; len(body) >= t.minLen; n++ {
-		if n == limit {
-			return flows, errTooManyRecords
+	records := 0
+	for ; len(body) >= t.minLen; records++ {
+		if records == limit {
+			return flows, records, errTooManyRecords
 		}
 		flows = append(flows, schemas.Flow{})
 		f := &flows[len(flows)-1]
@@ -420,7 +436,7 @@ func decodeData(ctx *recordCtx, t *template, body []byte, flows []schemas.Flow, 
 		for _, o := range t.ops {
 			v, next, ok := fieldValue(body, p, o.len)
 			if !ok {
-				return flows[:len(flows)-1], fmt.Errorf("%w: record overruns its data set", ErrMalformed)
+				return flows[:len(flows)-1], records, fmt.Errorf("%w: record overruns its data set", ErrMalformed)
 			}
 			p = next
 			if o.kind != kSkip && validLength(o.kind, uint16(len(v))) {
@@ -429,9 +445,30 @@ func decodeData(ctx *recordCtx, t *template, body []byte, flows []schemas.Flow, 
 		}
 		s.finish(t, f)
 		ctx.clamp(f)
+		if s.revBytes|s.revPackets != 0 {
+			flows = append(flows, reverseFlow(f, &s))
+		}
 		body = body[p:]
 	}
-	return flows, nil
+	return flows, records, nil
+}
+
+// reverseFlow is the responder's side of a biflow record (initiator and
+// responder counters, IE 231/232 and 298/299, or RFC 5103 reverse
+// counters): its own flow with the endpoints, ports, post-NAT endpoints,
+// interfaces and ASes swapped and the responder's counters. Next hop and
+// TCP flags are the forward direction's and are not carried over.
+func reverseFlow(f *schemas.Flow, s *recordScratch) schemas.Flow {
+	r := *f
+	r.SrcAddr, r.DstAddr = f.DstAddr, f.SrcAddr
+	r.SrcPort, r.DstPort = f.DstPort, f.SrcPort
+	r.SrcAddrXlate, r.DstAddrXlate = f.DstAddrXlate, f.SrcAddrXlate
+	r.SrcPortXlate, r.DstPortXlate = f.DstPortXlate, f.SrcPortXlate
+	r.InIf, r.OutIf = f.OutIf, f.InIf
+	r.SrcAS, r.DstAS = f.DstAS, f.SrcAS
+	r.NextHop, r.TCPFlags = schemas.Addr{}, 0
+	r.Bytes, r.Packets = s.revBytes, s.revPackets
+	return r
 }
 
 // fieldValue returns the value of a field of length l (possibly
@@ -460,16 +497,68 @@ func fieldValue(body []byte, p int, l uint16) ([]byte, int, bool) {
 
 // finish applies fields that need the whole record.
 func (s *recordScratch) finish(t *template, f *schemas.Flow) {
-	if s.interval == 0 {
-		return
+	if s.interval != 0 {
+		rate := s.interval
+		if t.samplingPair {
+			// PSAMP systematic count-based sampling (RFC 5476): interval
+			// packets selected out of every interval+space.
+			rate = (s.interval + s.space) / s.interval
+		}
+		f.SamplingRate = clamp32(rate)
 	}
-	rate := s.interval
-	if t.samplingPair {
-		// PSAMP systematic count-based sampling (RFC 5476): interval
-		// packets selected out of every interval+space.
-		rate = (s.interval + s.space) / s.interval
+	if s.sta != (schemas.Addr{}) {
+		// A wireless controller names its client, not the flow's ends:
+		// the client sends what enters (direction 0) and receives what
+		// leaves (1). A plain address, when present, wins.
+		if f.Direction == 1 {
+			if f.DstAddr == (schemas.Addr{}) {
+				f.DstAddr = s.sta
+			}
+		} else if f.SrcAddr == (schemas.Addr{}) {
+			f.SrcAddr = s.sta
+		}
+		if f.EtherType == 0 {
+			f.EtherType = 0x0800
+		}
 	}
-	f.SamplingRate = clamp32(rate)
+	if s.fwdStatus|s.fwEvent != 0 || s.fwExtEvent != 0 {
+		f.FwAction = fwAction(s)
+	}
+	if f.TimeStart == 0 && f.TimeEnd == 0 && s.obsNs != 0 {
+		// Firewall event records (NSEL) carry the event time only.
+		f.TimeStart, f.TimeEnd = s.obsNs, s.obsNs
+	}
+}
+
+// fwAction decides what the device did: a denial by any element wins
+// (NSEL firewallEvent 3 "flow denied", extended events 1001-1999 are
+// the reasons of a denial), then RFC 7270 forwardingStatus dropped, then
+// forwarded, consumed (the device itself was the destination: the
+// traffic was let through to it) or a created, torn-down or updated
+// connection.
+func fwAction(s *recordScratch) schemas.FwAction {
+	switch {
+	case s.fwEvent == 3 || (s.fwExtEvent >= 1001 && s.fwExtEvent <= 1999):
+		return schemas.FwActionDenied
+	case s.fwdStatus == 2:
+		return schemas.FwActionDropped
+	case s.fwdStatus == 1 || s.fwdStatus == 3 || s.fwEvent == 1 || s.fwEvent == 2 || s.fwEvent == 5:
+		return schemas.FwActionForwarded
+	}
+	return schemas.FwActionNone
+}
+
+// forwardingStatus returns the 2-bit status of an RFC 7270
+// forwardingStatus value: the top bits of its low byte, where IANA's
+// registry puts it (64 forwarded, 128 dropped, 192 consumed, plus reason
+// codes), or of its first byte for exporters that put it at the top of a
+// 4-byte value.
+func forwardingStatus(v []byte) uint8 {
+	x := uintN(v)
+	if len(v) > 1 && x > 0xff {
+		return uint8(x >> (8*len(v) - 2) & 3)
+	}
+	return uint8(x>>6) & 3
 }
 
 // apply stores one field value into f.
@@ -479,16 +568,66 @@ func (ctx *recordCtx) apply(k kind, v []byte, f *schemas.Flow, s *recordScratch)
 		f.Bytes = uintN(v)
 	case kPackets:
 		f.Packets = uintN(v)
+	// Templates may carry IPv4 and IPv6 addresses (Procera): an all-zero
+	// one never overwrites an address already read.
 	case kSrc4:
-		f.SrcAddr = addr4(v)
-		f.EtherType = 0x0800
+		if be.Uint32(v) != 0 {
+			f.SrcAddr, f.EtherType = addr4(v), 0x0800
+		} else if f.SrcAddr == (schemas.Addr{}) {
+			f.SrcAddr = addr4(v)
+		}
 	case kDst4:
-		f.DstAddr = addr4(v)
+		if be.Uint32(v) != 0 || f.DstAddr == (schemas.Addr{}) {
+			f.DstAddr = addr4(v)
+		}
 	case kSrc6:
-		f.SrcAddr = schemas.Addr(v)
-		f.EtherType = 0x86dd
+		if !zero16(v) {
+			f.SrcAddr, f.EtherType = schemas.Addr(v), 0x86dd
+		}
 	case kDst6:
-		f.DstAddr = schemas.Addr(v)
+		if !zero16(v) {
+			f.DstAddr = schemas.Addr(v)
+		}
+	case kSrcXlate4:
+		if be.Uint32(v) != 0 {
+			f.SrcAddrXlate = addr4(v)
+		}
+	case kDstXlate4:
+		if be.Uint32(v) != 0 {
+			f.DstAddrXlate = addr4(v)
+		}
+	case kSrcXlate6:
+		if !zero16(v) {
+			f.SrcAddrXlate = schemas.Addr(v)
+		}
+	case kDstXlate6:
+		if !zero16(v) {
+			f.DstAddrXlate = schemas.Addr(v)
+		}
+	case kSrcPortXlate:
+		f.SrcPortXlate = uint16(uintN(v))
+	case kDstPortXlate:
+		f.DstPortXlate = uint16(uintN(v))
+	case kSta4:
+		if be.Uint32(v) != 0 {
+			s.sta = addr4(v)
+		}
+	case kRevBytes:
+		s.revBytes = uintN(v)
+	case kRevPackets:
+		s.revPackets = uintN(v)
+	case kFwdStatus:
+		s.fwdStatus = forwardingStatus(v)
+	case kFwEvent:
+		s.fwEvent = uint8(uintN(v))
+	case kFwExtEvent:
+		s.fwExtEvent = uint16(uintN(v))
+	case kObsSec:
+		s.obsNs = uintN(v) * 1e9
+	case kObsMs:
+		s.obsNs = uintN(v) * 1e6
+	case kObsNTP:
+		s.obsNs = ntpToNs(uintN(v))
 	case kNextHop4:
 		f.NextHop = addr4(v)
 	case kNextHop6:
@@ -678,6 +817,11 @@ func clamp32(v uint64) uint32 {
 
 func addr4(b []byte) schemas.Addr {
 	return schemas.Addr{10: 0xff, 11: 0xff, 12: b[0], 13: b[1], 14: b[2], 15: b[3]}
+}
+
+// zero16 reports whether a 16-byte value is all zero.
+func zero16(v []byte) bool {
+	return be.Uint64(v)|be.Uint64(v[8:]) == 0
 }
 
 func allZero(b []byte) bool {

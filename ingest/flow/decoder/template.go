@@ -80,7 +80,27 @@ const (
 	kSamplingInterval // 305 samplingPacketInterval
 	kSamplingSpace    // 306 samplingPacketSpace
 	kSysInitMs        // 160 systemInitTimeMilliseconds
+
+	kRevBytes   // responder / reverse octets: 232, RFC 5103 reverse 1 and 85
+	kRevPackets // responder / reverse packets: 299, RFC 5103 reverse 2 and 86
+	kSta4       // 366 staIPv4Address: the wireless client, source or destination by direction
+	kSrcXlate4  // 225 postNATSourceIPv4Address, NSEL 40001
+	kDstXlate4  // 226 postNATDestinationIPv4Address, NSEL 40002
+	kSrcXlate6  // 281 postNATSourceIPv6Address
+	kDstXlate6  // 282 postNATDestinationIPv6Address
+	kSrcPortXlate
+	kDstPortXlate // 227/228 postNAPT ports, NSEL 40003/40004
+	kFwdStatus    // 89 forwardingStatus (RFC 7270)
+	kFwEvent      // 233 firewallEvent, NSEL 40005
+	kFwExtEvent   // NSEL 33002 extended firewall event
+	kObsSec       // 322 observationTimeSeconds: dates event records without flow times
+	kObsMs        // 323 observationTimeMilliseconds
+	kObsNTP       // 324/325 observationTime Micro-/Nanoseconds
 )
+
+// penReverse is the IANA enterprise number of RFC 5103 reverse elements
+// (biflows): the reverse direction's counterpart of each IE.
+const penReverse = 29305
 
 // op is one compiled step: read len bytes at off and store them as kind.
 // For variable-length templates off is unused and fields are walked in
@@ -115,9 +135,11 @@ type template struct {
 
 // byteSource and packetSource rank counters: the first present wins, so a
 // template carrying both inbound and outbound counters reports inbound.
+// initiatorOctets/Packets (231/298, Cisco NSEL and AVC) come last: they
+// are this record's forward counters when no plain counter is present.
 var (
-	byteSources   = [...]uint16{1, 85, 23}
-	packetSources = [...]uint16{2, 86, 24}
+	byteSources   = [...]uint16{1, 85, 23, 231}
+	packetSources = [...]uint16{2, 86, 24, 298}
 )
 
 // compileTemplate builds the decoding plan for fields. scopeCount leading
@@ -129,7 +151,9 @@ func compileTemplate(version uint16, fields []fieldSpec, scopeCount uint16, opti
 	variable := false
 	minLen, fixed := 0, 0
 	for _, f := range fields {
-		if f.Length == varLength && version == 10 {
+		// Variable length (RFC 7011 §7): IPFIX, and NetFlow v9 exporters
+		// that borrowed it (H3C).
+		if f.Length == varLength {
 			variable = true
 			minLen++
 			continue
@@ -178,6 +202,8 @@ func compileTemplate(version uint16, fields []fieldSpec, scopeCount uint16, opti
 			} else {
 				k = dataKind(version, f.Type, bytesFrom, packetsFrom)
 			}
+		} else if i >= int(scopeCount) && f.PEN == penReverse && !options {
+			k = reverseKind(f.Type)
 		}
 		if k != kSkip && !variable && !validLength(k, f.Length) {
 			k = kSkip
@@ -202,9 +228,9 @@ func compileTemplate(version uint16, fields []fieldSpec, scopeCount uint16, opti
 // lengths are skipped rather than misread.
 func validLength(k kind, n uint16) bool {
 	switch k {
-	case kSrc4, kDst4, kNextHop4:
+	case kSrc4, kDst4, kNextHop4, kSta4, kSrcXlate4, kDstXlate4:
 		return n == 4
-	case kSrc6, kDst6, kNextHop6:
+	case kSrc6, kDst6, kNextHop6, kSrcXlate6, kDstXlate6:
 		return n == 16
 	}
 	return n >= 1 && n <= 8
@@ -220,6 +246,44 @@ func dataKind(version, typ, bytesFrom, packetsFrom uint16) kind {
 		if typ == packetsFrom {
 			return kPackets
 		}
+	case 231:
+		if typ == bytesFrom {
+			return kBytes
+		}
+	case 298:
+		if typ == packetsFrom {
+			return kPackets
+		}
+	case 232:
+		return kRevBytes
+	case 299:
+		return kRevPackets
+	case 366:
+		return kSta4
+	case 225, 40001:
+		return kSrcXlate4
+	case 226, 40002:
+		return kDstXlate4
+	case 281:
+		return kSrcXlate6
+	case 282:
+		return kDstXlate6
+	case 227, 40003:
+		return kSrcPortXlate
+	case 228, 40004:
+		return kDstPortXlate
+	case 89:
+		return kFwdStatus
+	case 233, 40005:
+		return kFwEvent
+	case 33002:
+		return kFwExtEvent
+	case 322:
+		return kObsSec
+	case 323:
+		return kObsMs
+	case 324, 325:
+		return kObsNTP
 	case 4:
 		return kProto
 	case 5:
@@ -282,6 +346,18 @@ func dataKind(version, typ, bytesFrom, packetsFrom uint16) kind {
 		return kStartDeltaUs
 	case 159:
 		return kEndDeltaUs
+	}
+	return kSkip
+}
+
+// reverseKind maps RFC 5103 reverse elements: only the counters, which
+// become the reverse record's.
+func reverseKind(typ uint16) kind {
+	switch typ {
+	case 1, 85:
+		return kRevBytes
+	case 2, 86:
+		return kRevPackets
 	}
 	return kSkip
 }
