@@ -135,39 +135,34 @@ type HeldEdge struct {
 
 type end struct{ seg, workload string }
 
-type portStat struct {
-	flows uint64
-	first time.Time
+// portAgg is the traffic of one edge on one service (protocol and port).
+type portAgg struct {
+	proto               uint8
+	port                uint16
+	flows, bytes, reply uint64
+	first, last         time.Time
+	identities, sources counter
 }
 
 type edgeAgg struct {
-	from, to   end
-	ev         Evidence
-	ports      map[uint8]map[uint16]*portStat
-	identities counter
-	sources    counter
+	from, to end
+	ports    map[[2]uint16]*portAgg // (proto, port)
 }
 
 func (a *edgeAgg) add(e *query.ServiceEdge, ident string) {
-	a.ev.Flows += e.Flows
-	a.ev.Bytes += e.Bytes
-	a.ev.Replies += e.Replies
-	a.ev.FirstSeen = minTime(a.ev.FirstSeen, e.FirstSeen)
-	a.ev.LastSeen = maxTime(a.ev.LastSeen, e.LastSeen)
-	pp := a.ports[e.Proto]
-	if pp == nil {
-		pp = map[uint16]*portStat{}
-		a.ports[e.Proto] = pp
+	k := [2]uint16{uint16(e.Proto), e.Port}
+	pa := a.ports[k]
+	if pa == nil {
+		pa = &portAgg{proto: e.Proto, port: e.Port, identities: counter{}, sources: counter{}}
+		a.ports[k] = pa
 	}
-	ps := pp[e.Port]
-	if ps == nil {
-		ps = &portStat{}
-		pp[e.Port] = ps
-	}
-	ps.flows += e.Flows
-	ps.first = minTime(ps.first, e.FirstSeen)
-	a.identities.add(ident, e.Flows)
-	a.sources.add(e.Client.String(), e.Flows)
+	pa.flows += e.Flows
+	pa.bytes += e.Bytes
+	pa.reply += e.Replies
+	pa.first = minTime(pa.first, e.FirstSeen)
+	pa.last = maxTime(pa.last, e.LastSeen)
+	pa.identities.add(ident, e.Flows)
+	pa.sources.add(e.Client.String(), e.Flows)
 }
 
 type heldAgg struct {
@@ -252,7 +247,7 @@ func Recommend(edges []query.ServiceEdge, alerts []query.Alert, m *policy.Matche
 		k := [2]end{from, to}
 		a := aggs[k]
 		if a == nil {
-			a = &edgeAgg{from: from, to: to, ports: map[uint8]map[uint16]*portStat{}, identities: counter{}, sources: counter{}}
+			a = &edgeAgg{from: from, to: to, ports: map[[2]uint16]*portAgg{}}
 			aggs[k] = a
 		}
 		a.add(e, ident)
@@ -261,7 +256,7 @@ func Recommend(edges []query.ServiceEdge, alerts []query.Alert, m *policy.Matche
 	learning := historyStart.IsZero() || opt.Window.To.Sub(historyStart) < opt.MinHistory
 	var rules []RecommendedRule
 	for _, a := range aggs {
-		rules = append(rules, a.rule(opt, learning))
+		rules = append(rules, a.rules(opt, learning)...)
 	}
 	if opt.Granularity == GranularitySegment {
 		rules = mergeRules(rules, opt.TopN)
@@ -301,63 +296,111 @@ func (e end) String() string {
 	return e.seg + "/" + e.workload
 }
 
-// rule turns one edge's aggregate into a rule (before merging).
-func (a *edgeAgg) rule(opt RecommendOptions, learning bool) RecommendedRule {
-	r := RecommendedRule{From: []string{a.from.seg}, To: []string{a.to.seg},
-		FromWorkload: a.from.workload, ToWorkload: a.to.workload, Identities: []string{}, Evidence: a.ev}
-	if top := a.identities.top(1); len(top) == 1 && top[0].Value != "" &&
-		float64(top[0].Flows) >= opt.IdentityShare*float64(a.ev.Flows) {
-		r.Identities = []string{top[0].Value}
-		r.Evidence.Uncovered = a.ev.Flows - top[0].Flows
-	}
-	stable := !learning
-	protos := make([]int, 0, len(a.ports))
-	for p := range a.ports {
-		protos = append(protos, int(p))
-	}
-	sort.Ints(protos)
-	portCounts := counter{}
-	for _, p := range protos {
-		name, hasPorts, _ := protoSpec(uint8(p))
-		pp := a.ports[uint8(p)]
-		ports := make([]int, 0, len(pp))
-		for port, ps := range pp {
-			ports = append(ports, int(port))
-			if opt.Window.To.Sub(ps.first) < opt.StableFor {
-				stable = false
-			}
-			label := name
-			if hasPorts {
-				label = fmt.Sprintf("%d/%s", port, name)
-			}
-			portCounts.add(label, ps.flows)
+// rules turns one edge's aggregate into rules (before merging): each
+// service port is scoped to the identity carrying at least IdentityShare
+// of its flows, if one does, and the ports of one scope make one rule.
+func (a *edgeAgg) rules(opt RecommendOptions, learning bool) []RecommendedRule {
+	byScope := map[string][]*portAgg{}
+	uncovered := map[string]uint64{}
+	for _, pa := range a.ports {
+		scope := ""
+		if top := pa.identities.top(1); len(top) == 1 && top[0].Value != "" &&
+			float64(top[0].Flows) >= opt.IdentityShare*float64(pa.flows) {
+			scope = top[0].Value
+			uncovered[scope] += pa.flows - top[0].Flows
 		}
-		sort.Ints(ports)
-		switch {
-		case !hasPorts:
-			r.Ports = append(r.Ports, name)
-		case opt.GeneralizePorts > 0 && len(ports) >= opt.GeneralizePorts:
-			r.Ports = append(r.Ports, fmt.Sprintf("%d-%d/%s", ports[0], ports[len(ports)-1], name))
-			r.Generalized = true
-		default:
-			for _, port := range ports {
-				r.Ports = append(r.Ports, fmt.Sprintf("%d/%s", port, name))
-			}
+		byScope[scope] = append(byScope[scope], pa)
+	}
+	var out []RecommendedRule
+	for scope, ports := range byScope {
+		r := RecommendedRule{From: []string{a.from.seg}, To: []string{a.to.seg},
+			FromWorkload: a.from.workload, ToWorkload: a.to.workload, Identities: []string{}}
+		if scope != "" {
+			r.Identities = []string{scope}
 		}
+		r.Evidence.Uncovered = uncovered[scope]
+		sort.Slice(ports, func(i, j int) bool {
+			if oi, oj := protoOrder(ports[i].proto), protoOrder(ports[j].proto); oi != oj {
+				return oi < oj
+			}
+			return ports[i].port < ports[j].port
+		})
+		stable := !learning
+		portCounts, idents, sources := counter{}, counter{}, counter{}
+		for i := 0; i < len(ports); {
+			proto := ports[i].proto
+			j := i
+			for j < len(ports) && ports[j].proto == proto {
+				j++
+			}
+			name, hasPorts, _ := protoSpec(proto)
+			same := ports[i:j]
+			switch {
+			case !hasPorts:
+				r.Ports = append(r.Ports, name)
+			case opt.GeneralizePorts > 0 && len(same) >= opt.GeneralizePorts:
+				r.Ports = append(r.Ports, fmt.Sprintf("%d-%d/%s", same[0].port, same[len(same)-1].port, name))
+				r.Generalized = true
+			default:
+				for _, pa := range same {
+					r.Ports = append(r.Ports, fmt.Sprintf("%d/%s", pa.port, name))
+				}
+			}
+			for _, pa := range same {
+				if opt.Window.To.Sub(pa.first) < opt.StableFor {
+					stable = false
+				}
+				label := name
+				if hasPorts {
+					label = fmt.Sprintf("%d/%s", pa.port, name)
+				}
+				portCounts.add(label, pa.flows)
+				ev := &r.Evidence
+				ev.Flows += pa.flows
+				ev.Bytes += pa.bytes
+				ev.Replies += pa.reply
+				ev.FirstSeen = minTime(ev.FirstSeen, pa.first)
+				ev.LastSeen = maxTime(ev.LastSeen, pa.last)
+				for v, n := range pa.identities {
+					idents.add(v, n)
+				}
+				for v, n := range pa.sources {
+					sources.add(v, n)
+				}
+			}
+			i = j
+		}
+		r.Status = StatusLearning
+		if stable {
+			r.Status = StatusStable
+		}
+		r.Evidence.Ports = portCounts.top(0)
+		r.Evidence.TopSources = sources.top(0)
+		r.Evidence.Identities = idents.top(0)
+		out = append(out, r)
 	}
-	r.Status = StatusLearning
-	if stable {
-		r.Status = StatusStable
+	return out
+}
+
+// protoOrder lists protocols with ports first: tcp, udp, then icmp, icmpv6.
+func protoOrder(proto uint8) int {
+	switch proto {
+	case policy.ProtoTCP:
+		return 0
+	case policy.ProtoUDP:
+		return 1
+	case policy.ProtoICMP:
+		return 2
+	case policy.ProtoICMPv6:
+		return 3
 	}
-	r.Evidence.Ports = portCounts.top(0)
-	r.Evidence.TopSources = a.sources.top(0)
-	r.Evidence.Identities = a.identities.top(0)
-	return r
+	return 4 + int(proto)
 }
 
 // holdingAlerts returns the alerts e is behind: an alert narrowed to a
-// source address (and, where set, destination address, port and protocol)
-// holds the edges of that client it describes while it was active; a
+// source address (and, where set, destination address, segment, port and
+// protocol) holds the edges of that client it describes while it was
+// active (narrowed to the source only: the edges that first appeared then); a
 // lateral chain also holds every hop of its evidence; an alert on a whole
 // segment pair (volume_spike) holds the pair's edges that first appeared
 // while it was active.
@@ -391,6 +434,12 @@ func alertMatches(a *query.Alert, e *query.ServiceEdge, fromSeg, toSeg string, s
 	}
 	if a.SrcAddr != e.Client {
 		return false
+	}
+	if !a.DstAddr.IsValid() && a.DstPort == 0 && a.DstSegment == "" {
+		// Narrowed to a source only (a brute-forcing address): hold what
+		// that source only started while the alert was active, not the
+		// rest of what it does.
+		return !e.FirstSeen.Before(a.FirstSeen.Add(-slack)) && !e.FirstSeen.After(a.LastSeen.Add(slack))
 	}
 	if a.DstAddr.IsValid() && a.DstAddr != e.Server {
 		return false
