@@ -51,6 +51,11 @@ type Options struct {
 	// Start is the timestamp of the first packet; zero means
 	// 2026-01-01T00:00:00Z. Packets are spread evenly over 3 s.
 	Start time.Time
+	// Clients is the number of distinct client hosts the flows come from
+	// (10.1.0.1, 10.1.0.2, ... and 2001:db8:1::1, ...), flow i from client
+	// i mod Clients on its own source port; 0 means 60000. At most 28000
+	// flows per client.
+	Clients int
 }
 
 // Summary is what the capture holds, counted as a NetFlow/IPFIX exporter
@@ -59,13 +64,18 @@ type Summary struct {
 	Flows   uint64 // distinct 5-tuples, one exported record each
 	Packets uint64 // packets in the capture
 	Bytes   uint64 // sum of IP total lengths (IPv4 total length, IPv6 payload length + 40)
+	// First and Last are the timestamps of the first and last packet, as
+	// stored (microseconds).
+	First, Last time.Time
 }
 
 const (
 	defaultPacketsPerFlow = 3
 	interleave            = 4 // flows open at the same time
 	spread                = 3 * time.Second
-	maxFlows              = 60000 * 28000 // client hosts x source ports
+	maxClients            = 60000
+	maxFlowsPerClient     = 28000 // source ports from 32768
+	maxFlows              = maxClients * maxFlowsPerClient
 )
 
 // Write writes the capture to w and returns what it contains.
@@ -79,6 +89,12 @@ func Write(w io.Writer, opts Options) (Summary, error) {
 	}
 	if opts.PacketsPerFlow < 2 {
 		return sum, fmt.Errorf("pcapgen: PacketsPerFlow %d too small: want at least 2 (SYN and FIN)", opts.PacketsPerFlow)
+	}
+	if opts.Clients == 0 {
+		opts.Clients = maxClients
+	}
+	if opts.Clients < 0 || opts.Clients > maxClients || opts.Flows > opts.Clients*maxFlowsPerClient {
+		return sum, fmt.Errorf("pcapgen: Clients %d out of range: want 1-%d and at most %d flows per client", opts.Clients, maxClients, maxFlowsPerClient)
 	}
 	if opts.IPv6Share < 0 || opts.IPv6Share > 1 {
 		return sum, fmt.Errorf("pcapgen: IPv6Share %g out of range: want 0-1", opts.IPv6Share)
@@ -107,7 +123,7 @@ func Write(w io.Writer, opts Options) (Summary, error) {
 	for first := 0; first < opts.Flows; first += interleave {
 		group = group[:0]
 		for i := first; i < min(first+interleave, opts.Flows); i++ {
-			group = append(group, newFlow(i, rng, opts.IPv6Share))
+			group = append(group, newFlow(i, opts.Clients, rng, opts.IPv6Share))
 		}
 		// Round-robin: packet k of every flow in the group, then k+1.
 		for k := range opts.PacketsPerFlow {
@@ -126,7 +142,11 @@ func Write(w io.Writer, opts Options) (Summary, error) {
 				}
 				var ipLen int
 				pkt, ipLen = f.packet(pkt[:0], flags, payload)
-				ts := opts.Start.Add(time.Duration(written) * step)
+				ts := opts.Start.Add(time.Duration(written) * step).Truncate(time.Microsecond)
+				if written == 0 {
+					sum.First = ts
+				}
+				sum.Last = ts
 				var rec [16]byte
 				binary.LittleEndian.PutUint32(rec[0:], uint32(ts.Unix()))
 				binary.LittleEndian.PutUint32(rec[4:], uint32(ts.Nanosecond()/1000))
@@ -186,10 +206,10 @@ type flow struct {
 
 // newFlow builds flow i: the client (address, port) pair is unique per i,
 // which makes the 5-tuple unique.
-func newFlow(i int, rng *rand.Rand, v6Share float64) flow {
-	host := i % 60000
+func newFlow(i, clients int, rng *rand.Rand, v6Share float64) flow {
+	host := i % clients
 	f := flow{
-		sport: uint16(32768 + i/60000),
+		sport: uint16(32768 + i/clients),
 		dport: 443,
 		seq:   rng.Uint32(),
 		ipID:  uint16(rng.Uint32()),

@@ -92,7 +92,26 @@ func readBack(t *testing.T, b []byte, ppf int) Summary {
 		}
 	}
 	sum.Flows = uint64(len(seen))
+	sum.First, sum.Last = first, lastTS
 	return sum
+}
+
+// clientCount returns how many distinct source addresses a capture
+// written by Write holds.
+func clientCount(t *testing.T, b []byte) int {
+	t.Helper()
+	srcs := map[string]bool{}
+	for off := 24; off < len(b); {
+		capLen := int(binary.LittleEndian.Uint32(b[off+8:]))
+		pkt := b[off+16 : off+16+capLen]
+		off += 16 + capLen
+		if binary.BigEndian.Uint16(pkt[12:]) == 0x0800 {
+			srcs[net.IP(pkt[14+12:14+16]).String()] = true
+		} else {
+			srcs[net.IP(pkt[14+8:14+24]).String()] = true
+		}
+	}
+	return len(srcs)
 }
 
 func TestWrite(t *testing.T) {
@@ -104,6 +123,7 @@ func TestWrite(t *testing.T) {
 		{"mixed-5-packets", Options{Flows: 61, PacketsPerFlow: 5, Seed: 2, IPv6Share: 0.5}},
 		{"ipv6-only", Options{Flows: 10, PacketsPerFlow: 2, IPv6Share: 1, Start: time.Unix(1700000000, 0)}},
 		{"many-flows-reuse-hosts", Options{Flows: 60010, PacketsPerFlow: 2}},
+		{"one-client", Options{Flows: 300, Clients: 1, IPv6Share: 0.3, Start: time.Unix(1700000000, 0)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
@@ -117,6 +137,11 @@ func TestWrite(t *testing.T) {
 			}
 			if got.Flows != uint64(tc.opts.Flows) || got.Packets != uint64(tc.opts.Flows*ppf) {
 				t.Errorf("Summary %+v, want %d flows of %d packets", got, tc.opts.Flows, ppf)
+			}
+			if tc.opts.Clients != 0 {
+				if n := clientCount(t, buf.Bytes()); n != tc.opts.Clients*2 && tc.opts.IPv6Share > 0 || n > tc.opts.Clients*2 {
+					t.Errorf("%d client addresses, want %d per address family", n, tc.opts.Clients)
+				}
 			}
 			if diff := cmp.Diff(readBack(t, buf.Bytes(), ppf), got); diff != "" {
 				t.Errorf("capture content (-read +Summary):\n%s", diff)
@@ -137,6 +162,8 @@ func TestWriteErrors(t *testing.T) {
 		{Options{}, "Flows 0 out of range"},
 		{Options{Flows: 1, PacketsPerFlow: 1}, "PacketsPerFlow 1 too small"},
 		{Options{Flows: 1, IPv6Share: 1.5}, "IPv6Share 1.5 out of range"},
+		{Options{Flows: 28001, Clients: 1}, "at most 28000 flows per client"},
+		{Options{Flows: 1, Clients: -1}, "Clients -1 out of range"},
 	} {
 		_, err := Write(&bytes.Buffer{}, tc.opts)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -247,6 +274,7 @@ func TestSoftflowdCrossCheck(t *testing.T) {
 			got.Bytes += fm.Bytes
 		}
 	}
+	got.First, got.Last = want.First, want.Last // not exported as such
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("decoded IPFIX totals (-got +want):\n%s", diff)
 	}
