@@ -389,6 +389,12 @@ func (c *Component) insertOffsets(ctx context.Context, topic string, offsets map
 // time for the rebalance; the rows are dropped uncommitted and the new
 // owner reads them again.
 func (c *Component) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if c.ctx.Err() != nil {
+		// Stopping: the final flush already ran within
+		// sink.shutdown_timeout; trying again here would stretch the stop.
+		c.drop(revoked)
+		return
+	}
 	fctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if err := c.flush(fctx); err != nil {

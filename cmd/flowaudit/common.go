@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -80,6 +81,16 @@ type lifecycle struct {
 	log     *slog.Logger
 	started []startedComponent
 	fatal   []<-chan error
+
+	// deadline bounds stop once a signal or a failure started it: past
+	// it the process exits with status 1 (exit, os.Exit by default),
+	// naming the component still stopping. Signals that arrive while
+	// stopping are logged and ignored, so a second SIGTERM cannot cut the
+	// final flush short.
+	deadline time.Duration
+	exit     func(code int)
+	sig      chan os.Signal
+	stopping atomic.Pointer[string]
 }
 
 type startedComponent struct {
@@ -98,10 +109,10 @@ func (l *lifecycle) start(name string, start func() error, stop func() error) er
 func (l *lifecycle) watch(ch <-chan error) { l.fatal = append(l.fatal, ch) }
 
 // wait blocks until SIGINT/SIGTERM or a component reports a fatal error.
+// The signals stay caught afterwards: stop ignores them.
 func (l *lifecycle) wait() error {
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
+	l.sig = make(chan os.Signal, 4)
+	signal.Notify(l.sig, syscall.SIGINT, syscall.SIGTERM)
 	fatal := make(chan error, 1)
 	for _, ch := range l.fatal {
 		go func(ch <-chan error) {
@@ -114,20 +125,27 @@ func (l *lifecycle) wait() error {
 		}(ch)
 	}
 	select {
-	case s := <-sig:
-		l.log.Info("stopping", "signal", s.String())
+	case s := <-l.sig:
+		l.log.Info("stopping", "signal", s.String(), "deadline", l.deadline)
 		return nil
 	case err := <-fatal:
-		l.log.Error("a component failed; stopping", "err", err)
+		l.log.Error("a component failed; stopping", "err", err, "deadline", l.deadline)
 		return err
 	}
 }
 
-// stop stops started components in reverse order.
+// stop stops started components in reverse order. After wait it holds
+// the signals and enforces the deadline.
 func (l *lifecycle) stop() error {
+	if l.sig != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go l.guardStop(done)
+	}
 	var errs []error
 	for i := len(l.started) - 1; i >= 0; i-- {
 		c := l.started[i]
+		l.stopping.Store(&c.name)
 		t := time.Now()
 		if err := c.stop(); err != nil {
 			errs = append(errs, fmt.Errorf("stopping %s: %w", c.name, err))
@@ -137,6 +155,36 @@ func (l *lifecycle) stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// guardStop ignores signals until stop is done and exits the process if
+// the deadline passes first.
+func (l *lifecycle) guardStop(done <-chan struct{}) {
+	defer signal.Stop(l.sig)
+	end := time.Now().Add(l.deadline)
+	timer := time.NewTimer(l.deadline)
+	defer timer.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case s := <-l.sig:
+			l.log.Warn("already stopping: signal ignored until the shutdown deadline", "signal", s.String(),
+				"deadline_in", time.Until(end).Round(100*time.Millisecond))
+		case <-timer.C:
+			name := ""
+			if p := l.stopping.Load(); p != nil {
+				name = *p
+			}
+			l.log.Error("shutdown deadline passed; exiting before every component stopped", "deadline", l.deadline, "stopping", name)
+			exit := l.exit
+			if exit == nil {
+				exit = os.Exit
+			}
+			exit(1)
+			return
+		}
+	}
 }
 
 func version() string {

@@ -86,6 +86,7 @@ type pipeline struct {
 type pipelineOptions struct {
 	extraYAML  string // appended to the generated configuration
 	accessYAML string // more keys under ingest.access, indented by 4 spaces
+	sinkYAML   string // more keys under sink, indented by 2 spaces
 }
 
 func newPipeline(t testing.TB, ch *testutil.ClickHouseServer, opts pipelineOptions) *pipeline {
@@ -115,10 +116,11 @@ ingest:
 sink:
   batch_interval: 200ms
   max_retry_backoff: 500ms
+%s
 metrics:
   listen: %s
 %s`, filepath.Join(p.dir, "var"), p.KafkaAddr, ch.Addr, p.NetFlowAddr, p.SFlowAddr,
-		p.SyslogUDP, p.SyslogTCP, p.HTTPAddr, opts.accessYAML, p.MetricsAddr, opts.extraYAML)
+		p.SyslogUDP, p.SyslogTCP, p.HTTPAddr, opts.accessYAML, opts.sinkYAML, p.MetricsAddr, opts.extraYAML)
 	p.config = filepath.Join(p.dir, "flowaudit.yaml")
 	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

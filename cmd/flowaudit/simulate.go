@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -35,8 +36,8 @@ IPv4 only. sFlow sends one flow sample per simulated packet.
 	target := fs.String("target", "127.0.0.1:2055", "collector UDP `address` (host:port); sFlow usually goes to port 6343")
 	protocol := fs.String("protocol", "ipfix", "export `protocol`: ipfix, v9, v5 or sflow")
 	rate := fs.Int("rate", 1000, "flows per second; 0 sends as fast as possible")
-	duration := fs.Duration("duration", 10*time.Second, "stop after this long (0: no time limit)")
-	count := fs.Int("count", 0, "stop after exactly this many flows (0: no count limit)")
+	duration := fs.Duration("duration", 10*time.Second, "stop after this long (0: no time limit; with --count and no --duration: none)")
+	count := fs.Int("count", 0, "stop after exactly this many flows (0: no count limit); --duration then only applies when given")
 	seed := fs.Int64("seed", 1, "random seed: the same seed sends the same flows")
 	perDatagram := fs.Int("flows-per-datagram", 0, "flows per datagram (0: 30; sFlow: 10 samples)")
 	sampling := fs.Uint("sampling-rate", 1, "announced 1-in-N sampling rate (counters are never scaled)")
@@ -45,6 +46,7 @@ IPv4 only. sFlow sends one flow sample per simulated packet.
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
+	countOverridesDuration(fs, *count, duration)
 	p, err := simulate.ParseProtocol(*protocol)
 	if err != nil {
 		fmt.Fprintf(stderr, "flowaudit simulate: --protocol: %v\n", err)
@@ -83,6 +85,19 @@ IPv4 only. sFlow sends one flow sample per simulated packet.
 	return 0
 }
 
+// countOverridesDuration drops the default --duration when --count is
+// given alone: "--count N" means N, not "N or 10 s, whichever is first".
+func countOverridesDuration(fs *flag.FlagSet, count int, duration *time.Duration) {
+	if count <= 0 {
+		return
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "duration" })
+	if !explicit {
+		*duration = 0
+	}
+}
+
 func rateText(r int) string {
 	if r == 0 {
 		return "full speed"
@@ -100,8 +115,8 @@ the format's program name) or http://HOST:PORT (POST /v1/access).`, stderr)
 	format := fs.String("format", "sshd", "log `format`: sshd, nginx, k8s_audit or gateway")
 	target := fs.String("target", "udp://127.0.0.1:5514", "collector `URL`: udp://, tcp:// (syslog) or http:// (POST /v1/access)")
 	rate := fs.Int("rate", 100, "lines per second; 0 sends as fast as possible")
-	duration := fs.Duration("duration", 10*time.Second, "stop after this long (0: no time limit)")
-	count := fs.Int("count", 0, "stop after exactly this many lines (0: no count limit)")
+	duration := fs.Duration("duration", 10*time.Second, "stop after this long (0: no time limit; with --count and no --duration: none)")
+	count := fs.Int("count", 0, "stop after exactly this many lines (0: no count limit); --duration then only applies when given")
 	seed := fs.Int64("seed", 1, "random seed: the same seed sends the same lines")
 	hostname := fs.String("hostname", "web-1", "syslog HOSTNAME of the simulated host")
 	token := fs.String("token", "", "bearer `token` for an http:// target")
@@ -109,6 +124,7 @@ the format's program name) or http://HOST:PORT (POST /v1/access).`, stderr)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
+	countOverridesDuration(fs, *count, duration)
 	f, err := simulate.ParseAccessFormat(*format)
 	if err != nil {
 		fmt.Fprintf(stderr, "flowaudit simulate access: --format: %v\n", err)

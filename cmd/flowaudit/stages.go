@@ -184,7 +184,7 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	lc := &lifecycle{log: logger}
+	lc := &lifecycle{log: logger, deadline: shutdownDeadline(cfg)}
 	fail := func(err error) int {
 		logger.Error(err.Error())
 		_ = lc.stop()
@@ -243,6 +243,13 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// shutdownDeadline is how long a stop may take before the process exits
+// anyway: the sink's final flush (sink.shutdown_timeout) plus room for
+// an insert already in flight and the other stages' own bounded stops.
+func shutdownDeadline(cfg config.Configuration) time.Duration {
+	return cfg.Sink.ShutdownTimeout + 45*time.Second
+}
+
 func topicsFor(k kafka.Configuration) []string {
 	return []string{
 		k.Topic(kafka.TopicFlows), k.Topic(kafka.TopicAccess), k.Topic(kafka.TopicEnriched),
@@ -292,5 +299,3 @@ servers get the compatible fallbacks. Safe to run repeatedly.`, stderr)
 	fmt.Fprintf(stdout, "database %s is up to date on ClickHouse %s\n", cfg.ClickHouse.Database, v.String())
 	return 0
 }
-
-var _ = config.Default

@@ -36,6 +36,9 @@ func NewBroker(logger *slog.Logger, cfg Configuration, dataDir string) (*Broker,
 	if !cfg.Embedded() {
 		return nil, errors.New("kafka.brokers is set: no embedded broker to start")
 	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	return &Broker{cfg: cfg, dataDir: filepath.Join(dataDir, "kafka"), logger: logger}, nil
 }
 
@@ -60,7 +63,7 @@ func (b *Broker) Start() error {
 	} else {
 		l.Close()
 	}
-	c, err := kfake.NewCluster(
+	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
 		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
@@ -70,14 +73,19 @@ func (b *Broker) Start() error {
 		kfake.DefaultNumPartitions(int(b.cfg.Partitions)),
 		kfake.ClusterID("flowaudit-embedded"),
 		kfake.AllowAutoTopicCreation(),
-	)
+		kfake.WithLogger(&brokerLogger{log: b.logger}),
+	}
+	if b.cfg.EmbeddedSyncWrites {
+		opts = append(opts, kfake.SyncWrites())
+	}
+	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return fmt.Errorf("unable to start embedded broker: %w", err)
 	}
 	b.cluster = c
 	b.stop, b.done = make(chan struct{}), make(chan struct{})
 	go b.housekeeping()
-	b.logger.Info("embedded Kafka broker started", "listen", c.ListenAddrs(), "data_dir", b.dataDir)
+	b.logger.Info("embedded Kafka broker started", "listen", c.ListenAddrs(), "data_dir", b.dataDir, "sync_writes", b.cfg.EmbeddedSyncWrites)
 	return nil
 }
 
