@@ -121,8 +121,13 @@ func isEnding(action string) bool {
 // User and a SrcAddr (sshd accept, gateway session open, k8s audit request,
 // web request with a remote user) binds SrcAddr to User from ev.Time for the
 // store's ttl. Other events, and events with no time, are ignored.
+//
+// Untrusted events (ev.Untrusted: the collector could not vouch for their
+// sender, see ingest.access.trusted_senders and http_token_hosts) are
+// ignored too, closes included: whoever can forge a login can forge a
+// logout, and either would mislabel someone else's traffic.
 func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
-	if ev == nil || ev.SrcAddr == (schemas.Addr{}) || ev.Time == 0 {
+	if ev == nil || ev.Untrusted || ev.SrcAddr == (schemas.Addr{}) || ev.Time == 0 {
 		return
 	}
 	var e identityEvent

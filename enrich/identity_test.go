@@ -117,6 +117,17 @@ func TestIdentityStore(t *testing.T) {
 			probes: []probe{{"10.1.0.9", T + sec, ""}, {"::", T + sec, ""}},
 		},
 		{
+			name: "untrusted events neither bind nor end a binding",
+			events: func() []*schemas.AccessEvent {
+				forged := login("10.1.0.9", "bob", T)
+				forged.Untrusted = true
+				forgedEnd := ending("10.1.0.5", "alice", schemas.ActionLogout, T+10*sec)
+				forgedEnd.Untrusted = true
+				return []*schemas.AccessEvent{forged, login("10.1.0.5", "alice", T), forgedEnd}
+			}(),
+			probes: []probe{{"10.1.0.9", T + sec, ""}, {"10.1.0.5", T + 20*sec, "alice"}},
+		},
+		{
 			name: "a failed logout still ends the binding",
 			events: []*schemas.AccessEvent{
 				login("10.1.0.5", "alice", T),

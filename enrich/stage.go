@@ -271,6 +271,9 @@ func (s *Stage) accessLoop(since int64, caughtUp chan struct{}) {
 			}
 			s.ids.Observe(&ev)
 			s.metrics.accessEvents.Inc()
+			if ev.Untrusted {
+				s.metrics.untrusted.Inc()
+			}
 		})
 		s.metrics.bindings.Set(float64(s.ids.Len()))
 		finish()

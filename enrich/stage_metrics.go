@@ -7,6 +7,7 @@ type stageMetrics struct {
 	batches       prometheus.Counter
 	malformed     prometheus.Counter
 	accessEvents  prometheus.Counter
+	untrusted     prometheus.Counter
 	bindings      prometheus.Gauge
 	policyReloads *prometheus.CounterVec // outcome
 	produceErrors prometheus.Counter
@@ -28,6 +29,9 @@ func newStageMetrics(reg prometheus.Registerer) *stageMetrics {
 		accessEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowaudit_enrich_access_events_total", Help: "Access events applied to the identity bindings.",
 		}),
+		untrusted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_enrich_untrusted_access_events_total", Help: "Access events read but not applied: flagged untrusted by the collector (ingest.access.trusted_senders, http_token_hosts).",
+		}),
 		bindings: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "flowaudit_enrich_identity_bindings", Help: "Addresses with an identity binding.",
 		}),
@@ -44,6 +48,6 @@ func newStageMetrics(reg prometheus.Registerer) *stageMetrics {
 			Name: "flowaudit_enrich_dead_letters_total", Help: "Input records whose enriched output the broker refused for good (record_too_large, invalid_record, invalid_timestamp), sent to the dead-letter topic and skipped.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.flows, m.batches, m.malformed, m.accessEvents, m.bindings, m.policyReloads, m.produceErrors, m.attributed, m.deadLetters)
+	reg.MustRegister(m.flows, m.batches, m.malformed, m.accessEvents, m.untrusted, m.bindings, m.policyReloads, m.produceErrors, m.attributed, m.deadLetters)
 	return m
 }

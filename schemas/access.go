@@ -66,4 +66,15 @@ type AccessEvent struct {
 	// it is an address), the proxy the server saw last. Empty when the
 	// client connected directly.
 	ForwardedFor string
+
+	// Provenance, set by the collector from the connection, never from
+	// the line. PeerAddr is the sender's real address (the syslog or HTTP
+	// peer; zero for tailed files), Listener the listener it came
+	// through, and Untrusted says the sender may not bind identities
+	// (ingest.access.trusted_senders and http_token_hosts): the enricher
+	// ignores such events. The zero value (trusted) is what events
+	// written before provenance decode as.
+	PeerAddr  Addr
+	Listener  string
+	Untrusted bool
 }

@@ -26,6 +26,9 @@ const (
 	fieldAccessStatus     = 16
 	fieldAccessUserAgent  = 17
 	fieldAccessForwarded  = 20
+	fieldAccessPeerAddr   = 21
+	fieldAccessListener   = 22
+	fieldAccessUntrusted  = 23
 )
 
 func appendStringField(b []byte, num protowire.Number, s string) []byte {
@@ -58,6 +61,11 @@ func AppendAccessEvent(dst []byte, e *AccessEvent) []byte {
 	dst = appendVarintField(dst, fieldAccessStatus, uint64(int64(e.Status)))
 	dst = appendStringField(dst, fieldAccessUserAgent, e.UserAgent)
 	dst = appendStringField(dst, fieldAccessForwarded, e.ForwardedFor)
+	dst = appendAddrField(dst, fieldAccessPeerAddr, &e.PeerAddr)
+	dst = appendStringField(dst, fieldAccessListener, e.Listener)
+	if e.Untrusted {
+		dst = appendVarintField(dst, fieldAccessUntrusted, 1)
+	}
 	return dst
 }
 
@@ -91,6 +99,8 @@ func UnmarshalAccessEvent(data []byte, e *AccessEvent) error {
 				e.Outcome = Outcome(v)
 			case fieldAccessStatus:
 				e.Status = int32(v)
+			case fieldAccessUntrusted:
+				e.Untrusted = v != 0
 			}
 		case protowire.BytesType:
 			v, n := protowire.ConsumeBytes(data)
@@ -123,6 +133,10 @@ func UnmarshalAccessEvent(data []byte, e *AccessEvent) error {
 				e.UserAgent = string(v)
 			case fieldAccessForwarded:
 				e.ForwardedFor = string(v)
+			case fieldAccessPeerAddr:
+				e.PeerAddr = AddrFromSlice(v)
+			case fieldAccessListener:
+				e.Listener = string(v)
 			}
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, data)

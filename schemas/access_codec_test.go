@@ -19,6 +19,7 @@ func testAccessEvent() *AccessEvent {
 		Resource: "/", Action: ActionLogin, Outcome: OutcomeDenied, SessionID: "s-1",
 		AuthMethod: "publickey", Status: -1, UserAgent: "OpenSSH_9.2",
 		ForwardedFor: "2001:db8::7, 10.0.0.1",
+		PeerAddr:     AddrFromNetip(netip.MustParseAddr("192.0.2.9")), Listener: "udp://0.0.0.0:5514", Untrusted: true,
 	}
 }
 
@@ -40,7 +41,8 @@ func TestAccessEventWireCompatible(t *testing.T) {
 		t.Fatal(err)
 	}
 	if msg.GetUser() != "alice" || msg.GetStatus() != -1 || msg.GetOutcome() != pb.Outcome_OUTCOME_DENIED || msg.GetDstPort() != 22 ||
-		msg.GetForwardedFor() != "2001:db8::7, 10.0.0.1" {
+		msg.GetForwardedFor() != "2001:db8::7, 10.0.0.1" ||
+		!msg.GetUntrusted() || msg.GetListener() != "udp://0.0.0.0:5514" || len(msg.GetPeerAddr()) != 16 {
 		t.Errorf("generated view = %v", &msg)
 	}
 	wire, err := proto.Marshal(&msg)

@@ -268,7 +268,8 @@ func TestSinkAccessEvents(t *testing.T) {
 	for i, ev := range []schemas.AccessEvent{
 		{Time: uint64(when.UnixNano()), Received: uint64(when.Add(time.Second).UnixNano()), Source: "sshd", Host: "web-1", User: "alice",
 			SrcAddr: schemas.AddrFromNetip(netip.MustParseAddr("10.1.2.3")), SrcPort: 52222, Action: schemas.ActionLogin,
-			Outcome: schemas.OutcomeSuccess, AuthMethod: "publickey"},
+			Outcome: schemas.OutcomeSuccess, AuthMethod: "publickey",
+			PeerAddr: schemas.AddrFromNetip(netip.MustParseAddr("192.0.2.7")), Listener: "udp://0.0.0.0:5514", Untrusted: true},
 		{Time: uint64(when.UnixNano()), Source: "nginx", User: "bob", SrcAddr: schemas.AddrFromNetip(netip.MustParseAddr("2001:db8::9")),
 			Resource: "/admin", Action: "GET", Outcome: schemas.OutcomeDenied, Status: 403, UserAgent: "curl/8",
 			ForwardedFor: "2001:db8::9, 10.0.0.1"},
@@ -298,15 +299,17 @@ func TestSinkAccessEvents(t *testing.T) {
 		Source, User, Src, Action, Outcome, Resource, Method, UA, XFF string
 		Port, Status                                                  uint16
 		Time                                                          time.Time
+		Peer, Listener                                                string
+		Trusted                                                       uint8
 	}
-	rows, err := conn.Query(context.Background(), "SELECT source, user, IPv6NumToString(src_addr), action, outcome, resource, auth_method, user_agent, forwarded_for, src_port, status, time FROM flowaudit.access_events ORDER BY source DESC")
+	rows, err := conn.Query(context.Background(), "SELECT source, user, IPv6NumToString(src_addr), action, outcome, resource, auth_method, user_agent, forwarded_for, src_port, status, time, IPv6NumToString(peer_addr), listener, trusted FROM flowaudit.access_events ORDER BY source DESC")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var got []row
 	for rows.Next() {
 		var r row
-		if err := rows.Scan(&r.Source, &r.User, &r.Src, &r.Action, &r.Outcome, &r.Resource, &r.Method, &r.UA, &r.XFF, &r.Port, &r.Status, &r.Time); err != nil {
+		if err := rows.Scan(&r.Source, &r.User, &r.Src, &r.Action, &r.Outcome, &r.Resource, &r.Method, &r.UA, &r.XFF, &r.Port, &r.Status, &r.Time, &r.Peer, &r.Listener, &r.Trusted); err != nil {
 			t.Fatal(err)
 		}
 		r.Time = r.Time.UTC()
@@ -314,8 +317,10 @@ func TestSinkAccessEvents(t *testing.T) {
 	}
 	rows.Close()
 	want := []row{
-		{Source: "sshd", User: "alice", Src: "::ffff:10.1.2.3", Action: "login", Outcome: "success", Method: "publickey", Port: 52222, Time: when},
-		{Source: "nginx", User: "bob", Src: "2001:db8::9", Action: "GET", Outcome: "denied", Resource: "/admin", UA: "curl/8", XFF: "2001:db8::9, 10.0.0.1", Status: 403, Time: when},
+		{Source: "sshd", User: "alice", Src: "::ffff:10.1.2.3", Action: "login", Outcome: "success", Method: "publickey", Port: 52222, Time: when,
+			Peer: "::ffff:192.0.2.7", Listener: "udp://0.0.0.0:5514", Trusted: 0},
+		{Source: "nginx", User: "bob", Src: "2001:db8::9", Action: "GET", Outcome: "denied", Resource: "/admin", UA: "curl/8", XFF: "2001:db8::9, 10.0.0.1", Status: 403, Time: when,
+			Peer: "::", Trusted: 1},
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("access_events (-got +want):\n%s", diff)

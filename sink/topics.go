@@ -146,6 +146,7 @@ var accessColumns = []string{
 	"time", "received", "source", "host", "user", "src_addr", "src_port", "dst_addr", "dst_host",
 	"dst_port", "resource", "action", "outcome", "session_id", "auth_method", "status", "user_agent",
 	"forwarded_for",
+	"peer_addr", "listener", "trusted",
 }
 
 func (w *accessWriter) topic() string { return w.name }
@@ -176,16 +177,21 @@ func (w *accessWriter) insert(ctx context.Context, conn driver.Conn, database st
 		if appendErr != nil {
 			return
 		}
-		var src, dst any = e.SrcAddr[:], e.DstAddr[:]
+		var src, dst, peer any = e.SrcAddr[:], e.DstAddr[:], e.PeerAddr[:]
 		if w.modern {
-			src, dst = netip.AddrFrom16(e.SrcAddr), netip.AddrFrom16(e.DstAddr)
+			src, dst, peer = netip.AddrFrom16(e.SrcAddr), netip.AddrFrom16(e.DstAddr), netip.AddrFrom16(e.PeerAddr)
+		}
+		trusted := uint8(1)
+		if e.Untrusted {
+			trusted = 0
 		}
 		status := uint16(0)
 		if e.Status > 0 && e.Status <= 65535 {
 			status = uint16(e.Status)
 		}
 		appendErr = batch.Append(time.Unix(0, int64(e.Time)), time.Unix(0, int64(e.Received)), e.Source, e.Host, e.User, src, e.SrcPort, dst, e.DstHost,
-			e.DstPort, e.Resource, e.Action, e.Outcome.String(), e.SessionID, e.AuthMethod, status, e.UserAgent, e.ForwardedFor)
+			e.DstPort, e.Resource, e.Action, e.Outcome.String(), e.SessionID, e.AuthMethod, status, e.UserAgent, e.ForwardedFor,
+			peer, e.Listener, trusted)
 	})
 	if appendErr != nil {
 		return fmt.Errorf("access_events row: %w", appendErr)

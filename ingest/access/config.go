@@ -44,6 +44,22 @@ type Configuration struct {
 	// HTTPS and tls:// syslog listeners use them.
 	TLSCert string `yaml:"tls_cert"`
 	TLSKey  string `yaml:"tls_key"`
+	// TLSClientCA is a PEM file of CA certificates; when set, tls://
+	// syslog listeners and the HTTPS intake require a client certificate
+	// signed by one of them and refuse the connection otherwise.
+	TLSClientCA string `yaml:"tls_client_ca"`
+
+	// TrustedSenders are the CIDRs (or single addresses) of the senders
+	// whose events may bind identities; empty means every sender. Events
+	// from other syslog or HTTP peers are stored with trusted = 0 and the
+	// enricher ignores them. Tailed files are always trusted.
+	TrustedSenders []string `yaml:"trusted_senders"`
+	// HTTPTokenHosts maps a bearer token to what its events may claim:
+	// entries HOST (any source from that host), HOST/SOURCE (only that
+	// source, such as web-1/nginx) or */SOURCE. Its tokens are accepted
+	// like http_tokens. When set, an HTTP event whose token has no entry
+	// matching its host and source is stored untrusted.
+	HTTPTokenHosts map[string][]string `yaml:"http_token_hosts"`
 
 	// Files are log files to tail.
 	Files []FileConfiguration `yaml:"files"`
@@ -244,6 +260,29 @@ func (c Configuration) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("ingest.access.tls_cert: tls_cert and tls_key must be set together"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("ingest.access.tls_client_ca: needs ingest.access.tls_cert and tls_key (client certificates are checked on TLS only)"))
+	}
+	for i, s := range c.TrustedSenders {
+		if _, err := parseSender(s); err != nil {
+			errs = append(errs, fmt.Errorf("ingest.access.trusted_senders[%d]: %w", i, err))
+		}
+	}
+	for _, token := range sortedKeys(c.HTTPTokenHosts) {
+		if strings.TrimSpace(token) == "" || strings.ContainsAny(token, " \t\r\n") {
+			errs = append(errs, errors.New("ingest.access.http_token_hosts: tokens must be non-empty and without spaces"))
+			continue
+		}
+		claims := c.HTTPTokenHosts[token]
+		if len(claims) == 0 {
+			errs = append(errs, fmt.Errorf("ingest.access.http_token_hosts.%s: list the hosts (HOST, HOST/SOURCE or */SOURCE) the token may claim", redact(token)))
+		}
+		for i, cl := range claims {
+			if _, err := parseClaim(cl); err != nil {
+				errs = append(errs, fmt.Errorf("ingest.access.http_token_hosts.%s[%d]: %w", redact(token), i, err))
+			}
+		}
 	}
 	seen := map[string]int{}
 	for i, f := range c.Files {

@@ -59,6 +59,14 @@ func TestValidateNamesKeys(t *testing.T) {
 			c.JSONMapping = access.JSONMappingConfiguration{User: "-", SrcAddr: "-", Action: "-", Resource: "-"}
 		}, "ingest.access.json_mapping: "},
 		{"max line", func(c *access.Configuration) { c.MaxLineBytes = 10 }, "ingest.access.max_line_bytes: "},
+		{"client ca without cert", func(c *access.Configuration) { c.TLSClientCA = "ca.pem" }, "ingest.access.tls_client_ca: "},
+		{"trusted sender", func(c *access.Configuration) { c.TrustedSenders = []string{"10.0.0.0/8", "10.0.0.0/33"} }, "ingest.access.trusted_senders[1]: "},
+		{"trusted sender name", func(c *access.Configuration) { c.TrustedSenders = []string{"relay.example"} }, "ingest.access.trusted_senders[0]: "},
+		{"token hosts empty", func(c *access.Configuration) { c.HTTPTokenHosts = map[string][]string{"sh1pper": nil} }, "ingest.access.http_token_hosts.sh…: "},
+		{"token hosts claim", func(c *access.Configuration) {
+			c.HTTPTokenHosts = map[string][]string{"sh1pper": {"web-1", "web-1/"}}
+		}, "ingest.access.http_token_hosts.sh…[1]: "},
+		{"token hosts token", func(c *access.Configuration) { c.HTTPTokenHosts = map[string][]string{"a b": {"web-1"}} }, "ingest.access.http_token_hosts: "},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,6 +87,8 @@ func TestValidateNamesKeys(t *testing.T) {
 	ok.SyslogApps = map[string]string{"web-front": "nginx"}
 	ok.Timezone = "Local"
 	ok.HTTPListen = ""
+	ok.TrustedSenders = []string{"10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "::ffff:198.51.100.0/120"}
+	ok.HTTPTokenHosts = map[string][]string{"sh1pper": {"web-1", "web-2/nginx", "*/k8s_audit"}, "all": {"*"}}
 	if err := ok.Validate(); err != nil {
 		t.Errorf("Validate() on a valid configuration: %v", err)
 	}

@@ -3,7 +3,6 @@ package access
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -79,7 +79,7 @@ func (c *Component) startHTTP() error {
 			c.fail(fmt.Errorf("HTTP intake on %s stopped: %w", name, err))
 		}
 	}()
-	c.r.Logger.Info("access HTTP intake listening", "addr", name, "paths", "POST /v1/access, GET /v1/health", "auth", len(c.tokens) > 0)
+	c.r.Logger.Info("access HTTP intake listening", "addr", name, "paths", "POST /v1/access, GET /v1/health", "auth", c.trust.authRequired())
 	return nil
 }
 
@@ -103,22 +103,19 @@ func (c *Component) reply(w http.ResponseWriter, code int, resp IntakeResponse) 
 }
 
 // authorized checks the bearer token in constant time against every
-// configured token.
-func (c *Component) authorized(r *http.Request) bool {
-	if len(c.tokens) == 0 {
-		return true
+// configured token (http_tokens and http_token_hosts) and returns the
+// one matched; ok without a token when none is configured.
+func (c *Component) authorized(r *http.Request) (*httpToken, bool) {
+	if !c.trust.authRequired() {
+		return nil, true
 	}
 	h := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
+		return nil, false
 	}
-	given := []byte(strings.TrimSpace(token))
-	match := 0
-	for _, t := range c.tokens {
-		match |= subtle.ConstantTimeCompare(given, t)
-	}
-	return match == 1
+	tok := c.trust.token([]byte(strings.TrimSpace(token)))
+	return tok, tok != nil
 }
 
 // serveAccess is POST /v1/access. Without ?format the body holds events
@@ -132,7 +129,8 @@ func (c *Component) serveAccess(w http.ResponseWriter, r *http.Request) {
 		c.reply(w, http.StatusMethodNotAllowed, IntakeResponse{Error: "use POST"})
 		return
 	}
-	if !c.authorized(r) {
+	tok, ok := c.authorized(r)
+	if !ok {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="flowaudit"`)
 		c.reply(w, http.StatusUnauthorized, IntakeResponse{Error: "missing or invalid bearer token"})
 		return
@@ -164,11 +162,14 @@ func (c *Component) serveAccess(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), c.cfg.HTTPAckTimeout)
 	defer cancel()
-	o := origin{listener: "http://" + c.HTTPAddr(), peer: r.RemoteAddr}
+	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
+	listener := "http://" + c.HTTPAddr()
 	if c.tlsCfg != nil {
-		o.listener = "https://" + c.HTTPAddr()
+		listener = "https://" + c.HTTPAddr()
 	}
-	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	o := c.peerOrigin(listener, peer)
+	o.token, o.checkClaims = tok, true
+	host := o.addr.String()
 	var resp IntakeResponse
 	acks := &ackGroup{}
 	lines := 0

@@ -122,6 +122,7 @@ func TestHTTPIntake(t *testing.T) {
 		User: "alice", SrcAddr: addr("203.0.113.7"), SrcPort: 51234, DstAddr: addr("10.2.0.10"), DstPort: 5432,
 		DstHost: "orders-db", Resource: "orders", Action: "login", Outcome: schemas.OutcomeSuccess,
 		SessionID: "s-1", AuthMethod: "password",
+		PeerAddr: addr("127.0.0.1"), Listener: "http://" + h.c.HTTPAddr(),
 	}
 	if diff := cmp.Diff(checkReceived(t, h.events[:1])[0], want); diff != "" {
 		t.Errorf("generic schema event (-got +want):\n%s", diff)

@@ -14,7 +14,8 @@ type metrics struct {
 	deadLetters    prometheus.Counter
 	httpRequests   *prometheus.CounterVec // code
 	tcpConnections prometheus.Gauge
-	tailOffset     *prometheus.GaugeVec // path
+	untrusted      *prometheus.CounterVec // listener
+	tailOffset     *prometheus.GaugeVec   // path
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -46,11 +47,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		tcpConnections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "flowaudit_access_tcp_connections", Help: "Open TCP (and TLS) syslog connections.",
 		}),
+		untrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_access_untrusted_events_total", Help: "Access events flagged untrusted (sender not in ingest.access.trusted_senders, or a host/source its token may not claim): stored, never bound to an identity, per listener.",
+		}, []string{"listener"}),
 		tailOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flowaudit_access_tail_offset_bytes", Help: "Acknowledged read position in the tailed file.",
 		}, []string{"path"}),
 	}
 	reg.MustRegister(m.lines, m.events, m.rejected, m.ignored, m.produced, m.produceErrors,
-		m.deadLetters, m.httpRequests, m.tcpConnections, m.tailOffset)
+		m.deadLetters, m.httpRequests, m.tcpConnections, m.untrusted, m.tailOffset)
 	return m
 }

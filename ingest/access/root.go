@@ -17,10 +17,12 @@ package access
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -60,7 +62,7 @@ type Component struct {
 	specs    []syslogSpec
 	tlsCfg   *tls.Config
 	hostname string
-	tokens   [][]byte
+	trust    *trustPolicy
 
 	client                 *kgo.Client
 	accessTopic, deadTopic string
@@ -147,8 +149,18 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 		}
 		c.tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	for _, t := range cfg.HTTPTokens {
-		c.tokens = append(c.tokens, []byte(t))
+	c.trust = newTrustPolicy(cfg)
+	if cfg.TLSClientCA != "" {
+		pem, err := os.ReadFile(cfg.TLSClientCA)
+		if err != nil {
+			return nil, fmt.Errorf("ingest.access.tls_client_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ingest.access.tls_client_ca: %s holds no PEM certificate", cfg.TLSClientCA)
+		}
+		c.tlsCfg.ClientCAs = pool
+		c.tlsCfg.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	c.hostname, _ = os.Hostname()
 	for _, f := range cfg.Files {
@@ -308,10 +320,33 @@ func (c *Component) closeListeners() {
 	}
 }
 
-// origin says where a line came from, for metrics, logs and dead letters.
+// origin says where a line came from, for the event's provenance,
+// metrics, logs and dead letters.
 type origin struct {
-	listener string // udp://0.0.0.0:5514, http://127.0.0.1:8080, file:///var/log/auth.log
-	peer     string // remote address; empty for files
+	listener string     // udp://0.0.0.0:5514, http://127.0.0.1:8080, file:///var/log/auth.log
+	peer     string     // remote address; empty for files
+	addr     netip.Addr // the peer's address; invalid for files
+	// untrusted: the peer is not in trusted_senders.
+	untrusted bool
+	// token is the HTTP request's bearer token; checkClaims says its
+	// claims (http_token_hosts) decide the events' trust.
+	token       *httpToken
+	checkClaims bool
+}
+
+// peerOrigin is the origin of a syslog or HTTP peer.
+func (c *Component) peerOrigin(listener string, peer netip.AddrPort) origin {
+	a := peer.Addr().Unmap()
+	return origin{listener: listener, peer: peer.String(), addr: a, untrusted: !c.trust.senderTrusted(a)}
+}
+
+// untrusted decides whether ev, parsed from a line of o, may bind
+// identities.
+func (c *Component) untrusted(o origin, ev *schemas.AccessEvent) bool {
+	if o.untrusted {
+		return true
+	}
+	return o.checkClaims && !c.trust.claimsAllowed(o.token, ev)
 }
 
 func (o origin) String() string {
@@ -411,6 +446,15 @@ func (c *Component) handleLine(ctx context.Context, o origin, lf lineFormat, lin
 		}
 		if ev.Host == "" {
 			ev.Host = meta.Host
+		}
+		// Provenance comes from the connection, whatever the line says.
+		ev.PeerAddr, ev.Listener = schemas.Addr{}, o.listener
+		if o.addr.IsValid() {
+			ev.PeerAddr = schemas.AddrFromNetip(o.addr)
+		}
+		ev.Untrusted = c.untrusted(o, &ev)
+		if ev.Untrusted {
+			c.metrics.untrusted.WithLabelValues(o.listener).Inc()
 		}
 		c.metrics.events.WithLabelValues(string(format), ev.Outcome.String()).Inc()
 		c.produceEvent(ctx, &ev, acks)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"time"
 
 	"github.com/flowaudit/flowaudit/ingest/access/parser"
@@ -33,8 +34,18 @@ func (c *Component) readUDP(name string, conn *net.UDPConn) {
 		}
 		peer := from.Addr().Unmap()
 		meta := parser.Meta{Received: time.Now(), Host: peer.String(), Location: c.loc}
-		c.handleLine(context.Background(), origin{listener: name, peer: from.String()}, syslogFormat, msg, meta, nil)
+		c.handleLine(context.Background(), c.peerOrigin(name, from), syslogFormat, msg, meta, nil)
 	}
+}
+
+// addrPortOf returns the address and port of a TCP peer (a TLS
+// connection reports its TCP peer).
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
 }
 
 // trimFrame drops the line ends and NULs some senders append to a
@@ -108,11 +119,8 @@ func (c *Component) acceptTCP(name string, ln net.Listener) {
 // serveTCP reads the messages of one syslog connection until it closes,
 // idles out or sends garbage it cannot be resynchronised from.
 func (c *Component) serveTCP(name string, conn net.Conn) {
-	o := origin{listener: name, peer: conn.RemoteAddr().String()}
-	host := o.peer
-	if h, _, err := net.SplitHostPort(o.peer); err == nil {
-		host = h
-	}
+	o := c.peerOrigin(name, addrPortOf(conn.RemoteAddr()))
+	host := o.addr.String()
 	fr := newFrameReader(conn, c.cfg.MaxLineBytes)
 	for {
 		_ = conn.SetReadDeadline(time.Now().Add(c.cfg.SyslogIdleTimeout))

@@ -55,6 +55,7 @@ func TestSyslogUDPRFC3164(t *testing.T) {
 	want := accepted("alice", "10.1.2.3", 52222)
 	want.Time = uint64(ts.UnixNano())
 	want.Host = "bastion"
+	want.PeerAddr, want.Listener = addr("127.0.0.1"), "udp://127.0.0.1:0"
 	if diff := cmp.Diff(checkReceived(t, h.events), []schemas.AccessEvent{want}); diff != "" {
 		t.Errorf("events (-got +want):\n%s", diff)
 	}
@@ -114,6 +115,7 @@ func TestSyslogTCPFraming(t *testing.T) {
 	want := accepted("dave", "2001:db8::7", 40000)
 	want.Time = uint64(time.Date(2024, 1, 2, 3, 4, 5, 123e6, time.UTC).UnixNano())
 	want.Host = "bastion"
+	want.PeerAddr, want.Listener = addr("127.0.0.1"), "tcp://127.0.0.1:0"
 	if diff := cmp.Diff(checkReceived(t, h.events[3:4])[0], want); diff != "" {
 		t.Errorf("RFC 5424 event (-got +want):\n%s", diff)
 	}

@@ -121,6 +121,7 @@ func TestTailRotationAndRestart(t *testing.T) {
 	want := schemas.AccessEvent{
 		Source: "sshd", Host: "web-1", User: "u07", SrcAddr: addr("10.0.0.7"), SrcPort: 1007,
 		Action: schemas.ActionLogin, Outcome: schemas.OutcomeSuccess, AuthMethod: "password",
+		Listener: "file://" + path, // a local file: no peer, trusted
 	}
 	ev.Time = 0
 	if diff := cmp.Diff(checkReceived(t, []schemas.AccessEvent{ev})[0], want); diff != "" {

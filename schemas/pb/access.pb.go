@@ -101,7 +101,11 @@ type AccessEvent struct {
 	// The X-Forwarded-For chain of a web request as logged, client first
 	// and the proxy the server saw last ("198.51.100.7, 10.0.0.1");
 	// empty when the client connected directly.
-	ForwardedFor  string `protobuf:"bytes,20,opt,name=forwarded_for,json=forwardedFor,proto3" json:"forwarded_for,omitempty"`
+	ForwardedFor string `protobuf:"bytes,20,opt,name=forwarded_for,json=forwardedFor,proto3" json:"forwarded_for,omitempty"`
+	// Provenance, set by the collector (never by the log line).
+	PeerAddr      []byte `protobuf:"bytes,21,opt,name=peer_addr,json=peerAddr,proto3" json:"peer_addr,omitempty"` // real address of the sender (syslog or HTTP peer); empty for tailed files
+	Listener      string `protobuf:"bytes,22,opt,name=listener,proto3" json:"listener,omitempty"`                 // the listener it came through: udp://0.0.0.0:5514, https://…, file:///var/log/auth.log
+	Untrusted     bool   `protobuf:"varint,23,opt,name=untrusted,proto3" json:"untrusted,omitempty"`              // the sender may not bind identities (ingest.access.trusted_senders, http_token_hosts)
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -262,11 +266,32 @@ func (x *AccessEvent) GetForwardedFor() string {
 	return ""
 }
 
+func (x *AccessEvent) GetPeerAddr() []byte {
+	if x != nil {
+		return x.PeerAddr
+	}
+	return nil
+}
+
+func (x *AccessEvent) GetListener() string {
+	if x != nil {
+		return x.Listener
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetUntrusted() bool {
+	if x != nil {
+		return x.Untrusted
+	}
+	return false
+}
+
 var File_access_proto protoreflect.FileDescriptor
 
 const file_access_proto_rawDesc = "" +
 	"\n" +
-	"\faccess.proto\x12\fflowaudit.v1\"\x85\x04\n" +
+	"\faccess.proto\x12\fflowaudit.v1\"\xdc\x04\n" +
 	"\vAccessEvent\x12\x12\n" +
 	"\x04time\x18\x01 \x01(\x04R\x04time\x12\x1a\n" +
 	"\breceived\x18\x02 \x01(\x04R\breceived\x12\x16\n" +
@@ -289,7 +314,10 @@ const file_access_proto_rawDesc = "" +
 	"\x06status\x18\x10 \x01(\x05R\x06status\x12\x1d\n" +
 	"\n" +
 	"user_agent\x18\x11 \x01(\tR\tuserAgent\x12#\n" +
-	"\rforwarded_for\x18\x14 \x01(\tR\fforwardedFor*\\\n" +
+	"\rforwarded_for\x18\x14 \x01(\tR\fforwardedFor\x12\x1b\n" +
+	"\tpeer_addr\x18\x15 \x01(\fR\bpeerAddr\x12\x1a\n" +
+	"\blistener\x18\x16 \x01(\tR\blistener\x12\x1c\n" +
+	"\tuntrusted\x18\x17 \x01(\bR\tuntrusted*\\\n" +
 	"\aOutcome\x12\x13\n" +
 	"\x0fOUTCOME_UNKNOWN\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n" +

@@ -17,7 +17,10 @@ CREATE TABLE IF NOT EXISTS flowaudit.access_events
     auth_method LowCardinality(String),
     status UInt16 COMMENT 'HTTP status or Kubernetes response code; 0 when none',
     user_agent LowCardinality(String),
-    forwarded_for String COMMENT 'X-Forwarded-For chain of a web request, client first; empty for direct clients' CODEC(ZSTD(1))
+    forwarded_for String COMMENT 'X-Forwarded-For chain of a web request, client first; empty for direct clients' CODEC(ZSTD(1)),
+    peer_addr IPv6 COMMENT 'real address of the sender (syslog or HTTP peer); :: for tailed files' CODEC(ZSTD(1)),
+    listener LowCardinality(String) COMMENT 'listener the event came through (udp://0.0.0.0:5514, https://…, file:///…)',
+    trusted UInt8 DEFAULT 1 COMMENT '1 when the sender may bind identities (ingest.access.trusted_senders, http_token_hosts)'
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time)

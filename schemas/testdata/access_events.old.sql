@@ -17,7 +17,10 @@ CREATE TABLE IF NOT EXISTS flowaudit.access_events
     auth_method String,
     status UInt16 COMMENT 'HTTP status or Kubernetes response code; 0 when none',
     user_agent String,
-    forwarded_for String COMMENT 'X-Forwarded-For chain of a web request, client first; empty for direct clients'
+    forwarded_for String COMMENT 'X-Forwarded-For chain of a web request, client first; empty for direct clients',
+    peer_addr FixedString(16) COMMENT 'real address of the sender (syslog or HTTP peer); :: for tailed files',
+    listener String COMMENT 'listener the event came through (udp://0.0.0.0:5514, https://…, file:///…)',
+    trusted UInt8 DEFAULT 1 COMMENT '1 when the sender may bind identities (ingest.access.trusted_senders, http_token_hosts)'
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time)
