@@ -7,9 +7,9 @@ type Outcome uint8
 // Outcomes. Numbers are part of the protobuf contract (access.proto).
 const (
 	OutcomeUnknown Outcome = 0
-	OutcomeSuccess Outcome = 1 // access happened (HTTP 2xx/3xx and 5xx: the server was reached)
-	OutcomeFailure Outcome = 2 // authentication failed (bad password, unknown user)
-	OutcomeDenied  Outcome = 3 // authenticated or not, authorization refused (HTTP 401/403, k8s forbid)
+	OutcomeSuccess Outcome = 1 // access happened (HTTP below 400)
+	OutcomeFailure Outcome = 2 // authentication failed (bad password, unknown user), or HTTP 4xx/5xx other than 401/403/407
+	OutcomeDenied  Outcome = 3 // authenticated or not, authorization refused (HTTP 401/403/407, k8s forbid)
 )
 
 // String returns the ClickHouse value for o.

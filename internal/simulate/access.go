@@ -153,9 +153,12 @@ func (g *AccessGenerator) nginx(now time.Time) AccessLine {
 	}
 	method := []string{"GET", "GET", "GET", "POST", "PUT", "DELETE"}[g.rng.IntN(6)]
 	path := g.pick(simPaths)
-	outcome := "success"
-	if status == 401 || status == 403 {
+	outcome := "success" // the parser's ECS rule: 401/403 denied, other 4xx/5xx failure
+	switch {
+	case status == 401 || status == 403:
 		outcome = "denied"
+	case status >= 400:
+		outcome = "failure"
 	}
 	line := fmt.Sprintf(`%s - %s [%s] "%s %s HTTP/1.1" %d %d "-" "%s"`, addr, user, now.Format("02/Jan/2006:15:04:05 -0700"),
 		method, path, status, 200+g.rng.IntN(50000), g.pick(simAgents))

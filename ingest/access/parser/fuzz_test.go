@@ -2,6 +2,7 @@ package parser
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,7 +11,7 @@ import (
 
 var knownReasons = map[Reason]bool{
 	ReasonNoMatch: true, ReasonBadJSON: true, ReasonBadTime: true,
-	ReasonBadAddress: true, ReasonMissingField: true, ReasonTooLong: true,
+	ReasonBadAddress: true, ReasonBadUser: true, ReasonMissingField: true, ReasonTooLong: true,
 }
 
 // checkParseResult asserts the contract of Parse on any input: errors are
@@ -75,7 +76,7 @@ func FuzzParseSSHD(f *testing.F) {
 }
 
 func FuzzParseWeb(f *testing.F) {
-	seedLines(f, "nginx.log", "apache.log")
+	seedLines(f, "nginx.log", "apache.log", "web_shapes.log")
 	p, _ := New(FormatNginx)
 	f.Fuzz(func(t *testing.T, line []byte) {
 		ev := checkParseResult(t, FormatNginx, p, line)
@@ -85,8 +86,16 @@ func FuzzParseWeb(f *testing.F) {
 		if ev.Status < 100 || ev.Status > 999 {
 			t.Fatalf("status %d", ev.Status)
 		}
-		if (ev.Outcome == schemas.OutcomeDenied) != statusDenied(int(ev.Status)) || ev.Outcome == schemas.OutcomeUnknown {
-			t.Fatalf("status %d gave outcome %s", ev.Status, ev.Outcome)
+		if want := httpOutcome(int(ev.Status)); ev.Outcome != want {
+			t.Fatalf("status %d gave outcome %s, want %s", ev.Status, ev.Outcome, want)
+		}
+		// The user is one token that is neither an address nor a list:
+		// a shifted line is rejected, never bound as an identity.
+		if _, isAddr := parseAddr(ev.User); isAddr || strings.ContainsAny(ev.User, " ,\t") || ev.User == "-" {
+			t.Fatalf("user %q", ev.User)
+		}
+		if ev.ForwardedFor != "" && !strings.Contains(ev.ForwardedFor, ", ") {
+			t.Fatalf("forwarded_for %q is not a chain", ev.ForwardedFor)
 		}
 	})
 }

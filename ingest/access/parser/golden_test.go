@@ -44,6 +44,8 @@ type goldenEvent struct {
 	AuthMethod string `json:"auth_method,omitempty"`
 	Status     int32  `json:"status,omitempty"`
 	UserAgent  string `json:"user_agent,omitempty"`
+	// ForwardedFor is the X-Forwarded-For chain of web lines.
+	ForwardedFor string `json:"forwarded_for,omitempty"`
 }
 
 func toGolden(ev *schemas.AccessEvent) *goldenEvent {
@@ -52,6 +54,7 @@ func toGolden(ev *schemas.AccessEvent) *goldenEvent {
 		SrcPort: ev.SrcPort, DstPort: ev.DstPort, DstHost: ev.DstHost,
 		Resource: ev.Resource, Action: ev.Action, Outcome: ev.Outcome.String(),
 		SessionID: ev.SessionID, AuthMethod: ev.AuthMethod, Status: ev.Status, UserAgent: ev.UserAgent,
+		ForwardedFor: ev.ForwardedFor,
 	}
 	if ev.Time != 0 {
 		g.Time = time.Unix(0, int64(ev.Time)).UTC().Format(time.RFC3339Nano)
@@ -171,6 +174,7 @@ func TestGolden(t *testing.T) {
 		{input: "sshd.log", format: FormatSSHD},
 		{input: "nginx.log", format: FormatNginx},
 		{input: "apache.log", format: FormatApache},
+		{input: "web_shapes.log", format: FormatNginx},
 		{input: "k8s_audit.jsonl", format: FormatK8sAudit},
 		{input: "gateway.jsonl", format: FormatGateway},
 		{input: "json.jsonl", format: FormatJSON},

@@ -186,11 +186,7 @@ func (p *jsonParser) Parse(line []byte, meta Meta, ev *schemas.AccessEvent) erro
 		}
 	}
 	if ev.Outcome == schemas.OutcomeUnknown && hasStatus {
-		if statusDenied(status) {
-			ev.Outcome = schemas.OutcomeDenied
-		} else {
-			ev.Outcome = schemas.OutcomeSuccess
-		}
+		ev.Outcome = httpOutcome(status)
 	}
 	return nil
 }

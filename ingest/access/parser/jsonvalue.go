@@ -114,8 +114,3 @@ var (
 	defaultFailureValues = []string{"failure", "failed", "error"}
 	defaultDeniedValues  = []string{"denied", "forbidden", "rejected"}
 )
-
-// statusDenied reports whether a protocol status code means denied: 401,
-// 403 and 407; any other code is a success (the request reached its
-// target).
-func statusDenied(code int) bool { return code == 401 || code == 403 || code == 407 }

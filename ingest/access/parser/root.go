@@ -153,6 +153,7 @@ const (
 	ReasonBadJSON      Reason = "bad_json"      // not a JSON object (JSON formats)
 	ReasonBadTime      Reason = "bad_time"      // the line's timestamp does not parse
 	ReasonBadAddress   Reason = "bad_address"   // an address field is not an IP address
+	ReasonBadUser      Reason = "bad_user"      // the user field holds an address, a list or spaces (fields shifted)
 	ReasonMissingField Reason = "missing_field" // a field the format requires is absent
 	ReasonTooLong      Reason = "too_long"      // longer than MaxLineLength
 )

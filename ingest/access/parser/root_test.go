@@ -65,7 +65,7 @@ func TestParseExamples(t *testing.T) {
 			line: `192.0.2.7 - - [10/Mar/2024:12:00:00 +0000] "POST /x HTTP/1.0" 500 -`,
 			want: schemas.AccessEvent{
 				Time: ns("2024-03-10T12:00:00Z"), Received: recv, Source: "apache", Host: "collector-1",
-				SrcAddr: addr("192.0.2.7"), Resource: "/x", Action: "POST", Outcome: schemas.OutcomeSuccess, Status: 500,
+				SrcAddr: addr("192.0.2.7"), Resource: "/x", Action: "POST", Outcome: schemas.OutcomeFailure, Status: 500,
 			},
 		},
 		{

@@ -44,8 +44,15 @@ func (sshdParser) Parse(line []byte, meta Meta, ev *schemas.AccessEvent) error {
 	// auth.log line: timestamp, host, tag.
 	if t, n, ok := parse3164Time(msg, meta.Received, meta.location()); ok {
 		i := skipSpaces(msg, n)
+		// HOST TAG, or TAG alone when the writer had no host name
+		// ("Feb  9 21:20:08  sshd[8317]: …").
 		host, end := token(msg, i)
-		app, _, rest := splitTag(msg[skipSpaces(msg, end):])
+		app, _, rest := splitTag(msg[i:])
+		if app != nil {
+			host = nil
+		} else {
+			app, _, rest = splitTag(msg[skipSpaces(msg, end):])
+		}
 		if app == nil {
 			return parseErr(FormatSSHD, ReasonNoMatch, "syslog file line without a tag")
 		}
@@ -53,7 +60,7 @@ func (sshdParser) Parse(line []byte, meta Meta, ev *schemas.AccessEvent) error {
 			return ErrIgnored
 		}
 		ev.Time = unixNano(t)
-		if string(host) != ev.Host {
+		if len(host) > 0 && string(host) != ev.Host {
 			ev.Host = string(host)
 		}
 		msg = rest
@@ -194,13 +201,19 @@ func parseSSHDMessage(msg []byte, ev *schemas.AccessEvent) error {
 		}
 		return disconnect(after, preauth, ev)
 	}
-	if bytes.HasPrefix(msg, []byte("pam_unix(")) {
+	if isPAMModule(word) {
 		return pamSession(msg, ev)
 	}
 	if isSSHDNoise(word) {
 		return ErrIgnored
 	}
 	return &ParseError{Format: FormatSSHD, Reason: ReasonNoMatch, Err: errSSHDUnknown}
+}
+
+// isPAMModule reports whether word is "pam_MODULE(SERVICE:TYPE):", the
+// prefix of PAM module messages (pam_unix, pam_succeed_if, pam_systemd…).
+func isPAMModule(word []byte) bool {
+	return bytes.HasPrefix(word, []byte("pam_")) && bytes.IndexByte(word, '(') > 4 && bytes.HasSuffix(word, []byte("):"))
 }
 
 // sshdNoise are first words of sshd messages that describe no access.
@@ -216,6 +229,7 @@ var sshdNoise = map[string]bool{
 	"drop": true, "beginning": true, "exited": true, "Authentication": true,
 	"Login": true, "Bind": true, "Creating": true, "Generating": true,
 	"Unsafe": true, "Certificate": true, "Normal": true, "ROOT": true,
+	"last": true, // syslogd's "last message repeated N times": the count is lost
 }
 
 // isSSHDNoise reports whether word starts a message sshd writes that is
@@ -381,10 +395,11 @@ func portAfter(b []byte) uint16 {
 	return p
 }
 
-// pamSession parses pam_unix session messages:
+// pamSession parses PAM session messages (pam_unix writes them):
 // "pam_unix(sshd:session): session opened for user USER(uid=1000) by (uid=0)"
-// and "… session closed for user USER". Other pam_unix messages
-// ("sshd:auth" failures duplicate "Failed password") are ignored.
+// and "… session closed for user USER". Other PAM messages ("sshd:auth"
+// failures duplicate "Failed password", pam_succeed_if requirements…)
+// are ignored.
 func pamSession(msg []byte, ev *schemas.AccessEvent) error {
 	i := bytes.Index(msg, []byte(":session): session "))
 	if i < 0 {

@@ -247,10 +247,14 @@ func trimOneSpace(b []byte) []byte {
 // parse3164Time parses the RFC 3164 "Mmm dd hh:mm:ss" timestamp (day
 // space- or zero-padded, an optional fraction as some senders add), or an
 // RFC 3339 timestamp in its place as rsyslog writes with high-precision
-// templates. It returns the time and the bytes consumed.
+// templates (also without a zone, then in loc). It returns the time and
+// the bytes consumed.
 func parse3164Time(b []byte, now time.Time, loc *time.Location) (time.Time, int, bool) {
 	if len(b) > 0 && b[0] >= '0' && b[0] <= '9' {
 		t, n, ok := parseRFC3339(b)
+		if !ok {
+			t, n, ok = parseISOLocal(b, loc)
+		}
 		if !ok || (n < len(b) && b[n] != ' ') {
 			return time.Time{}, 0, false
 		}
@@ -299,4 +303,26 @@ func parse3164Time(b []byte, now time.Time, loc *time.Location) (time.Time, int,
 		t = time.Date(year-1, mo, d, h, mi, s, ns, loc)
 	}
 	return t, n, true
+}
+
+// parseISOLocal parses "2006-01-02T15:04:05[.frac]" without a zone, as
+// some syslog templates write it, as a time in loc.
+func parseISOLocal[T text](b T, loc *time.Location) (time.Time, int, bool) {
+	if len(b) < 19 || b[4] != '-' || b[7] != '-' || b[13] != ':' || b[16] != ':' {
+		return time.Time{}, 0, false
+	}
+	if c := b[10]; c != 'T' && c != 't' && c != ' ' {
+		return time.Time{}, 0, false
+	}
+	y, ok1 := digits4(b, 0)
+	mo, ok2 := digits2(b, 5)
+	d, ok3 := digits2(b, 8)
+	h, ok4 := digits2(b, 11)
+	mi, ok5 := digits2(b, 14)
+	s, ok6 := digits2(b, 17)
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || !validDate(y, time.Month(mo), d, h, mi, s) {
+		return time.Time{}, 0, false
+	}
+	ns, i := parseFraction(b, 19)
+	return time.Date(y, time.Month(mo), d, h, mi, s, ns, loc), i, true
 }
