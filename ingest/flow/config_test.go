@@ -108,6 +108,8 @@ func TestValidateErrorsNameTheKey(t *testing.T) {
 		{"negative dead letter bound", func(c *Configuration) { c.DeadLetterMaxBytes = -5 }, []string{"ingest.flows.dead_letter_max_bytes:", "got -5"}},
 		{"negative series cap", func(c *Configuration) { c.MaxExporterSeries = -1 }, []string{"ingest.flows.max_exporter_series:", "got -1"}},
 		{"short series ttl", func(c *Configuration) { c.ExporterSeriesTTL = time.Second }, []string{"ingest.flows.exporter_series_ttl:", "got 1s"}},
+		{"negative time skew", func(c *Configuration) { c.MaxTimeSkew = -time.Second }, []string{"ingest.flows.max_time_skew:", "got -1s"}},
+		{"sub-second time skew", func(c *Configuration) { c.MaxTimeSkew = time.Millisecond }, []string{"ingest.flows.max_time_skew:", "got 1ms"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,8 +138,13 @@ func TestValidateAcceptsBounds(t *testing.T) {
 	cfg.FlushInterval = 100 * time.Millisecond
 	cfg.DeadLetterMaxBytes = 0
 	cfg.Listen = nil
+	cfg.MaxTimeSkew = time.Second
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("Validate() at the bounds: %v", err)
+	}
+	cfg.MaxTimeSkew = 0 // never clamp
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("Validate() with max_time_skew 0: %v", err)
 	}
 }
 
