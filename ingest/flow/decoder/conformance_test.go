@@ -44,37 +44,12 @@ var corpusExceptions = map[string]string{
 // source.ip; flowaudit stores the non-zero address (a zero address never
 // overwrites a real one), and the comparison expects that.
 
-// corpusDir locates ../shared/conformance/beats/netflow relative to the
-// repository root (the directory holding go.mod), or under
-// $FLOWAUDIT_CONFORMANCE when set.
+// corpusDir locates beats/netflow in the conformance corpus
+// (testutil.ConformanceDir: ../shared/conformance beside the repository,
+// or $FLOWAUDIT_CONFORMANCE).
 func corpusDir(t *testing.T) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
-	root := filepath.Join(dir, "..", "shared", "conformance")
-	if env := os.Getenv("FLOWAUDIT_CONFORMANCE"); env != "" {
-		root = env // e.g. for a git worktree elsewhere
-	}
-	corpus := filepath.Join(root, "beats", "netflow")
-	if _, err := os.Stat(filepath.Join(corpus, "dat_tests.yaml")); err != nil {
-		if testutil.RequireExternal() {
-			t.Fatalf("conformance corpus not found at %s (CI clones the repository beside shared/): %v", corpus, err)
-		}
-		t.Skipf("conformance corpus not found at %s", corpus)
-	}
-	return corpus
+	return testutil.ConformanceDir(t, filepath.Join("beats", "netflow"))
 }
 
 // corpusRecord is what a flow record is compared on: the 5-tuple, bytes
