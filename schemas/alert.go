@@ -49,9 +49,13 @@ const (
 	AlertAuthBruteforce     = "auth_bruteforce"
 	AlertUnattributedAccess = "unattributed_access"
 	AlertLateralChain       = "lateral_chain"
+	// AlertSegmentationBreach is raised by `flowaudit probe`, not by a
+	// detector: an active probe reached what the policy denies.
+	AlertSegmentationBreach = "segmentation_breach"
 )
 
-// AlertKinds lists every kind, in a stable order.
+// AlertKinds lists every kind the detectors raise, in a stable order
+// (AlertSegmentationBreach comes from the prober).
 var AlertKinds = []string{AlertPolicyViolation, AlertNewEdge, AlertAddressScan, AlertPortScan,
 	AlertVolumeSpike, AlertAuthBruteforce, AlertUnattributedAccess, AlertLateralChain}
 

@@ -528,9 +528,42 @@ var AlertsTable = Table{
 	TTLColumn: "time",
 }
 
+// ProbeResultsTable holds one row per active segmentation-test attempt
+// (`flowaudit probe`): what the policy expects between the prober and a
+// target on one port, what the connection attempt observed, and whether
+// that passes. It is compliance evidence (PCI DSS 11.4.5 asks for the
+// tests of the last 12 months), so it has no TTL. Ordered by hour then
+// run, because runs are read whole ("show the last test") and by period.
+var ProbeResultsTable = Table{
+	Name:    "probe_results",
+	Comment: "Active segmentation tests, one row per attempt",
+	Columns: []Column{
+		{Name: "time", Type: TypeDateTime64ms, Codec: "Delta, ZSTD(1)", Comment: "when the attempt started"},
+		{Name: "run_id", Type: TypeString, Comment: "one probe run; its start time and prober"},
+		{Name: "prober", Type: TypeLowString, Comment: "host name of the prober"},
+		{Name: "src_addr", Type: TypeAddr, Comment: "local address of the attempt"},
+		{Name: "src_segment", Type: TypeLowString},
+		{Name: "dst_addr", Type: TypeAddr},
+		{Name: "dst_segment", Type: TypeLowString},
+		{Name: "dst_workload", Type: TypeLowString, Default: "''"},
+		{Name: "dst_port", Type: TypeUInt16, Comment: "0 for ICMP echo"},
+		{Name: "proto", Type: TypeUInt8},
+		{Name: "expected", Type: TypeLowString, Comment: "allow or deny, from the policy"},
+		{Name: "observed", Type: TypeLowString, Comment: "open, closed, filtered or error"},
+		{Name: "result", Type: TypeLowString, Comment: "pass, breach or blocked"},
+		{Name: "rule", Type: TypeLowString, Default: "''", Comment: "the rule that allows it; '' when denied"},
+		{Name: "rtt_ms", Type: TypeUInt32, Comment: "time to the answer (or to the timeout)"},
+		{Name: "detail", Type: TypeString, Default: "''", Comment: "the error of an attempt that observed error"},
+	},
+	Engine:      "MergeTree",
+	PartitionBy: "toYYYYMM(time)",
+	OrderBy:     "(toStartOfHour(time), run_id, dst_segment, dst_addr, dst_port, proto)",
+}
+
 // Tables returns every table, in creation order.
 func Tables() []Table {
-	return []Table{FlowsTable, AccessEventsTable, AlertsTable, KafkaOffsetsTable, SegmentMatrixTable, ObservedEdgesTable}
+	return []Table{FlowsTable, AccessEventsTable, AlertsTable, KafkaOffsetsTable, SegmentMatrixTable, ObservedEdgesTable,
+		ProbeResultsTable}
 }
 
 // ViewSQL returns the CREATE MATERIALIZED VIEW statement of a table with

@@ -25,6 +25,7 @@ func commands() []command {
 		{"migrate", "create or update the ClickHouse database and tables", cmdMigrate},
 		{"policy", "check a policy file: flowaudit policy validate FILE", cmdPolicy},
 		{"audit", "segmentation audit: recommend rules from traffic, simulate a draft policy", cmdAudit},
+		{"probe", "active segmentation test from this host: expected vs real connection attempts", cmdProbe},
 		{"simulate", "send simulated flows (or access logs) to a collector", cmdSimulate},
 		{"version", "print the version", cmdVersion},
 	}

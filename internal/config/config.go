@@ -19,6 +19,7 @@ import (
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/internal/reporter"
+	"github.com/flowaudit/flowaudit/probe"
 	"github.com/flowaudit/flowaudit/sink"
 )
 
@@ -36,6 +37,7 @@ type Configuration struct {
 	Enrich     enrich.Configuration       `yaml:"enrich"`
 	Detect     detect.Configuration       `yaml:"detect"`
 	Alerts     webhook.Configuration      `yaml:"alerts"`
+	Probe      probe.Configuration        `yaml:"probe"`
 	Metrics    reporter.Configuration     `yaml:"metrics"`
 	Log        LogConfiguration           `yaml:"log"`
 }
@@ -74,6 +76,7 @@ func Default() Configuration {
 		Enrich:  enrich.DefaultConfiguration(),
 		Detect:  detect.DefaultConfiguration(),
 		Alerts:  webhook.DefaultConfiguration(),
+		Probe:   probe.DefaultConfiguration(),
 		Metrics: reporter.DefaultConfiguration(),
 		Log:     LogConfiguration{Level: "info", Format: "text"},
 	}
@@ -131,7 +134,7 @@ func (c Configuration) Validate() error {
 			errs = append(errs, fmt.Errorf("policy.file: %v (check the path; run \"flowaudit policy validate FILE\")", err))
 		}
 	}
-	for _, err := range []error{c.Detect.Validate(), c.Alerts.Validate()} {
+	for _, err := range []error{c.Detect.Validate(), c.Alerts.Validate(), c.Probe.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}
