@@ -22,8 +22,12 @@ type Configuration struct {
 	// for this long.
 	SyslogIdleTimeout time.Duration `yaml:"syslog_idle_timeout"`
 	// SyslogMaxConnections bounds concurrent TCP syslog connections per
-	// listener; further connections are closed at once.
+	// listener; a connection beyond it closes the one idle longest.
 	SyslogMaxConnections int `yaml:"syslog_max_connections"`
+	// SyslogMaxConnectionsPerSource bounds the TCP syslog connections of
+	// one source (an IPv4 address or an IPv6 /64) per listener; a new
+	// connection beyond it closes that source's one idle longest.
+	SyslogMaxConnectionsPerSource int `yaml:"syslog_max_connections_per_source"`
 	// SyslogApps maps a syslog APP-NAME (tag) to a log format, on top of
 	// the parser's built-in table (sshd, nginx, apache2, httpd…), for
 	// example {web-front: nginx}.
@@ -166,15 +170,16 @@ type FileConfiguration struct {
 // DefaultConfiguration returns the defaults of DESIGN.md.
 func DefaultConfiguration() Configuration {
 	return Configuration{
-		SyslogListen:         []string{"udp://0.0.0.0:5514", "tcp://0.0.0.0:5514"},
-		SyslogIdleTimeout:    5 * time.Minute,
-		SyslogMaxConnections: 1024,
-		HTTPListen:           "127.0.0.1:8080",
-		HTTPMaxBody:          10 << 20,
-		HTTPAckTimeout:       30 * time.Second,
-		TailPollInterval:     250 * time.Millisecond,
-		Timezone:             "UTC",
-		MaxLineBytes:         64 << 10,
+		SyslogListen:                  []string{"udp://0.0.0.0:5514", "tcp://0.0.0.0:5514"},
+		SyslogIdleTimeout:             5 * time.Minute,
+		SyslogMaxConnections:          1024,
+		SyslogMaxConnectionsPerSource: 32,
+		HTTPListen:                    "127.0.0.1:8080",
+		HTTPMaxBody:                   10 << 20,
+		HTTPAckTimeout:                30 * time.Second,
+		TailPollInterval:              250 * time.Millisecond,
+		Timezone:                      "UTC",
+		MaxLineBytes:                  64 << 10,
 	}
 }
 
@@ -233,6 +238,9 @@ func (c Configuration) Validate() error {
 	}
 	if c.SyslogMaxConnections < 1 {
 		errs = append(errs, fmt.Errorf("ingest.access.syslog_max_connections: must be at least 1, got %d", c.SyslogMaxConnections))
+	}
+	if c.SyslogMaxConnectionsPerSource < 1 || (c.SyslogMaxConnections >= 1 && c.SyslogMaxConnectionsPerSource > c.SyslogMaxConnections) {
+		errs = append(errs, fmt.Errorf("ingest.access.syslog_max_connections_per_source: must be between 1 and syslog_max_connections (%d), got %d", c.SyslogMaxConnections, c.SyslogMaxConnectionsPerSource))
 	}
 	for app, f := range c.SyslogApps {
 		if app == "" {

@@ -13,15 +13,16 @@ import (
 func TestDefaultConfiguration(t *testing.T) {
 	got := access.DefaultConfiguration()
 	want := access.Configuration{
-		SyslogListen:         []string{"udp://0.0.0.0:5514", "tcp://0.0.0.0:5514"},
-		SyslogIdleTimeout:    5 * time.Minute,
-		SyslogMaxConnections: 1024,
-		HTTPListen:           "127.0.0.1:8080",
-		HTTPMaxBody:          10 << 20,
-		HTTPAckTimeout:       30 * time.Second,
-		TailPollInterval:     250 * time.Millisecond,
-		Timezone:             "UTC",
-		MaxLineBytes:         64 << 10,
+		SyslogListen:                  []string{"udp://0.0.0.0:5514", "tcp://0.0.0.0:5514"},
+		SyslogIdleTimeout:             5 * time.Minute,
+		SyslogMaxConnections:          1024,
+		SyslogMaxConnectionsPerSource: 32,
+		HTTPListen:                    "127.0.0.1:8080",
+		HTTPMaxBody:                   10 << 20,
+		HTTPAckTimeout:                30 * time.Second,
+		TailPollInterval:              250 * time.Millisecond,
+		Timezone:                      "UTC",
+		MaxLineBytes:                  64 << 10,
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("DefaultConfiguration() (-got +want):\n%s", diff)
@@ -42,6 +43,7 @@ func TestValidateNamesKeys(t *testing.T) {
 		{"tls without cert", func(c *access.Configuration) { c.SyslogListen = []string{"tls://0.0.0.0:6514"} }, "ingest.access.syslog_listen[0]: "},
 		{"idle timeout", func(c *access.Configuration) { c.SyslogIdleTimeout = 0 }, "ingest.access.syslog_idle_timeout: "},
 		{"max connections", func(c *access.Configuration) { c.SyslogMaxConnections = 0 }, "ingest.access.syslog_max_connections: "},
+		{"per source", func(c *access.Configuration) { c.SyslogMaxConnectionsPerSource = 2000 }, "ingest.access.syslog_max_connections_per_source: "},
 		{"app format", func(c *access.Configuration) { c.SyslogApps = map[string]string{"web": "iis"} }, "ingest.access.syslog_apps.web: "},
 		{"http listen", func(c *access.Configuration) { c.HTTPListen = "8080" }, "ingest.access.http_listen: "},
 		{"token", func(c *access.Configuration) { c.HTTPTokens = []string{"ok", ""} }, "ingest.access.http_tokens[1]: "},

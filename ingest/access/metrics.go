@@ -15,6 +15,7 @@ type metrics struct {
 	httpRequests   *prometheus.CounterVec // code
 	tcpConnections prometheus.Gauge
 	untrusted      *prometheus.CounterVec // listener
+	tcpEvictions   *prometheus.CounterVec // reason
 	tailOffset     *prometheus.GaugeVec   // path
 }
 
@@ -50,11 +51,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		untrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowaudit_access_untrusted_events_total", Help: "Access events flagged untrusted (sender not in ingest.access.trusted_senders, or a host/source its token may not claim): stored, never bound to an identity, per listener.",
 		}, []string{"listener"}),
+		tcpEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_access_tcp_evictions_total", Help: "TCP syslog connections closed to admit a new one, per reason: listener_full (syslog_max_connections) or source_full (syslog_max_connections_per_source); the one idle longest goes.",
+		}, []string{"reason"}),
 		tailOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flowaudit_access_tail_offset_bytes", Help: "Acknowledged read position in the tailed file.",
 		}, []string{"path"}),
 	}
 	reg.MustRegister(m.lines, m.events, m.rejected, m.ignored, m.produced, m.produceErrors,
-		m.deadLetters, m.httpRequests, m.tcpConnections, m.untrusted, m.tailOffset)
+		m.deadLetters, m.httpRequests, m.tcpConnections, m.untrusted, m.tcpEvictions, m.tailOffset)
 	return m
 }

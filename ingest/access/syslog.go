@@ -57,7 +57,7 @@ func trimFrame(b []byte) []byte {
 // acceptTCP accepts syslog connections until the listener closes.
 func (c *Component) acceptTCP(name string, ln net.Listener) {
 	defer c.wg.Done()
-	sem := make(chan struct{}, c.cfg.SyslogMaxConnections)
+	table := newConnTable(c.cfg.SyslogMaxConnections, c.cfg.SyslogMaxConnectionsPerSource)
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
@@ -81,15 +81,19 @@ func (c *Component) acceptTCP(name string, ln net.Listener) {
 			}
 			continue
 		}
-		select {
-		case sem <- struct{}{}:
-		default:
-			if ok, n := c.sampler.Allow("maxconn/" + name); ok {
-				c.r.Logger.Warn("too many syslog connections: closing a new one (raise ingest.access.syslog_max_connections)",
-					"listener", name, "peer", conn.RemoteAddr().String(), "suppressed", n)
+		peer := addrPortOf(conn.RemoteAddr())
+		tc, evicted, reasons := table.admit(conn, peer.Addr())
+		for i, old := range evicted {
+			c.metrics.tcpEvictions.WithLabelValues(reasons[i]).Inc()
+			if ok, n := c.sampler.Allow("evict/" + name + "/" + reasons[i]); ok {
+				key := "ingest.access.syslog_max_connections"
+				if reasons[i] == evictSourceFull {
+					key = "ingest.access.syslog_max_connections_per_source"
+				}
+				c.r.Logger.Warn("syslog listener full: closing the connection idle longest to admit a new one (raise "+key+" if legitimate)",
+					"listener", name, "reason", reasons[i], "closed", old.RemoteAddr().String(), "admitted", peer.String(), "suppressed", n)
 			}
-			conn.Close()
-			continue
+			old.Close()
 		}
 		c.mu.Lock()
 		if c.stopping.Load() {
@@ -103,22 +107,22 @@ func (c *Component) acceptTCP(name string, ln net.Listener) {
 		c.wg.Add(1)
 		go func() {
 			defer func() {
+				table.remove(tc)
 				c.mu.Lock()
 				delete(c.tcpConns, conn)
 				c.mu.Unlock()
 				conn.Close()
 				c.metrics.tcpConnections.Dec()
-				<-sem
 				c.wg.Done()
 			}()
-			c.serveTCP(name, conn)
+			c.serveTCP(name, tc)
 		}()
 	}
 }
 
 // serveTCP reads the messages of one syslog connection until it closes,
 // idles out or sends garbage it cannot be resynchronised from.
-func (c *Component) serveTCP(name string, conn net.Conn) {
+func (c *Component) serveTCP(name string, conn *tcpConn) {
 	o := c.peerOrigin(name, addrPortOf(conn.RemoteAddr()))
 	host := o.addr.String()
 	fr := newFrameReader(conn, c.cfg.MaxLineBytes)
@@ -128,11 +132,12 @@ func (c *Component) serveTCP(name string, conn net.Conn) {
 		if err != nil {
 			var tl *tooLongError
 			if errors.As(err, &tl) {
+				conn.touch()
 				meta := parser.Meta{Received: time.Now(), Host: host, Location: c.loc}
 				c.rejectTooLong(o, tl, meta)
 				continue
 			}
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !c.stopping.Load() {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !c.stopping.Load() && !conn.evicted.Load() {
 				var ne net.Error
 				if errors.As(err, &ne) && ne.Timeout() {
 					c.r.Logger.Debug("closing idle syslog connection", "origin", o.String())
@@ -142,6 +147,7 @@ func (c *Component) serveTCP(name string, conn net.Conn) {
 			}
 			return
 		}
+		conn.touch()
 		if len(msg) == 0 {
 			continue
 		}
