@@ -97,7 +97,7 @@ type vectorFlow struct {
 }
 
 type vectorResult struct {
-	Records, ClampedPast, ClampedFuture uint32 `json:",omitempty"`
+	Records, ClampedPast, ClampedFuture uint32   `json:",omitempty"`
 	Errors                              []string `json:",omitempty"`
 	Flows                               []vectorFlow
 }
