@@ -21,6 +21,14 @@ type Result struct {
 	SrcIdentity, DstIdentity string
 	Verdict                  policy.Verdict
 	Rule                     string
+	// StagedVerdict and StagedRule: the verdict had the staged rules been
+	// enforced too (policy.Matcher.DecideStaged).
+	StagedVerdict policy.Verdict
+	StagedRule    string
+	// ServiceSide and ServicePort: which end offers the service
+	// (policy.DecideServiceSide), independent of the policy.
+	ServiceSide schemas.ServiceSide
+	ServicePort uint16
 }
 
 // Enricher enriches flows with a policy Matcher and an IdentityStore. One
@@ -28,15 +36,16 @@ type Result struct {
 // SetMatcher swaps the matcher atomically (hot reload); a flow is enriched
 // entirely with the old or entirely with the new policy.
 type Enricher struct {
-	m   atomic.Pointer[policy.Matcher]
-	ids *IdentityStore
+	m         atomic.Pointer[policy.Matcher]
+	ids       *IdentityStore
+	listeners *listenerTable
 }
 
 // NewEnricher returns an Enricher. m may be nil (no policy file: every
 // address is external, every verdict unknown); ids may be nil (no
 // identities but the inventory's service accounts).
 func NewEnricher(m *policy.Matcher, ids *IdentityStore) *Enricher {
-	e := &Enricher{ids: ids}
+	e := &Enricher{ids: ids, listeners: newListenerTable()}
 	e.m.Store(m)
 	return e
 }
@@ -59,12 +68,14 @@ func (e *Enricher) EnrichFlow(b *schemas.FlowBatch, f *schemas.Flow, r *Result) 
 		srcUser = e.ids.Lookup(f.SrcAddr, t)
 		dstUser = e.ids.Lookup(f.DstAddr, t)
 	}
+	side, port := e.serviceSide(f)
 	m := e.m.Load()
 	if m == nil {
 		*r = Result{
 			SrcSegment: policy.External, DstSegment: policy.External,
 			SrcIdentity: srcUser, DstIdentity: dstUser,
-			Verdict: policy.VerdictUnknown,
+			Verdict: policy.VerdictUnknown, StagedVerdict: policy.VerdictUnknown,
+			ServiceSide: side, ServicePort: port,
 		}
 		return
 	}
@@ -86,5 +97,24 @@ func (e *Enricher) EnrichFlow(b *schemas.FlowBatch, f *schemas.Flow, r *Result) 
 		SrcWorkload: src.Workload, DstWorkload: dst.Workload,
 		SrcIdentity: srcUser, DstIdentity: dstUser,
 		Verdict: v, Rule: rule,
+		StagedVerdict: v, StagedRule: rule,
+		ServiceSide: side, ServicePort: port,
 	}
+}
+
+// serviceSide decides which end of f offers the service. The listener
+// history is consulted (and fed) only when the ports do not decide, so the
+// common flow (an ephemeral port to a service port) costs no table access;
+// a SYN without ACK to a port that is not a known service marks that end
+// as listening, so the rest of the connection, replies included, follows.
+func (e *Enricher) serviceSide(f *schemas.Flow) (schemas.ServiceSide, uint16) {
+	q := policy.ServiceQuery{SrcPort: f.SrcPort, DstPort: f.DstPort, Proto: f.Proto, TCPFlags: f.TCPFlags}
+	if policy.HasPorts(f.Proto) && !policy.PortsDecide(&q) {
+		if f.Proto == policy.ProtoTCP && f.TCPFlags&0x12 == 0x02 {
+			e.listeners.markListening(endHash(&f.DstAddr, f.DstPort, f.Proto))
+		}
+		q.SrcListens = e.listeners.observe(endHash(&f.SrcAddr, f.SrcPort, f.Proto), &f.DstAddr)
+		q.DstListens = e.listeners.observe(endHash(&f.DstAddr, f.DstPort, f.Proto), &f.SrcAddr)
+	}
+	return policy.DecideServiceSide(&q)
 }

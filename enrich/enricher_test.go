@@ -94,6 +94,19 @@ func TestEnrichFlow(t *testing.T) {
 		{SrcSegment: "external", DstSegment: "db", Verdict: policy.VerdictUnknown},
 		{SrcSegment: "web", DstSegment: "db", Verdict: policy.VerdictAllowed, Rule: "web-to-db-postgres"},
 	}
+	sides := []struct {
+		side schemas.ServiceSide
+		port uint16
+	}{
+		{schemas.ServiceDst, 5432}, {schemas.ServiceDst, 5432}, {schemas.ServiceDst, 22}, {schemas.ServiceDst, 8080},
+		{schemas.ServiceDst, 5432}, {schemas.ServiceSrc, 5432}, {schemas.ServiceDst, 22}, {schemas.ServiceDst, 22},
+		{schemas.ServiceDst, 5432}, {schemas.ServiceDst, 5432}, {schemas.ServiceDst, 5432}, {schemas.ServiceDst, 5432},
+	}
+	for i := range want {
+		// No staged rules: the staged verdict is the verdict.
+		want[i].StagedVerdict, want[i].StagedRule = want[i].Verdict, want[i].Rule
+		want[i].ServiceSide, want[i].ServicePort = sides[i].side, sides[i].port
+	}
 	got := make([]Result, len(b.Flows))
 	for i := range b.Flows {
 		e.EnrichFlow(b, &b.Flows[i], &got[i])
@@ -106,7 +119,8 @@ func TestEnrichFlow(t *testing.T) {
 	e.SetMatcher(nil)
 	var r Result
 	e.EnrichFlow(b, &b.Flows[0], &r)
-	if diff := cmp.Diff(r, Result{SrcSegment: "external", DstSegment: "external", SrcIdentity: "alice", Verdict: policy.VerdictUnknown}); diff != "" {
+	if diff := cmp.Diff(r, Result{SrcSegment: "external", DstSegment: "external", SrcIdentity: "alice", Verdict: policy.VerdictUnknown,
+		ServiceSide: schemas.ServiceDst, ServicePort: 5432}); diff != "" {
 		t.Errorf("EnrichFlow without policy (-got +want):\n%s", diff)
 	}
 	if e.Matcher() != nil {

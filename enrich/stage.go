@@ -360,6 +360,8 @@ func (s *Stage) flowLoop() error {
 				f.SrcWorkload, f.DstWorkload = res.SrcWorkload, res.DstWorkload
 				f.SrcIdentity, f.DstIdentity = res.SrcIdentity, res.DstIdentity
 				f.Verdict, f.Rule = schemas.Verdict(res.Verdict), res.Rule
+				f.StagedVerdict, f.StagedRule = schemas.Verdict(res.StagedVerdict), res.StagedRule
+				f.ServiceSide, f.ServicePort = res.ServiceSide, res.ServicePort
 				if s.geo != nil {
 					s.addGeo(f)
 				}

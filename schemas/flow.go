@@ -129,6 +129,39 @@ type Flow struct {
 	Rule        string // allow rule that decided Verdict
 	SrcCountry  string // ISO 3166 code from the GeoIP database; "" when unknown
 	DstCountry  string
+	// StagedVerdict and StagedRule are the verdict and deciding rule had
+	// the policy's staged rules been enforced too (equal to Verdict and
+	// Rule when the policy has none).
+	StagedVerdict Verdict
+	StagedRule    string
+	// ServiceSide says which end offers the service, decided without the
+	// policy (policy.DecideServiceSide); ServicePort is that end's port, 0
+	// when the side is unknown or the protocol has no ports.
+	ServiceSide ServiceSide
+	ServicePort uint16
+}
+
+// ServiceSide says which end of a flow offers the service. Numbers are
+// part of the protobuf contract (flow.proto field service_side); the string
+// form is the value of ClickHouse's flows.service_side column.
+type ServiceSide uint8
+
+// Service sides.
+const (
+	ServiceUnknown ServiceSide = 0 // undecided: no evidence either way
+	ServiceDst     ServiceSide = 1 // the destination serves: client to server
+	ServiceSrc     ServiceSide = 2 // the source serves: the flow is a reply
+)
+
+// String returns the ClickHouse value for s: "", "dst" or "src".
+func (s ServiceSide) String() string {
+	switch s {
+	case ServiceDst:
+		return "dst"
+	case ServiceSrc:
+		return "src"
+	}
+	return ""
 }
 
 // Verdict is the policy decision for one flow. The string form is the

@@ -9,40 +9,44 @@ import (
 
 // Field numbers of flow.proto. They are the wire contract; never reuse one.
 const (
-	fieldFlowTimeStart    = 1
-	fieldFlowTimeEnd      = 2
-	fieldFlowSrcAddr      = 3
-	fieldFlowDstAddr      = 4
-	fieldFlowNextHop      = 5
-	fieldFlowBytes        = 6
-	fieldFlowPackets      = 7
-	fieldFlowSamplingRate = 8
-	fieldFlowInIf         = 9
-	fieldFlowOutIf        = 10
-	fieldFlowSrcAS        = 11
-	fieldFlowDstAS        = 12
-	fieldFlowSrcPort      = 13
-	fieldFlowDstPort      = 14
-	fieldFlowEtherType    = 15
-	fieldFlowProto        = 16
-	fieldFlowTCPFlags     = 17
-	fieldFlowIPTos        = 18
-	fieldFlowDirection    = 19
-	fieldFlowVerdict      = 20
-	fieldFlowSrcSegment   = 21
-	fieldFlowDstSegment   = 22
-	fieldFlowSrcWorkload  = 23
-	fieldFlowDstWorkload  = 24
-	fieldFlowSrcIdentity  = 25
-	fieldFlowDstIdentity  = 26
-	fieldFlowRule         = 27
-	fieldFlowSrcCountry   = 28
-	fieldFlowDstCountry   = 29
-	fieldFlowFwAction     = 30
-	fieldFlowSrcAddrXlate = 31
-	fieldFlowDstAddrXlate = 32
-	fieldFlowSrcPortXlate = 33
-	fieldFlowDstPortXlate = 34
+	fieldFlowTimeStart     = 1
+	fieldFlowTimeEnd       = 2
+	fieldFlowSrcAddr       = 3
+	fieldFlowDstAddr       = 4
+	fieldFlowNextHop       = 5
+	fieldFlowBytes         = 6
+	fieldFlowPackets       = 7
+	fieldFlowSamplingRate  = 8
+	fieldFlowInIf          = 9
+	fieldFlowOutIf         = 10
+	fieldFlowSrcAS         = 11
+	fieldFlowDstAS         = 12
+	fieldFlowSrcPort       = 13
+	fieldFlowDstPort       = 14
+	fieldFlowEtherType     = 15
+	fieldFlowProto         = 16
+	fieldFlowTCPFlags      = 17
+	fieldFlowIPTos         = 18
+	fieldFlowDirection     = 19
+	fieldFlowVerdict       = 20
+	fieldFlowSrcSegment    = 21
+	fieldFlowDstSegment    = 22
+	fieldFlowSrcWorkload   = 23
+	fieldFlowDstWorkload   = 24
+	fieldFlowSrcIdentity   = 25
+	fieldFlowDstIdentity   = 26
+	fieldFlowRule          = 27
+	fieldFlowSrcCountry    = 28
+	fieldFlowDstCountry    = 29
+	fieldFlowFwAction      = 30
+	fieldFlowSrcAddrXlate  = 31
+	fieldFlowDstAddrXlate  = 32
+	fieldFlowSrcPortXlate  = 33
+	fieldFlowDstPortXlate  = 34
+	fieldFlowStagedVerdict = 40
+	fieldFlowStagedRule    = 41
+	fieldFlowServiceSide   = 42
+	fieldFlowServicePort   = 43
 
 	fieldBatchTimeReceived   = 1
 	fieldBatchExporter       = 2
@@ -124,6 +128,10 @@ func flowSize(f *Flow) int {
 	as(fieldFlowDstAddrXlate, &f.DstAddrXlate)
 	vs(fieldFlowSrcPortXlate, uint64(f.SrcPortXlate))
 	vs(fieldFlowDstPortXlate, uint64(f.DstPortXlate))
+	vs(fieldFlowStagedVerdict, uint64(f.StagedVerdict))
+	ss(fieldFlowStagedRule, f.StagedRule)
+	vs(fieldFlowServiceSide, uint64(f.ServiceSide))
+	vs(fieldFlowServicePort, uint64(f.ServicePort))
 	return n
 }
 
@@ -162,6 +170,10 @@ func appendFlow(b []byte, f *Flow) []byte {
 	b = appendAddrField(b, fieldFlowDstAddrXlate, &f.DstAddrXlate)
 	b = appendVarintField(b, fieldFlowSrcPortXlate, uint64(f.SrcPortXlate))
 	b = appendVarintField(b, fieldFlowDstPortXlate, uint64(f.DstPortXlate))
+	b = appendVarintField(b, fieldFlowStagedVerdict, uint64(f.StagedVerdict))
+	b = appendStringField(b, fieldFlowStagedRule, f.StagedRule)
+	b = appendVarintField(b, fieldFlowServiceSide, uint64(f.ServiceSide))
+	b = appendVarintField(b, fieldFlowServicePort, uint64(f.ServicePort))
 	return b
 }
 
@@ -252,7 +264,7 @@ func unmarshalFlow(data []byte, f *Flow) error {
 			return fmt.Errorf("%w: flow tag: %v", ErrMalformed, protowire.ParseError(n))
 		}
 		data = data[n:]
-		if typ == protowire.BytesType && num >= fieldFlowSrcSegment && num <= fieldFlowDstCountry {
+		if typ == protowire.BytesType && (num >= fieldFlowSrcSegment && num <= fieldFlowDstCountry || num == fieldFlowStagedRule) {
 			v, n := protowire.ConsumeBytes(data)
 			if n < 0 {
 				return fmt.Errorf("%w: flow field %d: %v", ErrMalformed, num, protowire.ParseError(n))
@@ -276,6 +288,8 @@ func unmarshalFlow(data []byte, f *Flow) error {
 				f.Rule = s
 			case fieldFlowSrcCountry:
 				f.SrcCountry = s
+			case fieldFlowStagedRule:
+				f.StagedRule = s
 			default:
 				f.DstCountry = s
 			}
@@ -357,6 +371,12 @@ func unmarshalFlow(data []byte, f *Flow) error {
 			f.SrcPortXlate = uint16(v)
 		case fieldFlowDstPortXlate:
 			f.DstPortXlate = uint16(v)
+		case fieldFlowStagedVerdict:
+			f.StagedVerdict = Verdict(v)
+		case fieldFlowServiceSide:
+			f.ServiceSide = ServiceSide(v)
+		case fieldFlowServicePort:
+			f.ServicePort = uint16(v)
 		}
 	}
 	return nil

@@ -29,6 +29,7 @@ func testBatch() *FlowBatch {
 				Proto: 6, TCPFlags: 0x1b, IPTos: 0xb8, Direction: 1,
 				Verdict: VerdictAllowed, SrcSegment: "web", DstSegment: "db", SrcWorkload: "shop-web", DstWorkload: "orders-db",
 				SrcIdentity: "alice", DstIdentity: "svc-orders", Rule: "web-to-db-postgres", SrcCountry: "AU", DstCountry: "DE",
+				StagedVerdict: VerdictViolation, StagedRule: "deny-web-db", ServiceSide: ServiceDst, ServicePort: 443,
 				FwAction:     FwActionDenied,
 				SrcAddrXlate: AddrFromNetip(netip.MustParseAddr("198.51.100.7")),
 				DstAddrXlate: AddrFromNetip(netip.MustParseAddr("2001:db8::77")),
@@ -77,6 +78,9 @@ func TestFlowBatchWireCompatible(t *testing.T) {
 	if f.GetFwAction() != pb.FwAction_FW_ACTION_DENIED || AddrFromSlice(f.GetSrcAddrXlate()) != in.Flows[0].SrcAddrXlate ||
 		AddrFromSlice(f.GetDstAddrXlate()) != in.Flows[0].DstAddrXlate || f.GetSrcPortXlate() != 61000 || f.GetDstPortXlate() != 8443 {
 		t.Errorf("fw_action and xlate fields = %v %x %x %d %d", f.GetFwAction(), f.GetSrcAddrXlate(), f.GetDstAddrXlate(), f.GetSrcPortXlate(), f.GetDstPortXlate())
+	}
+	if f.GetStagedVerdict() != pb.Verdict_VERDICT_VIOLATION || f.GetStagedRule() != "deny-web-db" || f.GetServiceSide() != 1 || f.GetServicePort() != 443 {
+		t.Errorf("staged and service fields = %v %q %d %d", f.GetStagedVerdict(), f.GetStagedRule(), f.GetServiceSide(), f.GetServicePort())
 	}
 	if got, want := msg.GetType(), pb.FlowType_FLOW_TYPE_IPFIX; got != want {
 		t.Errorf("type = %v, want %v", got, want)

@@ -112,6 +112,9 @@ type Column struct {
 	// Aggregate is the function and argument types of a TypeAggregate
 	// column, e.g. "min, DateTime".
 	Aggregate string
+	// Alias, when set, makes the column an ALIAS of this SQL expression:
+	// computed when read, never stored or inserted.
+	Alias string
 }
 
 // SQLType returns the column's SQL type on a server of version v.
@@ -163,7 +166,11 @@ func (c Column) Definition(v ServerVersion) string {
 	b.WriteString(QuoteIdent(c.Name))
 	b.WriteByte(' ')
 	b.WriteString(c.SQLType(v))
-	if c.Default != "" {
+	switch {
+	case c.Alias != "":
+		b.WriteString(" ALIAS ")
+		b.WriteString(c.Alias)
+	case c.Default != "":
 		b.WriteString(" DEFAULT ")
 		b.WriteString(c.Default)
 	}
@@ -171,7 +178,7 @@ func (c Column) Definition(v ServerVersion) string {
 		b.WriteString(" COMMENT ")
 		b.WriteString(quoteString(c.Comment))
 	}
-	if c.Codec != "" && v.Modern() {
+	if c.Codec != "" && c.Alias == "" && v.Modern() {
 		b.WriteString(" CODEC(")
 		b.WriteString(c.Codec)
 		b.WriteByte(')')
@@ -378,6 +385,10 @@ var FlowsTable = Table{
 		{Name: "dst_addr_xlate", Type: TypeAddr, Codec: "ZSTD(1)", Comment: "destination address after NAT; :: when not exported"},
 		{Name: "src_port_xlate", Type: TypeUInt16, Comment: "source port after NAPT; 0 when not exported"},
 		{Name: "dst_port_xlate", Type: TypeUInt16, Comment: "destination port after NAPT; 0 when not exported"},
+		{Name: "staged_verdict", Type: TypeLowString, Default: "'unknown'", Comment: "the verdict had the staged rules been enforced too"},
+		{Name: "staged_rule", Type: TypeLowString, Default: "''", Comment: "the rule that decided staged_verdict"},
+		{Name: "service_side", Type: TypeLowString, Default: "''", Comment: "which end offers the service: dst, src (the flow is a reply) or empty when unknown"},
+		{Name: "service_port", Type: TypeUInt16, Comment: "port of the serving end; 0 when unknown"},
 	},
 	Engine:      "MergeTree",
 	PartitionBy: "toYYYYMMDD(time_received)",
@@ -455,18 +466,103 @@ var SegmentMatrixTable = Table{
 		{Name: "dst_port", Type: TypeUInt16},
 		{Name: "proto", Type: TypeUInt8},
 		{Name: "verdict", Type: TypeLowString},
+		// No DEFAULT: a column added to the sorting key of an existing
+		// table may have none (rows from before it read '').
+		{Name: "staged_verdict", Type: TypeLowString, Comment: "the verdict had the staged rules been enforced too"},
 		{Name: "flows", Type: TypeUInt64},
 		{Name: "bytes", Type: TypeUInt64},
 		{Name: "packets", Type: TypeUInt64},
 	},
 	Engine:      "SummingMergeTree((flows, bytes, packets))",
 	PartitionBy: "toYYYYMMDD(minute)",
-	OrderBy:     "(minute, src_segment, dst_segment, dst_port, proto, verdict)",
+	OrderBy:     "(minute, src_segment, dst_segment, dst_port, proto, verdict, staged_verdict)",
 	TTLColumn:   "minute",
-	View: `SELECT toStartOfMinute(time_received) AS minute, src_segment, dst_segment, dst_port, proto, verdict,
+	View: `SELECT toStartOfMinute(time_received) AS minute, src_segment, dst_segment, dst_port, proto, verdict, staged_verdict,
     count() AS flows, sum(bytes) AS bytes, sum(packets) AS packets
 FROM {db}.flows
-GROUP BY minute, src_segment, dst_segment, dst_port, proto, verdict`,
+GROUP BY minute, src_segment, dst_segment, dst_port, proto, verdict, staged_verdict`,
+}
+
+// RuleHitsTable counts, per hour, the flows each rule decided: deciding
+// rule and verdict (and their staged counterparts), the segment pair and
+// the service, filled by a materialized view on every insert into flows.
+// It is the hit count gap analysis and compliance evidence read.
+//
+// Rows are in the service orientation: client_segment (read as
+// src_segment) is the end that did not offer the service and
+// server_segment (dst_segment) the end that did, service_port (dst_port)
+// the serving end's port. For a flow with service_side 'src' (a reply)
+// the ends are swapped, so a connection's two directions count on one
+// row; flows whose service side is unknown (”) keep their own
+// orientation and dst_port. src_segment, dst_segment and dst_port are
+// ALIAS columns of the stored ones, because a view cannot swap two columns
+// under their own names on 18.16 ("cyclic aliases").
+//
+// Read with sum(flows), sum(bytes), maxMerge(last_hit) GROUP BY the key:
+// merges are lazy. Sums are as exported (sampled).
+var RuleHitsTable = Table{
+	Name:    "rule_hits_1h",
+	Comment: "Hourly hit counts per deciding rule, in the service orientation, filled from flows",
+	Columns: []Column{
+		{Name: "hour", Type: TypeDateTime},
+		{Name: "rule", Type: TypeLowString, Comment: "the rule that decided verdict; empty when none did"},
+		{Name: "verdict", Type: TypeLowString},
+		{Name: "staged_rule", Type: TypeLowString},
+		{Name: "staged_verdict", Type: TypeLowString},
+		{Name: "client_segment", Type: TypeLowString, Comment: "segment of the end that did not offer the service"},
+		{Name: "server_segment", Type: TypeLowString, Comment: "segment of the end that offered the service"},
+		{Name: "client_workload", Type: TypeLowString},
+		{Name: "server_workload", Type: TypeLowString},
+		{Name: "client_identity", Type: TypeLowString, Comment: "user or service account of the client end"},
+		{Name: "service_port", Type: TypeUInt16, Comment: "port of the serving end; the destination port when the side is unknown"},
+		{Name: "proto", Type: TypeUInt8},
+		{Name: "service_side", Type: TypeLowString, Comment: "service_side of the flows: dst, src (replies, swapped) or empty (unknown, not swapped)"},
+		{Name: "flows", Type: TypeUInt64},
+		{Name: "bytes", Type: TypeUInt64},
+		{Name: "last_hit", Type: TypeAggregate, Aggregate: "max, DateTime", Comment: "latest time_received; read with maxMerge"},
+		{Name: "src_segment", Type: TypeLowString, Alias: "client_segment"},
+		{Name: "dst_segment", Type: TypeLowString, Alias: "server_segment"},
+		{Name: "dst_port", Type: TypeUInt16, Alias: "service_port"},
+	},
+	// No column list: flows and bytes are summed, last_hit is merged as
+	// its aggregate (an explicit list would leave it unmerged on 18.16).
+	Engine:      "SummingMergeTree",
+	PartitionBy: "toYYYYMM(hour)",
+	OrderBy:     "(hour, rule, verdict, client_segment, server_segment, service_port, proto, staged_rule, staged_verdict, client_workload, server_workload, client_identity, service_side)",
+	TTLColumn:   "hour",
+	View: `SELECT toStartOfHour(time_received) AS hour, rule, verdict, staged_rule, staged_verdict,
+    if(service_side = 'src', dst_segment, src_segment) AS client_segment,
+    if(service_side = 'src', src_segment, dst_segment) AS server_segment,
+    if(service_side = 'src', dst_workload, src_workload) AS client_workload,
+    if(service_side = 'src', src_workload, dst_workload) AS server_workload,
+    if(service_side = 'src', dst_identity, src_identity) AS client_identity,
+    if(service_side = '', dst_port, service_port) AS service_port,
+    proto, service_side,
+    count() AS flows, sum(bytes) AS bytes, maxState(time_received) AS last_hit
+FROM {db}.flows
+GROUP BY hour, rule, verdict, staged_rule, staged_verdict, client_segment, server_segment,
+    client_workload, server_workload, client_identity, service_port, proto, service_side`,
+}
+
+// PolicyVersionsTable records every policy an enricher applied (at start
+// and on each reload): the file's SHA-256, when and by whom it was
+// applied, and its content, for drift and review. The enricher produces
+// one record per application to flowaudit.policy.v1 and the sink writes
+// it here, so a version applied while ClickHouse is down is still
+// recorded. Duplicates of one application (redelivery) collapse on merge.
+var PolicyVersionsTable = Table{
+	Name:    "policy_versions",
+	Comment: "Every policy file an enricher applied",
+	Columns: []Column{
+		{Name: "version", Type: TypeString, Comment: "SHA-256 of the file, hex"},
+		{Name: "loaded_at", Type: TypeDateTime64ms, Comment: "when the enricher applied it"},
+		{Name: "path", Type: TypeString},
+		{Name: "content", Type: TypeString, Codec: "ZSTD(3)"},
+		{Name: "host", Type: TypeLowString, Comment: "host name of the enricher that applied it"},
+		{Name: "summary", Type: TypeString, Comment: "one-line summary: segments, rules, default"},
+	},
+	Engine:  "ReplacingMergeTree",
+	OrderBy: "(version, loaded_at, host)",
 }
 
 // ObservedEdgesTable records every edge ever seen — (source segment,
@@ -563,7 +659,7 @@ var ProbeResultsTable = Table{
 // Tables returns every table, in creation order.
 func Tables() []Table {
 	return []Table{FlowsTable, AccessEventsTable, AlertsTable, KafkaOffsetsTable, SegmentMatrixTable, ObservedEdgesTable,
-		ProbeResultsTable}
+		RuleHitsTable, PolicyVersionsTable, ProbeResultsTable}
 }
 
 // ViewSQL returns the CREATE MATERIALIZED VIEW statement of a table with

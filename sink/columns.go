@@ -19,6 +19,7 @@ var flowColumns = []string{
 	"src_segment", "dst_segment", "src_workload", "dst_workload", "src_identity", "dst_identity", "verdict", "rule",
 	"src_country", "dst_country",
 	"fw_action", "src_addr_xlate", "dst_addr_xlate", "src_port_xlate", "dst_port_xlate",
+	"staged_verdict", "staged_rule", "service_side", "service_port",
 }
 
 // columns is one insert's data in column form, reused between flushes so
@@ -40,6 +41,9 @@ type columns struct {
 	fwAction                         []string
 	srcXlate, dstXlate               [][16]byte
 	srcPortXlate, dstPortXlate       []uint16
+	stagedVerdict, stagedRule        []string
+	serviceSide                      []string
+	servicePort                      []uint16
 
 	views [6][][]byte // FixedString(16) views of the address columns
 }
@@ -60,6 +64,8 @@ func (c *columns) reset() {
 	c.srcCountry, c.dstCountry = c.srcCountry[:0], c.dstCountry[:0]
 	c.fwAction, c.srcXlate, c.dstXlate = c.fwAction[:0], c.srcXlate[:0], c.dstXlate[:0]
 	c.srcPortXlate, c.dstPortXlate = c.srcPortXlate[:0], c.dstPortXlate[:0]
+	c.stagedVerdict, c.stagedRule = c.stagedVerdict[:0], c.stagedRule[:0]
+	c.serviceSide, c.servicePort = c.serviceSide[:0], c.servicePort[:0]
 }
 
 var flowTypeNames = func() [256]string {
@@ -120,7 +126,19 @@ func (c *columns) add(r *flowRow) {
 	c.dstXlate = append(c.dstXlate, f.DstAddrXlate)
 	c.srcPortXlate = append(c.srcPortXlate, f.SrcPortXlate)
 	c.dstPortXlate = append(c.dstPortXlate, f.DstPortXlate)
+	c.stagedVerdict = append(c.stagedVerdict, verdictNames[f.StagedVerdict])
+	c.stagedRule = append(c.stagedRule, f.StagedRule)
+	c.serviceSide = append(c.serviceSide, serviceSideNames[f.ServiceSide])
+	c.servicePort = append(c.servicePort, f.ServicePort)
 }
+
+var serviceSideNames = func() [256]string {
+	var n [256]string
+	for i := range n {
+		n[i] = schemas.ServiceSide(i).String()
+	}
+	return n
+}()
 
 var fwActionNames = func() [256]string {
 	var n [256]string
@@ -162,6 +180,7 @@ func (c *columns) appendTo(b driver.Batch) error {
 		c.srcSeg, c.dstSeg, c.srcWl, c.dstWl, c.srcID, c.dstID, c.verdict, c.rule,
 		c.srcCountry, c.dstCountry,
 		c.fwAction, c.addrColumn(c.srcXlate, &c.views[4]), c.addrColumn(c.dstXlate, &c.views[5]), c.srcPortXlate, c.dstPortXlate,
+		c.stagedVerdict, c.stagedRule, c.serviceSide, c.servicePort,
 	}
 	for i, v := range values {
 		if err := b.Column(i).Append(v); err != nil {

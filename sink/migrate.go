@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -58,13 +59,78 @@ func Migrate(ctx context.Context, conn driver.Conn, database string, ttl time.Du
 	}
 	// Views last: their source and target tables must exist.
 	for _, table := range schemas.Tables() {
-		if sql := table.ViewSQL(database); sql != "" {
-			if err := conn.Exec(ctx, sql); err != nil {
-				return v, fmt.Errorf("create materialized view %s: %w", schemas.QualifiedName(database, table.Name+"_mv"), err)
-			}
+		if err := migrateView(ctx, conn, database, table, logger); err != nil {
+			return v, err
 		}
 	}
 	return v, nil
+}
+
+// migrateView creates the materialized view of table, or recreates it
+// when the existing view does not fill every stored column of the table
+// (the table gained a column, say segment_matrix_1m's staged_verdict, that
+// the old view's SELECT lacks). Rows inserted into the source between the
+// drop and the create are not rolled up: that happens once per such
+// upgrade.
+func migrateView(ctx context.Context, conn driver.Conn, database string, table schemas.Table, logger *slog.Logger) error {
+	sql := table.ViewSQL(database)
+	if sql == "" {
+		return nil
+	}
+	name := schemas.QualifiedName(database, table.Name+"_mv")
+	var existing string
+	rows, err := conn.Query(ctx, "SELECT create_table_query FROM system.tables WHERE database = ? AND name = ?", database, table.Name+"_mv")
+	if err != nil {
+		return fmt.Errorf("read materialized view %s: %w", name, err)
+	}
+	for rows.Next() {
+		if err := rows.Scan(&existing); err != nil {
+			rows.Close()
+			return fmt.Errorf("read materialized view %s: %w", name, err)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read materialized view %s: %w", name, err)
+	}
+	if existing != "" {
+		var missing []string
+		for _, c := range table.Columns {
+			if c.Alias == "" && !containsWord(existing, c.Name) {
+				missing = append(missing, c.Name)
+			}
+		}
+		if len(missing) == 0 {
+			return nil
+		}
+		logger.Info("recreating materialized view: it does not fill every column", "view", name, "missing", missing)
+		if err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+name); err != nil {
+			return fmt.Errorf("drop outdated materialized view %s: %w", name, err)
+		}
+	}
+	if err := conn.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("create materialized view %s: %w", name, err)
+	}
+	return nil
+}
+
+// containsWord reports whether s holds word as a whole identifier.
+func containsWord(s, word string) bool {
+	isIdent := func(b byte) bool {
+		return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+	}
+	for i := 0; ; {
+		j := strings.Index(s[i:], word)
+		if j < 0 {
+			return false
+		}
+		j += i
+		end := j + len(word)
+		if (j == 0 || !isIdent(s[j-1])) && (end == len(s) || !isIdent(s[end])) {
+			return true
+		}
+		i = j + 1
+	}
 }
 
 // migrateTable creates table or adds its missing columns.
@@ -96,7 +162,7 @@ func migrateTable(ctx context.Context, conn driver.Conn, database string, table 
 			after = c.Name
 			continue
 		}
-		if err := addColumn(ctx, conn, database, table, c, after, v); err != nil {
+		if err := addColumn(ctx, conn, database, table, c, after, v, inSortingKey(table, c.Name)); err != nil {
 			return err
 		}
 		logger.Info("added column", "table", name, "column", c.Name, "type", c.SQLType(v))
@@ -109,12 +175,15 @@ func migrateTable(ctx context.Context, conn driver.Conn, database string, table 
 	return nil
 }
 
-// addColumn adds c after the column named after ("" to append). 18.16 has
-// no ADD COLUMN IF NOT EXISTS, so on old servers a failure is checked
-// against system.columns: another sink migrating at the same time may have
-// added the column first.
+// addColumn adds c after the column named after ("" to append). A column
+// of the table's sorting key is added with MODIFY ORDER BY in the same
+// statement (the only way both generations extend a sorting key; such a
+// column must have no DEFAULT), so that, say, a SummingMergeTree never
+// merges rows that differ in it. 18.16 has no ADD COLUMN IF NOT EXISTS,
+// so on old servers a failure is checked against system.columns: another
+// sink migrating at the same time may have added the column first.
 func addColumn(ctx context.Context, conn driver.Conn, database string, table schemas.Table,
-	c schemas.Column, after string, v schemas.ServerVersion) error {
+	c schemas.Column, after string, v schemas.ServerVersion, sortingKey bool) error {
 	name := schemas.QualifiedName(database, table.Name)
 	ifNotExists := ""
 	if v.Modern() {
@@ -123,6 +192,13 @@ func addColumn(ctx context.Context, conn driver.Conn, database string, table sch
 	stmt := "ALTER TABLE " + name + " ADD COLUMN " + ifNotExists + c.Definition(v)
 	if after != "" {
 		stmt += " AFTER " + schemas.QuoteIdent(after)
+	}
+	if sortingKey {
+		// Only possible when the table's key is the description's
+		// without the new column; otherwise add the column alone.
+		if err := conn.Exec(ctx, stmt+", MODIFY ORDER BY "+table.OrderBy); err == nil {
+			return nil
+		}
 	}
 	err := conn.Exec(ctx, stmt)
 	if err == nil {
@@ -157,4 +233,9 @@ func serverColumns(ctx context.Context, conn driver.Conn, database, table string
 		return nil, fmt.Errorf("read columns of %s: %w", schemas.QualifiedName(database, table), err)
 	}
 	return columns, nil
+}
+
+// inSortingKey reports whether column name appears in table's ORDER BY.
+func inSortingKey(table schemas.Table, name string) bool {
+	return containsWord(table.OrderBy, name)
 }

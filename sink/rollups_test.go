@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -79,5 +80,160 @@ func TestRollups(t *testing.T) {
 	}
 	if !first.Equal(t0) || !last.Equal(t0.Add(2*time.Minute)) || flows != 3 {
 		t.Errorf("observed edge = first %v last %v flows %d; want %v, %v, 3", first.UTC(), last.UTC(), flows, t0, t0.Add(2*time.Minute))
+	}
+}
+
+// TestRuleHits: rule_hits_1h counts flows per hour and deciding rule in
+// the service orientation (replies swapped onto their connection, unknown
+// sides kept as they are), and segment_matrix_1m carries staged_verdict.
+func TestRuleHits(t *testing.T) {
+	ch := testutil.StartClickHouse(t)
+	conn := ch.Conn(t)
+	ctx := context.Background()
+	v, err := Migrate(ctx, conn, "flowaudit", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &flowWriter{name: "flows"}
+	w.cols.modern = v.Modern()
+	t0 := time.Date(2026, 11, 23, 8, 0, 10, 0, time.UTC)
+	add := func(at time.Time, f schemas.Flow) {
+		pr := w.partition(0, 0)
+		f.Proto, f.Packets = 6, 1
+		pr.rows = append(pr.rows, flowRow{received: uint64(at.UnixNano()), typ: schemas.FlowTypeIPFIX, flow: f})
+		w.n++
+	}
+	allowed := schemas.Flow{SrcSegment: "web", DstSegment: "db", SrcWorkload: "shop", DstWorkload: "orders-db", SrcIdentity: "alice",
+		SrcPort: 40000, DstPort: 5432, Verdict: schemas.VerdictAllowed, Rule: "web-db", StagedVerdict: schemas.VerdictViolation, StagedRule: "deny-db",
+		ServiceSide: schemas.ServiceDst, ServicePort: 5432, Bytes: 100}
+	reply := schemas.Flow{SrcSegment: "db", DstSegment: "web", SrcWorkload: "orders-db", DstWorkload: "shop", DstIdentity: "alice",
+		SrcPort: 5432, DstPort: 40000, Verdict: schemas.VerdictAllowed, Rule: "web-db", StagedVerdict: schemas.VerdictViolation, StagedRule: "deny-db",
+		ServiceSide: schemas.ServiceSrc, ServicePort: 5432, Bytes: 1000}
+	unknown := schemas.Flow{SrcSegment: "web", DstSegment: "db", SrcPort: 50000, DstPort: 40000, Verdict: schemas.VerdictViolation,
+		StagedVerdict: schemas.VerdictViolation, Bytes: 7}
+	add(t0, allowed)
+	add(t0.Add(time.Minute), reply)
+	add(t0.Add(20*time.Minute), allowed)
+	add(t0.Add(time.Hour), reply)
+	add(t0, unknown)
+	if err := w.insert(ctx, conn, "flowaudit"); err != nil {
+		t.Fatal(err)
+	}
+	type hit struct {
+		Hour                          time.Time
+		Rule, Verdict, Staged         string
+		Src, Dst, SrcWl, DstWl, SrcID string
+		Port                          uint16
+		Side                          string
+		Flows, Bytes                  uint64
+		Last                          time.Time
+	}
+	rows, err := conn.Query(ctx, `SELECT hour, rule, verdict, staged_verdict, src_segment, dst_segment, client_workload, server_workload,
+		client_identity, dst_port, service_side, sum(flows), sum(bytes), maxMerge(last_hit)
+		FROM flowaudit.rule_hits_1h
+		GROUP BY hour, rule, verdict, staged_verdict, src_segment, dst_segment, client_workload, server_workload, client_identity, dst_port, service_side
+		ORDER BY hour, rule, service_side`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []hit
+	for rows.Next() {
+		var h hit
+		if err := rows.Scan(&h.Hour, &h.Rule, &h.Verdict, &h.Staged, &h.Src, &h.Dst, &h.SrcWl, &h.DstWl, &h.SrcID, &h.Port, &h.Side,
+			&h.Flows, &h.Bytes, &h.Last); err != nil {
+			t.Fatal(err)
+		}
+		h.Hour, h.Last = h.Hour.UTC(), h.Last.UTC()
+		got = append(got, h)
+	}
+	rows.Close()
+	h0 := t0.Truncate(time.Hour)
+	want := []hit{
+		{h0, "", "violation", "violation", "web", "db", "", "", "", 40000, "", 1, 7, t0},
+		{h0, "web-db", "allowed", "violation", "web", "db", "shop", "orders-db", "alice", 5432, "dst", 2, 200, t0.Add(20 * time.Minute)},
+		{h0, "web-db", "allowed", "violation", "web", "db", "shop", "orders-db", "alice", 5432, "src", 1, 1000, t0.Add(time.Minute)},
+		{h0.Add(time.Hour), "web-db", "allowed", "violation", "web", "db", "shop", "orders-db", "alice", 5432, "src", 1, 1000, t0.Add(time.Hour)},
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("rule_hits_1h (-got +want):\n%s", diff)
+	}
+	var staged uint64
+	if err := conn.QueryRow(ctx, `SELECT sum(flows) FROM flowaudit.segment_matrix_1m WHERE verdict = 'allowed' AND staged_verdict = 'violation'`).Scan(&staged); err != nil {
+		t.Fatal(err)
+	}
+	if staged != 4 {
+		t.Errorf("segment_matrix_1m allowed but staged violation: %d flows, want 4", staged)
+	}
+}
+
+// TestMigrateRecreatesOutdatedView: an existing segment_matrix_1m and its
+// view from before staged_verdict gain the column in the sorting key, and
+// the view is recreated so new rows carry it.
+func TestMigrateRecreatesOutdatedView(t *testing.T) {
+	ch := testutil.StartClickHouse(t)
+	conn := ch.Conn(t)
+	ctx := context.Background()
+	v, err := Migrate(ctx, conn, "flowaudit", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Put back the shape of the previous release.
+	for _, stmt := range []string{
+		"DROP TABLE flowaudit.segment_matrix_1m_mv",
+		"DROP TABLE flowaudit.segment_matrix_1m",
+		`CREATE TABLE flowaudit.segment_matrix_1m (minute DateTime, src_segment String, dst_segment String, dst_port UInt16, proto UInt8,
+			verdict String, flows UInt64, bytes UInt64, packets UInt64)
+			ENGINE = SummingMergeTree((flows, bytes, packets)) PARTITION BY toYYYYMMDD(minute) ORDER BY (minute, src_segment, dst_segment, dst_port, proto, verdict)`,
+		`CREATE MATERIALIZED VIEW flowaudit.segment_matrix_1m_mv TO flowaudit.segment_matrix_1m AS
+			SELECT toStartOfMinute(time_received) AS minute, src_segment, dst_segment, dst_port, proto, verdict,
+			count() AS flows, sum(bytes) AS bytes, sum(packets) AS packets FROM flowaudit.flows
+			GROUP BY minute, src_segment, dst_segment, dst_port, proto, verdict`,
+	} {
+		if err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	logger, logs := testLogger(t)
+	if _, err := Migrate(ctx, conn, "flowaudit", 0, logger); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "recreating materialized view") {
+		t.Errorf("no view recreated; log:\n%s", logs)
+	}
+	var key string
+	if err := conn.QueryRow(ctx, "SELECT create_table_query FROM system.tables WHERE database = 'flowaudit' AND name = 'segment_matrix_1m'").Scan(&key); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(key, "verdict, staged_verdict)") {
+		t.Errorf("segment_matrix_1m sorting key lacks staged_verdict:\n%s", key)
+	}
+	w := &flowWriter{name: "flows"}
+	w.cols.modern = v.Modern()
+	for _, sv := range []schemas.Verdict{schemas.VerdictViolation, schemas.VerdictAllowed, schemas.VerdictViolation} {
+		pr := w.partition(0, 0)
+		pr.rows = append(pr.rows, flowRow{received: uint64(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC).UnixNano()),
+			flow: schemas.Flow{SrcSegment: "a", DstSegment: "b", Verdict: schemas.VerdictAllowed, StagedVerdict: sv}})
+		w.n++
+	}
+	if err := w.insert(ctx, conn, "flowaudit"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Exec(ctx, "OPTIMIZE TABLE flowaudit.segment_matrix_1m FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT sum(flows) FROM flowaudit.segment_matrix_1m WHERE staged_verdict = 'violation'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("staged violations after merge = %d, want 2", n)
+	}
+	// A third run changes nothing.
+	logger, logs = testLogger(t)
+	if _, err := Migrate(ctx, conn, "flowaudit", 0, logger); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "recreating") {
+		t.Errorf("view recreated again; log:\n%s", logs)
 	}
 }

@@ -222,10 +222,20 @@ type Flow struct {
 	FwAction FwAction `protobuf:"varint,30,opt,name=fw_action,json=fwAction,proto3,enum=flowaudit.v1.FwAction" json:"fw_action,omitempty"`
 	// Addresses (16 bytes) and ports after NAT (IPFIX postNAT*/postNAPT*,
 	// NSEL xlate fields); absent when not exported.
-	SrcAddrXlate  []byte `protobuf:"bytes,31,opt,name=src_addr_xlate,json=srcAddrXlate,proto3" json:"src_addr_xlate,omitempty"`
-	DstAddrXlate  []byte `protobuf:"bytes,32,opt,name=dst_addr_xlate,json=dstAddrXlate,proto3" json:"dst_addr_xlate,omitempty"`
-	SrcPortXlate  uint32 `protobuf:"varint,33,opt,name=src_port_xlate,json=srcPortXlate,proto3" json:"src_port_xlate,omitempty"`
-	DstPortXlate  uint32 `protobuf:"varint,34,opt,name=dst_port_xlate,json=dstPortXlate,proto3" json:"dst_port_xlate,omitempty"`
+	SrcAddrXlate []byte `protobuf:"bytes,31,opt,name=src_addr_xlate,json=srcAddrXlate,proto3" json:"src_addr_xlate,omitempty"`
+	DstAddrXlate []byte `protobuf:"bytes,32,opt,name=dst_addr_xlate,json=dstAddrXlate,proto3" json:"dst_addr_xlate,omitempty"`
+	SrcPortXlate uint32 `protobuf:"varint,33,opt,name=src_port_xlate,json=srcPortXlate,proto3" json:"src_port_xlate,omitempty"`
+	DstPortXlate uint32 `protobuf:"varint,34,opt,name=dst_port_xlate,json=dstPortXlate,proto3" json:"dst_port_xlate,omitempty"`
+	// Staged rules (set on flowaudit.enriched.v1): the verdict and deciding
+	// rule had the policy's staged rules been enforced too.
+	StagedVerdict Verdict `protobuf:"varint,40,opt,name=staged_verdict,json=stagedVerdict,proto3,enum=flowaudit.v1.Verdict" json:"staged_verdict,omitempty"`
+	StagedRule    string  `protobuf:"bytes,41,opt,name=staged_rule,json=stagedRule,proto3" json:"staged_rule,omitempty"`
+	// Which end offers the service, decided without the policy: 0 unknown,
+	// 1 the destination (the flow goes client to server), 2 the source (the
+	// flow is a reply). service_port is the serving end's port (0 when
+	// unknown or for protocols without ports).
+	ServiceSide   uint32 `protobuf:"varint,42,opt,name=service_side,json=serviceSide,proto3" json:"service_side,omitempty"`
+	ServicePort   uint32 `protobuf:"varint,43,opt,name=service_port,json=servicePort,proto3" json:"service_port,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -498,6 +508,34 @@ func (x *Flow) GetDstPortXlate() uint32 {
 	return 0
 }
 
+func (x *Flow) GetStagedVerdict() Verdict {
+	if x != nil {
+		return x.StagedVerdict
+	}
+	return Verdict_VERDICT_UNKNOWN
+}
+
+func (x *Flow) GetStagedRule() string {
+	if x != nil {
+		return x.StagedRule
+	}
+	return ""
+}
+
+func (x *Flow) GetServiceSide() uint32 {
+	if x != nil {
+		return x.ServiceSide
+	}
+	return 0
+}
+
+func (x *Flow) GetServicePort() uint32 {
+	if x != nil {
+		return x.ServicePort
+	}
+	return 0
+}
+
 // FlowBatch is the payload of flowaudit.flows.v1 (the flows decoded from
 // one datagram of one exporter, keyed by exporter address) and of
 // flowaudit.enriched.v1 (enriched flows, partitioned by source address).
@@ -684,7 +722,7 @@ var File_flow_proto protoreflect.FileDescriptor
 const file_flow_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"flow.proto\x12\fflowaudit.v1\"\x9f\b\n" +
+	"flow.proto\x12\fflowaudit.v1\"\xc4\t\n" +
 	"\x04Flow\x12\x1d\n" +
 	"\n" +
 	"time_start\x18\x01 \x01(\x04R\ttimeStart\x12\x19\n" +
@@ -726,7 +764,12 @@ const file_flow_proto_rawDesc = "" +
 	"\x0esrc_addr_xlate\x18\x1f \x01(\fR\fsrcAddrXlate\x12$\n" +
 	"\x0edst_addr_xlate\x18  \x01(\fR\fdstAddrXlate\x12$\n" +
 	"\x0esrc_port_xlate\x18! \x01(\rR\fsrcPortXlate\x12$\n" +
-	"\x0edst_port_xlate\x18\" \x01(\rR\fdstPortXlate\"\x97\x02\n" +
+	"\x0edst_port_xlate\x18\" \x01(\rR\fdstPortXlate\x12<\n" +
+	"\x0estaged_verdict\x18( \x01(\x0e2\x15.flowaudit.v1.VerdictR\rstagedVerdict\x12\x1f\n" +
+	"\vstaged_rule\x18) \x01(\tR\n" +
+	"stagedRule\x12!\n" +
+	"\fservice_side\x18* \x01(\rR\vserviceSide\x12!\n" +
+	"\fservice_port\x18+ \x01(\rR\vservicePort\"\x97\x02\n" +
 	"\tFlowBatch\x12#\n" +
 	"\rtime_received\x18\x01 \x01(\x04R\ftimeReceived\x12\x1a\n" +
 	"\bexporter\x18\x02 \x01(\fR\bexporter\x12#\n" +
@@ -785,13 +828,14 @@ var file_flow_proto_goTypes = []any{
 var file_flow_proto_depIdxs = []int32{
 	2, // 0: flowaudit.v1.Flow.verdict:type_name -> flowaudit.v1.Verdict
 	1, // 1: flowaudit.v1.Flow.fw_action:type_name -> flowaudit.v1.FwAction
-	0, // 2: flowaudit.v1.FlowBatch.type:type_name -> flowaudit.v1.FlowType
-	3, // 3: flowaudit.v1.FlowBatch.flows:type_name -> flowaudit.v1.Flow
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2, // 2: flowaudit.v1.Flow.staged_verdict:type_name -> flowaudit.v1.Verdict
+	0, // 3: flowaudit.v1.FlowBatch.type:type_name -> flowaudit.v1.FlowType
+	3, // 4: flowaudit.v1.FlowBatch.flows:type_name -> flowaudit.v1.Flow
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_flow_proto_init() }

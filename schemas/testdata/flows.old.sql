@@ -37,7 +37,11 @@ CREATE TABLE IF NOT EXISTS flowaudit.flows
     src_addr_xlate FixedString(16) COMMENT 'source address after NAT; :: when not exported',
     dst_addr_xlate FixedString(16) COMMENT 'destination address after NAT; :: when not exported',
     src_port_xlate UInt16 COMMENT 'source port after NAPT; 0 when not exported',
-    dst_port_xlate UInt16 COMMENT 'destination port after NAPT; 0 when not exported'
+    dst_port_xlate UInt16 COMMENT 'destination port after NAPT; 0 when not exported',
+    staged_verdict String DEFAULT 'unknown' COMMENT 'the verdict had the staged rules been enforced too',
+    staged_rule String DEFAULT '' COMMENT 'the rule that decided staged_verdict',
+    service_side String DEFAULT '' COMMENT 'which end offers the service: dst, src (the flow is a reply) or empty when unknown',
+    service_port UInt16 COMMENT 'port of the serving end; 0 when unknown'
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time_received)

@@ -6,10 +6,11 @@ CREATE TABLE IF NOT EXISTS flowaudit.segment_matrix_1m
     dst_port UInt16,
     proto UInt8,
     verdict String,
+    staged_verdict String COMMENT 'the verdict had the staged rules been enforced too',
     flows UInt64,
     bytes UInt64,
     packets UInt64
 )
 ENGINE = SummingMergeTree((flows, bytes, packets))
 PARTITION BY toYYYYMMDD(minute)
-ORDER BY (minute, src_segment, dst_segment, dst_port, proto, verdict)
+ORDER BY (minute, src_segment, dst_segment, dst_port, proto, verdict, staged_verdict)

@@ -1,0 +1,28 @@
+CREATE TABLE IF NOT EXISTS flowaudit.rule_hits_1h
+(
+    hour DateTime,
+    rule LowCardinality(String) COMMENT 'the rule that decided verdict; empty when none did',
+    verdict LowCardinality(String),
+    staged_rule LowCardinality(String),
+    staged_verdict LowCardinality(String),
+    client_segment LowCardinality(String) COMMENT 'segment of the end that did not offer the service',
+    server_segment LowCardinality(String) COMMENT 'segment of the end that offered the service',
+    client_workload LowCardinality(String),
+    server_workload LowCardinality(String),
+    client_identity LowCardinality(String) COMMENT 'user or service account of the client end',
+    service_port UInt16 COMMENT 'port of the serving end; the destination port when the side is unknown',
+    proto UInt8,
+    service_side LowCardinality(String) COMMENT 'service_side of the flows: dst, src (replies, swapped) or empty (unknown, not swapped)',
+    flows UInt64,
+    bytes UInt64,
+    last_hit AggregateFunction(max, DateTime) COMMENT 'latest time_received; read with maxMerge',
+    src_segment LowCardinality(String) ALIAS client_segment,
+    dst_segment LowCardinality(String) ALIAS server_segment,
+    dst_port UInt16 ALIAS service_port
+)
+ENGINE = SummingMergeTree
+PARTITION BY toYYYYMM(hour)
+ORDER BY (hour, rule, verdict, client_segment, server_segment, service_port, proto, staged_rule, staged_verdict, client_workload, server_workload, client_identity, service_side)
+TTL toDateTime(hour) + INTERVAL 90 DAY
+SETTINGS index_granularity = 8192
+COMMENT 'Hourly hit counts per deciding rule, in the service orientation, filled from flows'
