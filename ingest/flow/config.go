@@ -41,6 +41,12 @@ type Configuration struct {
 	// one, the others are counted as exporter="other". Anyone can send a
 	// datagram from any address: without the bound each would add series.
 	MaxExporterSeries int `yaml:"max_exporter_series"`
+	// MaxTemplatesPerExporter bounds the NetFlow v9/IPFIX templates kept
+	// for one exporter address (all its ports and domains); a new one
+	// beyond it is refused and counted as reason template_limit.
+	MaxTemplatesPerExporter int `yaml:"max_templates_per_exporter"`
+	// MaxTemplates bounds the templates kept in all.
+	MaxTemplates int `yaml:"max_templates"`
 	// ExporterSeriesTTL is how long an exporter may stay silent before
 	// its series are deleted and its slot freed; 0 keeps them forever.
 	ExporterSeriesTTL time.Duration `yaml:"exporter_series_ttl"`
@@ -49,13 +55,15 @@ type Configuration struct {
 // DefaultConfiguration returns the defaults of DESIGN.md.
 func DefaultConfiguration() Configuration {
 	return Configuration{
-		Listen:             []string{"netflow://0.0.0.0:2055", "sflow://0.0.0.0:6343"},
-		ReceiveBuffer:      32 << 20,
-		FlushInterval:      20 * time.Millisecond,
-		DeadLetterMaxBytes: 65535,
-		MaxTimeSkew:        24 * time.Hour,
-		MaxExporterSeries:  1000,
-		ExporterSeriesTTL:  time.Hour,
+		Listen:                  []string{"netflow://0.0.0.0:2055", "sflow://0.0.0.0:6343"},
+		ReceiveBuffer:           32 << 20,
+		FlushInterval:           20 * time.Millisecond,
+		DeadLetterMaxBytes:      65535,
+		MaxTimeSkew:             24 * time.Hour,
+		MaxExporterSeries:       1000,
+		ExporterSeriesTTL:       time.Hour,
+		MaxTemplatesPerExporter: 4096,
+		MaxTemplates:            100000,
 	}
 }
 
@@ -112,6 +120,12 @@ func (c Configuration) Validate() error {
 	}
 	if c.MaxExporterSeries < 0 || c.MaxExporterSeries > 100000 {
 		errs = append(errs, fmt.Errorf("ingest.flows.max_exporter_series: must be between 0 (every exporter counted as \"other\") and 100000, got %d", c.MaxExporterSeries))
+	}
+	if c.MaxTemplatesPerExporter < 1 || c.MaxTemplatesPerExporter > 65536 {
+		errs = append(errs, fmt.Errorf("ingest.flows.max_templates_per_exporter: must be between 1 and 65536, got %d", c.MaxTemplatesPerExporter))
+	}
+	if c.MaxTemplates < 1 || c.MaxTemplates > 10000000 {
+		errs = append(errs, fmt.Errorf("ingest.flows.max_templates: must be between 1 and 10000000, got %d", c.MaxTemplates))
 	}
 	if c.ExporterSeriesTTL < 0 || (c.ExporterSeriesTTL > 0 && c.ExporterSeriesTTL < time.Minute) {
 		errs = append(errs, fmt.Errorf("ingest.flows.exporter_series_ttl: must be 0 (series never expire) or at least 1m, got %s", c.ExporterSeriesTTL))

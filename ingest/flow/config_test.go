@@ -31,6 +31,9 @@ func TestDefaultConfiguration(t *testing.T) {
 	if got, want := cfg.MaxTimeSkew, 24*time.Hour; got != want {
 		t.Errorf("MaxTimeSkew = %s, want %s", got, want)
 	}
+	if cfg.MaxTemplatesPerExporter != 4096 || cfg.MaxTemplates != 100000 {
+		t.Errorf("MaxTemplatesPerExporter, MaxTemplates = %d, %d; want 4096, 100000", cfg.MaxTemplatesPerExporter, cfg.MaxTemplates)
+	}
 	if cfg.MaxExporterSeries != 1000 || cfg.ExporterSeriesTTL != time.Hour {
 		t.Errorf("MaxExporterSeries, ExporterSeriesTTL = %d, %s; want 1000, 1h", cfg.MaxExporterSeries, cfg.ExporterSeriesTTL)
 	}
@@ -107,6 +110,8 @@ func TestValidateErrorsNameTheKey(t *testing.T) {
 		{"slow flush interval", func(c *Configuration) { c.FlushInterval = 101 * time.Millisecond }, []string{"ingest.flows.flush_interval:", "got 101ms"}},
 		{"negative dead letter bound", func(c *Configuration) { c.DeadLetterMaxBytes = -5 }, []string{"ingest.flows.dead_letter_max_bytes:", "got -5"}},
 		{"negative series cap", func(c *Configuration) { c.MaxExporterSeries = -1 }, []string{"ingest.flows.max_exporter_series:", "got -1"}},
+		{"no templates per exporter", func(c *Configuration) { c.MaxTemplatesPerExporter = 0 }, []string{"ingest.flows.max_templates_per_exporter:", "got 0"}},
+		{"no templates", func(c *Configuration) { c.MaxTemplates = 0 }, []string{"ingest.flows.max_templates:", "got 0"}},
 		{"short series ttl", func(c *Configuration) { c.ExporterSeriesTTL = time.Second }, []string{"ingest.flows.exporter_series_ttl:", "got 1s"}},
 		{"negative time skew", func(c *Configuration) { c.MaxTimeSkew = -time.Second }, []string{"ingest.flows.max_time_skew:", "got -1s"}},
 		{"sub-second time skew", func(c *Configuration) { c.MaxTimeSkew = time.Millisecond }, []string{"ingest.flows.max_time_skew:", "got 1ms"}},
@@ -153,6 +158,9 @@ func TestValidateReportsEveryError(t *testing.T) {
 		Listen:        []string{"bogus", "sflow://0.0.0.0:6343", "netflow://x"},
 		Readers:       -1,
 		FlushInterval: time.Second,
+		// Valid, so that only the keys above are reported.
+		MaxTemplatesPerExporter: 1,
+		MaxTemplates:            1,
 	}
 	err := cfg.Validate()
 	if err == nil {

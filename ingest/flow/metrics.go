@@ -18,6 +18,7 @@ type metrics struct {
 	produceErrors  prometheus.Counter
 	deadLetters    *prometheus.CounterVec // reason
 	templateSaves  *prometheus.CounterVec // outcome
+	templates      prometheus.Gauge
 	datagramsTotal prometheus.Counter
 	exporterSeries prometheus.Gauge
 }
@@ -72,11 +73,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		exporterSeries: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "flowaudit_ingest_exporter_series", Help: "Exporters with metric series of their own (at most ingest.flows.max_exporter_series; the others are counted as exporter=\"other\").",
 		}),
+		templates: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flowaudit_ingest_templates", Help: "NetFlow v9/IPFIX templates known, as of the last save of the template file.",
+		}),
 		datagramsTotal: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowaudit_ingest_datagrams_read_total", Help: "Datagrams read from all sockets, decodable or not.",
 		}),
 	}
 	reg.MustRegister(m.datagrams, m.flows, m.decodeErrors, m.clampedTimes, m.lostDatagrams, m.lostFlows, m.socketDrops,
-		m.receiveBuffer, m.producedFlows, m.producedRecs, m.produceErrors, m.deadLetters, m.templateSaves, m.datagramsTotal, m.exporterSeries)
+		m.receiveBuffer, m.producedFlows, m.producedRecs, m.produceErrors, m.deadLetters, m.templateSaves, m.datagramsTotal, m.exporterSeries, m.templates)
 	return m
 }

@@ -48,6 +48,7 @@ type Component struct {
 	sampler *reporter.Sampler
 
 	decoder *decoder.Decoder
+	save    func() error // c.decoder.SaveTemplates; tests wrap it
 	seq     *decoder.SequenceTracker
 	client  *kgo.Client
 
@@ -101,8 +102,10 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 	if deps.DataDir != "" {
 		opts = append(opts, decoder.WithTemplateFile(filepath.Join(deps.DataDir, "templates", "templates.json")))
 	}
-	opts = append(opts, decoder.WithLogger(r.Logger.With("component", "ingest.flows")), decoder.WithMaxTimeSkew(cfg.MaxTimeSkew))
+	opts = append(opts, decoder.WithLogger(r.Logger.With("component", "ingest.flows")), decoder.WithMaxTimeSkew(cfg.MaxTimeSkew),
+		decoder.WithTemplateLimits(cfg.MaxTemplatesPerExporter, cfg.MaxTemplates))
 	c.decoder = decoder.New(opts...)
+	c.save = c.decoder.SaveTemplates
 	c.bufPool.New = func() any { b := make([]byte, 0, 4096); return &b }
 	return c, nil
 }
@@ -174,9 +177,10 @@ func (c *Component) Start() error {
 			go c.read(l, conn)
 		}
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go c.watchDrops()
 	go c.expireSeries()
+	go c.persistTemplates()
 	c.ready.Ready()
 	return nil
 }
@@ -215,7 +219,7 @@ func (c *Component) Stop() error {
 		cancel()
 		c.client.Close()
 	}
-	if err := c.decoder.SaveTemplates(); err != nil {
+	if err := c.saveTemplates(); err != nil {
 		errs = append(errs, fmt.Errorf("saving templates: %w", err))
 	}
 	return errors.Join(errs...)
@@ -276,13 +280,45 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			c.series.add(c.metrics.lostFlows, ec, float64(lostF))
 		}
 		c.produce(&batch)
-		if err := c.decoder.SaveTemplates(); err != nil {
-			c.metrics.templateSaves.WithLabelValues("error").Inc()
-			if ok, _ := c.sampler.Allow("template-save"); ok {
-				c.r.Logger.Error("cannot persist templates", "err", err)
-			}
-		}
 	}
+}
+
+// templateSaveDelay debounces template persistence: a flood of new
+// templates costs one file write per delay, not one per datagram.
+const templateSaveDelay = time.Second
+
+// persistTemplates is the one writer of the template file: it waits for
+// the decoder to report a change, lets further changes gather for
+// templateSaveDelay, and saves. Readers never wait for it.
+func (c *Component) persistTemplates() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stopCh:
+			return // Stop saves once more
+		case <-c.decoder.TemplatesChanged():
+		}
+		select {
+		case <-c.stopCh:
+			return
+		case <-time.After(templateSaveDelay):
+		}
+		c.saveTemplates()
+	}
+}
+
+func (c *Component) saveTemplates() error {
+	err := c.save()
+	c.metrics.templates.Set(float64(c.decoder.TemplateCount()))
+	if err != nil {
+		c.metrics.templateSaves.WithLabelValues("error").Inc()
+		if ok, n := c.sampler.Allow("template-save"); ok {
+			c.r.Logger.Error("cannot persist templates", "err", err, "suppressed", n)
+		}
+		return err
+	}
+	c.metrics.templateSaves.WithLabelValues("ok").Inc()
+	return nil
 }
 
 func (c *Component) produce(batch *schemas.FlowBatch) {

@@ -177,6 +177,9 @@ func (ctx *recordCtx) clamp(f *schemas.Flow) {
 func (d *Decoder) decodeSets(ctx *recordCtx, sets []byte, out *schemas.FlowBatch) error {
 	version := ctx.version
 	ctx.dk = domainKey{exporter: out.Exporter, domain: out.ObservationID, version: version}
+	if version == 10 {
+		ctx.dk.port = out.ExporterPort // RFC 7011: templates live per transport session
+	}
 	ctx.domain = d.lookupDomain(ctx.dk)
 	tmplSet, optSet := uint16(0), uint16(1)
 	if version == 10 {
@@ -221,7 +224,7 @@ func (d *Decoder) decodeSets(ctx *recordCtx, sets []byte, out *schemas.FlowBatch
 				fail(reasonOf(err, ReasonMalformed), tid, err)
 			}
 		case id >= 256:
-			t := d.lookupTemplate(templateKey{exporter: ctx.dk.exporter, domain: ctx.dk.domain, id: id, version: version})
+			t := d.lookupTemplate(ctx.dk.template(id))
 			if t == nil {
 				fail(ReasonUnknownTemplate, id, fmt.Errorf("%w: data set %d", ErrUnknownTemplate, id))
 				continue
@@ -264,7 +267,7 @@ func (d *Decoder) parseTemplateSet(dk domainKey, body []byte) (uint16, error) {
 		if id == 0 && count == 0 {
 			break // padding
 		}
-		key := templateKey{exporter: dk.exporter, domain: dk.domain, id: id, version: dk.version}
+		key := dk.template(id)
 		if count == 0 && dk.version == 10 {
 			// RFC 7011 §8.1: a withdrawal; ID 2 withdraws them all.
 			if id == 2 {
@@ -315,7 +318,7 @@ func (d *Decoder) parseOptionsTemplateSet(dk domainKey, body []byte) (uint16, er
 			count, scopes = int(be.Uint16(body[2:])), int(be.Uint16(body[4:]))
 			body = body[6:]
 			if count == 0 {
-				d.removeTemplate(templateKey{exporter: dk.exporter, domain: dk.domain, id: id, version: dk.version})
+				d.removeTemplate(dk.template(id))
 				continue
 			}
 		}
@@ -330,7 +333,7 @@ func (d *Decoder) parseOptionsTemplateSet(dk domainKey, body []byte) (uint16, er
 			return id, err
 		}
 		body = rest
-		key := templateKey{exporter: dk.exporter, domain: dk.domain, id: id, version: dk.version}
+		key := dk.template(id)
 		if _, err := d.addTemplate(key, fields, uint16(scopes), true); err != nil {
 			return id, err
 		}
@@ -357,23 +360,6 @@ func readFieldSpecs(version uint16, b []byte, count int, fields []fieldSpec) ([]
 		fields = append(fields, f)
 	}
 	return fields, b, nil
-}
-
-// removeDomainTemplates drops every template of a domain.
-func (d *Decoder) removeDomainTemplates(dk domainKey) {
-	d.writeMu.Lock()
-	defer d.writeMu.Unlock()
-	cur := *d.templates.Load()
-	next := make(map[templateKey]*template, len(cur))
-	for k, t := range cur {
-		if k.exporter != dk.exporter || k.domain != dk.domain || k.version != dk.version {
-			next[k] = t
-		}
-	}
-	if len(next) != len(cur) {
-		d.templates.Store(&next)
-		d.generation.Add(1)
-	}
 }
 
 // recordScratch collects the fields of one record that only make sense

@@ -282,7 +282,7 @@ func TestUnknownTemplateKeepsOtherSets(t *testing.T) {
 	msg = append(msg, (&wire{}).set(999, make([]byte, 8)).b...)
 	msg[2], msg[3] = byte(len(msg)>>8), byte(len(msg))
 	var b schemas.FlowBatch
-	err := d.DecodeNetFlow(testExporter, 4739, 1, msg, &b)
+	err := d.DecodeNetFlow(testExporter, 2055, 1, msg, &b)
 	var de *DecodeError
 	if !errors.As(err, &de) || de.Reason != ReasonUnknownTemplate || de.TemplateID != 999 || !errors.Is(err, ErrUnknownTemplate) {
 		t.Fatalf("error %v, want unknown template 999", err)
@@ -356,7 +356,7 @@ func TestTemplatePersistence(t *testing.T) {
 	// set of template 2048: take the first 42-byte record of the former.
 	rec := ipfix[0][len(ipfix[0])-72-132+4:][:42]
 	data := ipfixMessage(1700000009, 4, 0, (&wire{}).set(1024, rec).b)
-	if err := second.DecodeNetFlow(testExporter, 4739, 1, data, &b); err != nil {
+	if err := second.DecodeNetFlow(testExporter, 2055, 1, data, &b); err != nil {
 		t.Fatalf("data-only IPFIX after reload: %v", err)
 	}
 	ref := decodeAll(t, New(), ipfix)
@@ -407,7 +407,7 @@ func TestConcurrentDecode(t *testing.T) {
 	if err := d.SaveTemplates(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(*d.templates.Load()); n != 4*10 {
+	if n := d.TemplateCount(); n != 4*10 {
 		t.Errorf("%d templates, want 40", n)
 	}
 }

@@ -1,6 +1,8 @@
 package decoder
 
 import (
+	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +17,10 @@ import (
 )
 
 // templateFileVersion is bumped on incompatible changes to the file.
-const templateFileVersion = 1
+// Version 2 scopes IPFIX templates by exporter port (transport session);
+// a version 1 file is still read, without its IPFIX entries, whose
+// session it does not know (exporters resend templates periodically).
+const templateFileVersion = 2
 
 // templateFile is the persisted form of a Decoder's learnt state. JSON
 // keeps it inspectable; it is written rarely and read once.
@@ -27,6 +32,7 @@ type templateFile struct {
 
 type templateRecord struct {
 	Exporter   netip.Addr  `json:"exporter"`
+	Port       uint16      `json:"exporter_port,omitempty"` // IPFIX only
 	NetFlow    uint16      `json:"netflow_version"`
 	Domain     uint32      `json:"domain"`
 	ID         uint16      `json:"id"`
@@ -37,6 +43,7 @@ type templateRecord struct {
 
 type domainRecord struct {
 	Exporter     netip.Addr `json:"exporter"`
+	Port         uint16     `json:"exporter_port,omitempty"` // IPFIX only
 	NetFlow      uint16     `json:"netflow_version"`
 	Domain       uint32     `json:"domain"`
 	SamplingRate uint32     `json:"sampling_rate,omitempty"`
@@ -59,22 +66,25 @@ func (d *Decoder) SaveTemplates() error {
 		return nil
 	}
 	file := templateFile{Version: templateFileVersion}
-	for k, t := range *d.templates.Load() {
+	d.templates.each(func(k templateKey, t *template) {
 		file.Templates = append(file.Templates, templateRecord{
-			Exporter: k.exporter.Netip(), NetFlow: k.version, Domain: k.domain, ID: k.id,
+			Exporter: k.exporter.Netip(), Port: k.port, NetFlow: k.version, Domain: k.domain, ID: k.id,
 			Options: t.options, ScopeCount: t.scopeCount, Fields: t.fields,
 		})
-	}
-	for k, s := range *d.domains.Load() {
+	})
+	d.domains.each(func(k domainKey, s domainState) {
 		file.Domains = append(file.Domains, domainRecord{
-			Exporter: k.exporter.Netip(), NetFlow: k.version, Domain: k.domain,
+			Exporter: k.exporter.Netip(), Port: k.port, NetFlow: k.version, Domain: k.domain,
 			SamplingRate: s.samplingRate, SysInitMs: s.sysInitMs,
 		})
-	}
+	})
 	// A stable order keeps the file diffable and saves idempotent.
 	slices.SortFunc(file.Templates, func(a, b templateRecord) int {
 		if c := a.Exporter.Compare(b.Exporter); c != 0 {
 			return c
+		}
+		if a.Port != b.Port {
+			return int(a.Port) - int(b.Port)
 		}
 		if a.NetFlow != b.NetFlow {
 			return int(a.NetFlow) - int(b.NetFlow)
@@ -90,6 +100,9 @@ func (d *Decoder) SaveTemplates() error {
 	slices.SortFunc(file.Domains, func(a, b domainRecord) int {
 		if c := a.Exporter.Compare(b.Exporter); c != 0 {
 			return c
+		}
+		if a.Port != b.Port {
+			return int(a.Port) - int(b.Port)
 		}
 		if a.NetFlow != b.NetFlow {
 			return int(a.NetFlow) - int(b.NetFlow)
@@ -133,11 +146,14 @@ func (d *Decoder) LoadTemplates() error {
 	if err := json.Unmarshal(data, &file); err != nil {
 		return fmt.Errorf("unable to decode flow templates from %s: %w", d.path, err)
 	}
-	if file.Version != templateFileVersion {
+	if file.Version != templateFileVersion && file.Version != 1 {
 		return fmt.Errorf("unable to decode flow templates from %s: file version %d, want %d", d.path, file.Version, templateFileVersion)
 	}
 	templates := map[templateKey]*template{}
 	for _, r := range file.Templates {
+		if file.Version == 1 && r.NetFlow == 10 {
+			continue
+		}
 		if r.NetFlow != 9 && r.NetFlow != 10 || r.ID < 256 || int(r.ScopeCount) > len(r.Fields) {
 			return fmt.Errorf("unable to decode flow templates from %s: invalid template %d of %s", d.path, r.ID, r.Exporter)
 		}
@@ -150,27 +166,42 @@ func (d *Decoder) LoadTemplates() error {
 			// be refused from the network.
 			continue
 		}
-		templates[templateKey{exporter: schemas.AddrFromNetip(r.Exporter), domain: r.Domain, id: r.ID, version: r.NetFlow}] = t
+		templates[templateKey{exporter: schemas.AddrFromNetip(r.Exporter), port: r.Port, domain: r.Domain, id: r.ID, version: r.NetFlow}] = t
 	}
 	domains := map[domainKey]domainState{}
 	for _, r := range file.Domains {
-		domains[domainKey{exporter: schemas.AddrFromNetip(r.Exporter), domain: r.Domain, version: r.NetFlow}] =
+		if file.Version == 1 && r.NetFlow == 10 {
+			continue
+		}
+		domains[domainKey{exporter: schemas.AddrFromNetip(r.Exporter), port: r.Port, domain: r.Domain, version: r.NetFlow}] =
 			domainState{samplingRate: r.SamplingRate, sysInitMs: r.SysInitMs}
 	}
 
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
-	nextT := maps.Clone(*d.templates.Load())
-	maps.Copy(nextT, templates)
-	nextD := maps.Clone(*d.domains.Load())
-	maps.Copy(nextD, domains)
-	d.templates.Store(&nextT)
-	d.domains.Store(&nextD)
+	// In a stable order, so that the limits keep the same templates on
+	// every load.
+	keys := slices.SortedFunc(maps.Keys(templates), compareTemplateKeys)
+	for _, k := range keys {
+		_ = d.storeTemplate(k, templates[k]) // beyond the limits: dropped
+	}
+	for k, s := range domains {
+		if _, ok := d.domains.get(k); ok || d.domains.len() < d.maxTemplates {
+			d.domains.set(k, s)
+		}
+	}
 	d.saveMu.Lock()
 	// What was just loaded is on disk already.
 	d.savedGen = d.generation.Load()
 	d.saveMu.Unlock()
 	return nil
+}
+
+func compareTemplateKeys(a, b templateKey) int {
+	if c := bytes.Compare(a.exporter[:], b.exporter[:]); c != 0 {
+		return c
+	}
+	return cmp.Or(cmp.Compare(a.version, b.version), cmp.Compare(a.port, b.port), cmp.Compare(a.domain, b.domain), cmp.Compare(a.id, b.id))
 }
 
 // writeFileAtomic replaces path with data so that readers (and a crash)

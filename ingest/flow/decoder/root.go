@@ -3,9 +3,12 @@
 //
 // The decoder is pure: bytes in, flows out, no I/O on the decode path.
 // Templates and per-exporter sampling rates learnt from NetFlow v9 and IPFIX
-// are kept in copy-on-write maps behind atomic pointers, so the many
-// datagrams that only carry data cost one atomic load and a map lookup per
-// set; only a new or changed template takes a lock and copies a map. Each
+// are kept in sharded copy-on-write maps behind atomic pointers, so the
+// many datagrams that only carry data cost one atomic load and a map lookup
+// per set; only a new or changed template takes a lock and copies one
+// shard. Templates are bounded per exporter and in all, and records per
+// datagram are bounded too: what one hostile datagram can cost is fixed.
+// Each
 // template is compiled once into a flat list of (offset, length, target)
 // operations, so decoding a record is a loop over that list with
 // binary.BigEndian reads and no allocation.
@@ -58,6 +61,10 @@ const (
 	// made of (only unknown or enterprise fields), so its records are no
 	// flows. The template is refused.
 	ReasonTemplateNoFlowFields Reason = "template_no_flow_fields"
+	// ReasonTemplateLimit: a new template beyond the exporter's or the
+	// global template limit (WithTemplateLimits). The template is
+	// refused.
+	ReasonTemplateLimit Reason = "template_limit"
 )
 
 // Bounds against hostile or broken exporters. A 64 KiB datagram of
@@ -82,6 +89,7 @@ var (
 	// ErrImplausibleTemplate is wrapped by the errors of refused
 	// templates (ReasonTemplateTooSmall, ReasonTemplateNoFlowFields).
 	ErrImplausibleTemplate = errors.New("implausible template")
+	ErrTemplateLimit       = errors.New("template limit reached")
 )
 
 // reasonError carries its Reason up to decodeSets, which wraps it in a
@@ -142,6 +150,36 @@ func WithTemplateFile(path string) Option {
 	return func(d *Decoder) { d.path = path }
 }
 
+// Default template limits (WithTemplateLimits).
+const (
+	DefaultMaxTemplatesPerExporter = 4096
+	DefaultMaxTemplates            = 100000
+)
+
+// WithTemplateLimits bounds the templates kept per exporter address (all
+// its ports and domains together) and in all. A template beyond either
+// limit is refused with ReasonTemplateLimit; refreshes of known
+// templates always pass. Values below 1 keep the defaults.
+func WithTemplateLimits(perExporter, total int) Option {
+	return func(d *Decoder) {
+		if perExporter > 0 {
+			d.maxPerExporter = perExporter
+		}
+		if total > 0 {
+			d.maxTemplates = total
+		}
+	}
+}
+
+// TemplatesChanged returns a channel that receives (at most one pending
+// value) after templates or sampling state changed: a writer goroutine
+// waits on it and calls SaveTemplates, so that persistence stays off the
+// decode path.
+func (d *Decoder) TemplatesChanged() <-chan struct{} { return d.changedCh }
+
+// TemplateCount returns how many templates are known.
+func (d *Decoder) TemplateCount() int { return d.templates.len() }
+
 // WithLogger sets the logger used for the rare, non-hot-path events
 // (template file problems). The default discards everything.
 func WithLogger(l *slog.Logger) Option {
@@ -172,13 +210,17 @@ type Decoder struct {
 	path      string
 	maxSkewNs uint64
 
+	maxPerExporter, maxTemplates int
+
 	// writeMu serializes template and domain writers; readers never take it.
-	writeMu   sync.Mutex
-	templates atomic.Pointer[map[templateKey]*template]
-	domains   atomic.Pointer[map[domainKey]domainState]
+	writeMu     sync.Mutex
+	templates   *shardedMap[templateKey, *template]
+	domains     *shardedMap[domainKey, domainState]
+	perExporter map[schemas.Addr]int // templates per exporter address, under writeMu
 	// generation counts template/domain changes, so SaveTemplates knows
-	// whether there is anything new to write.
+	// whether there is anything new to write; changedCh wakes the writer.
 	generation atomic.Uint64
+	changedCh  chan struct{}
 
 	saveMu   sync.Mutex
 	savedGen uint64
@@ -188,14 +230,18 @@ type Decoder struct {
 // loaded before New returns; a load failure is logged and New still
 // returns a working, empty Decoder.
 func New(opts ...Option) *Decoder {
-	d := &Decoder{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	d := &Decoder{
+		logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		maxPerExporter: DefaultMaxTemplatesPerExporter,
+		maxTemplates:   DefaultMaxTemplates,
+		templates:      newTemplateMap(),
+		domains:        newDomainMap(),
+		perExporter:    map[schemas.Addr]int{},
+		changedCh:      make(chan struct{}, 1),
+	}
 	for _, o := range opts {
 		o(d)
 	}
-	emptyT := map[templateKey]*template{}
-	emptyD := map[domainKey]domainState{}
-	d.templates.Store(&emptyT)
-	d.domains.Store(&emptyD)
 	if d.path != "" {
 		if err := d.LoadTemplates(); err != nil {
 			d.logger.Warn("ignoring flow template file", slog.String("path", d.path), slog.Any("error", err))

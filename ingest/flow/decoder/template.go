@@ -2,27 +2,44 @@ package decoder
 
 import (
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/flowaudit/flowaudit/schemas"
 )
 
-// templateKey identifies a template. The version is part of the key
-// because an exporter may speak v9 and IPFIX with the same domain numbers,
-// and the same template ID then means different things.
+// templateKey identifies a template. Templates are scoped as the RFCs
+// say: IPFIX by transport session and observation domain (RFC 7011 §8:
+// over UDP the session is the exporter's address and port, so two
+// exporters behind one address do not share templates), NetFlow v9 by
+// exporter address and source ID (RFC 3954 §5.1; port is 0). The version
+// is part of the key because an exporter may speak v9 and IPFIX with the
+// same domain numbers, and the same template ID then means different
+// things.
 type templateKey struct {
 	exporter schemas.Addr
+	port     uint16 // IPFIX only
 	domain   uint32
 	id       uint16
 	version  uint16
 }
 
-// domainKey identifies an exporter's observation domain (v9 source ID).
+// domainKey identifies an exporter's observation domain (v9 source ID),
+// scoped like templateKey.
 type domainKey struct {
 	exporter schemas.Addr
+	port     uint16 // IPFIX only
 	domain   uint32
 	version  uint16
+}
+
+// template returns the key of template id in this domain.
+func (k domainKey) template(id uint16) templateKey {
+	return templateKey{exporter: k.exporter, port: k.port, domain: k.domain, id: id, version: k.version}
+}
+
+// domain returns the key of the domain of k.
+func (k templateKey) domainKey() domainKey {
+	return domainKey{exporter: k.exporter, port: k.port, domain: k.domain, version: k.version}
 }
 
 // domainState is what options data records tell us about a domain.
@@ -384,7 +401,8 @@ func (t *template) sameFields(fields []fieldSpec, scopeCount uint16, options boo
 
 // lookupTemplate returns the template for k, or nil.
 func (d *Decoder) lookupTemplate(k templateKey) *template {
-	return (*d.templates.Load())[k]
+	t, _ := d.templates.get(k)
+	return t
 }
 
 // plausible refuses data templates whose records cannot be flows worth
@@ -431,11 +449,37 @@ func (d *Decoder) addTemplate(k templateKey, fields []fieldSpec, scopeCount uint
 	}
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
-	next := maps.Clone(*d.templates.Load())
-	next[k] = t
-	d.templates.Store(&next)
-	d.generation.Add(1)
+	if err := d.storeTemplate(k, t); err != nil {
+		return nil, err
+	}
+	d.changed()
 	return t, nil
+}
+
+// storeTemplate stores t under k within the template limits. Called with
+// writeMu held.
+func (d *Decoder) storeTemplate(k templateKey, t *template) error {
+	if _, ok := d.templates.get(k); !ok {
+		if n := d.perExporter[k.exporter]; n >= d.maxPerExporter {
+			return &reasonError{ReasonTemplateLimit, fmt.Errorf("%w: exporter %s has %d templates, the limit (ingest.flows.max_templates_per_exporter)",
+				ErrTemplateLimit, k.exporter, n)}
+		}
+		if n := d.templates.len(); n >= d.maxTemplates {
+			return &reasonError{ReasonTemplateLimit, fmt.Errorf("%w: %d templates in all, the limit (ingest.flows.max_templates)",
+				ErrTemplateLimit, n)}
+		}
+		d.perExporter[k.exporter]++
+	}
+	d.templates.set(k, t)
+	return nil
+}
+
+// forgetTemplates updates the per-exporter counts for removed templates.
+// Called with writeMu held.
+func (d *Decoder) forgetTemplate(k templateKey) {
+	if d.perExporter[k.exporter]--; d.perExporter[k.exporter] <= 0 {
+		delete(d.perExporter, k.exporter)
+	}
 }
 
 // removeTemplate handles IPFIX template withdrawals.
@@ -445,26 +489,57 @@ func (d *Decoder) removeTemplate(k templateKey) {
 	}
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
-	next := maps.Clone(*d.templates.Load())
-	delete(next, k)
-	d.templates.Store(&next)
-	d.generation.Add(1)
+	if d.templates.delete(k) {
+		d.forgetTemplate(k)
+		d.changed()
+	}
+}
+
+// removeDomainTemplates drops every template of a domain.
+func (d *Decoder) removeDomainTemplates(dk domainKey) {
+	d.writeMu.Lock()
+	defer d.writeMu.Unlock()
+	n := d.templates.deleteIf(func(k templateKey, _ *template) bool {
+		if k.domainKey() == dk {
+			d.forgetTemplate(k)
+			return true
+		}
+		return false
+	})
+	if n > 0 {
+		d.changed()
+	}
 }
 
 // lookupDomain returns what is known about a domain.
 func (d *Decoder) lookupDomain(k domainKey) domainState {
-	return (*d.domains.Load())[k]
+	s, _ := d.domains.get(k)
+	return s
 }
 
-// setDomain stores s for k when it differs from what is known.
+// setDomain stores s for k when it differs from what is known. Domains
+// are bounded like templates (a domain's state comes from options data,
+// which needs an options template): beyond the limit the new state is
+// used for the datagram at hand but not kept.
 func (d *Decoder) setDomain(k domainKey, s domainState) {
 	if d.lookupDomain(k) == s {
 		return
 	}
 	d.writeMu.Lock()
 	defer d.writeMu.Unlock()
-	next := maps.Clone(*d.domains.Load())
-	next[k] = s
-	d.domains.Store(&next)
+	if _, ok := d.domains.get(k); !ok && d.domains.len() >= d.maxTemplates {
+		return
+	}
+	d.domains.set(k, s)
+	d.changed()
+}
+
+// changed records a change of templates or domains and wakes the writer
+// that persists them (TemplatesChanged), never blocking.
+func (d *Decoder) changed() {
 	d.generation.Add(1)
+	select {
+	case d.changedCh <- struct{}{}:
+	default:
+	}
 }
