@@ -47,8 +47,9 @@ type JSONMapping struct {
 // src_addr, action and resource. src_addr and dst_addr may carry a port
 // ("ip:port", "[ipv6]:port"); src_port and dst_port override it. source
 // defaults to "json". outcome is a word (see JSONMapping) or a status
-// code; without outcome, a status of 401, 403 or 407 means denied and
-// any other status success; with neither, the outcome is unknown.
+// code; without outcome, the status decides as for web logs (401, 403
+// and 407 denied, other 4xx and 5xx failure, anything else success);
+// with neither, the outcome is unknown.
 func DefaultJSONMapping() JSONMapping {
 	return JSONMapping{
 		Time: "time", User: "user", SrcAddr: "src_addr", SrcPort: "src_port",

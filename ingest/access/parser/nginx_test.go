@@ -156,6 +156,10 @@ func TestRealNginxLines(t *testing.T) {
 		{client: tcp, path: "/broken", wantStatus: 502, wantOutcome: schemas.OutcomeFailure},
 		{client: unix, path: "/", wantStatus: 200, wantOutcome: schemas.OutcomeSuccess},
 		{client: unix, path: "/", xff: "198.51.100.9", wantStatus: 200, wantOutcome: schemas.OutcomeSuccess},
+		// nginx logs $remote_user from any Authorization header, also
+		// where no auth_basic checks it: the line is a success with a
+		// user nobody verified (see README, Access logs).
+		{client: tcp, path: "/", user: "mallory", pass: "unchecked", wantStatus: 200, wantOutcome: schemas.OutcomeSuccess},
 	}
 	for _, r := range requests {
 		req, err := http.NewRequest("GET", "http://"+addr+r.path, nil)
@@ -202,15 +206,15 @@ func TestRealNginxLines(t *testing.T) {
 	}
 	wants := map[string][]want{
 		"chain.log": with(func(i int, w *want) {
-			w.Src, w.XFF = []string{lo, "203.0.113.7", "10.1.0.5", lo, lo, lo, "", "198.51.100.9"}[i],
-				[]string{"", "203.0.113.7, 10.0.0.1, 127.0.0.1", "10.1.0.5, 127.0.0.1", "", "", "", "", "198.51.100.9, unix:"}[i]
+			w.Src, w.XFF = []string{lo, "203.0.113.7", "10.1.0.5", lo, lo, lo, "", "198.51.100.9", lo}[i],
+				[]string{"", "203.0.113.7, 10.0.0.1, 127.0.0.1", "10.1.0.5, 127.0.0.1", "", "", "", "", "198.51.100.9, unix:", ""}[i]
 		}),
 		"split.log": with(func(i int, w *want) {
-			w.Src, w.XFF = []string{lo, "203.0.113.7", "10.1.0.5", lo, lo, lo, "", "198.51.100.9"}[i],
-				[]string{"", "203.0.113.7, 10.0.0.1, 127.0.0.1", "10.1.0.5, 127.0.0.1", "", "", "", "", "198.51.100.9, unix:"}[i]
+			w.Src, w.XFF = []string{lo, "203.0.113.7", "10.1.0.5", lo, lo, lo, "", "198.51.100.9", lo}[i],
+				[]string{"", "203.0.113.7, 10.0.0.1, 127.0.0.1", "10.1.0.5, 127.0.0.1", "", "", "", "", "198.51.100.9, unix:", ""}[i]
 		}),
 		"vhost.log": with(func(i int, w *want) {
-			w.Src = []string{lo, lo, lo, lo, lo, lo, "", ""}[i]
+			w.Src = []string{lo, lo, lo, lo, lo, lo, "", "", lo}[i]
 			if requests[i].host != "" {
 				w.DstHost = requests[i].host
 			} else {

@@ -33,9 +33,9 @@ import (
 // peer is the client. VHOST ("$host", Apache's vhost_combined "%v:%p")
 // fills DstHost, or DstAddr when it is an address, and DstPort.
 //
-// IDENT and USER are one token each; USER "-" is no user. A line whose
-// fields do not have this shape (an address or list entry where IDENT or
-// USER belong, more address groups than the shapes above, an entry that is
+// IDENT ("-" for nginx) and USER are one token each; USER "-" is no
+// user. A line whose fields do not have this shape (an address or list
+// entry where IDENT or USER belong, more address groups than the shapes above, an entry that is
 // neither an address nor a host name) is rejected rather than guessed at,
 // so a junk user never reaches the identity bindings.
 //
@@ -201,15 +201,20 @@ func webPrefix(b []byte, toks *[maxWebTokens]span) (n, open int, ok bool) {
 		i = end
 	}
 	if fallback >= 0 {
-		return fallbackN, fallback, ok && fallbackN <= len(toks)
+		return fallbackN, fallback, ok
 	}
 	return n, -1, false
 }
 
 // identity checks IDENT and USER and sets ev.User. Either holding an
 // address or a list entry means the fields are shifted (an address group
-// the parser does not know): the line is rejected, never bound.
+// the parser does not know): the line is rejected, never bound. nginx
+// always writes IDENT as "-", so for nginx anything else is a shift too;
+// Apache's %l may hold an identd answer.
 func (p webParser) identity(b []byte, ident, user span, ev *schemas.AccessEvent) error {
+	if v := b[ident.start:ident.end]; p.format == FormatNginx && (ident.quoted || string(v) != "-") {
+		return parseErr(p.format, ReasonBadUser, "field %q before the user is not nginx's \"-\": the fields before the [time] are not CLIENT - USER", v)
+	}
 	for _, f := range [2]span{ident, user} {
 		v := b[f.start:f.end]
 		if len(v) == 0 && !f.quoted {
@@ -292,7 +297,7 @@ func (p webParser) clients(b []byte, toks []span, ev *schemas.AccessEvent) error
 	case 1:
 		add(groups[0])
 	case 2:
-		if single(groups[0]) { // VHOST CLIENTS
+		if single(groups[0]) && !isDash(entryOf(b, entries[groups[0].first])) { // VHOST CLIENTS
 			vhost = groups[0].first
 			add(groups[1])
 			break
