@@ -105,6 +105,8 @@ type JSONMappingConfiguration struct {
 	AuthMethod string `yaml:"auth_method"`
 	Status     string `yaml:"status"`
 	UserAgent  string `yaml:"user_agent"`
+	// ForwardedFor is the X-Forwarded-For chain, client first.
+	ForwardedFor string `yaml:"forwarded_for"`
 	// TimeLayout is a Go time layout for string times; empty takes RFC
 	// 3339 strings and Unix time numbers.
 	TimeLayout string `yaml:"time_layout"`
@@ -128,6 +130,7 @@ func jsonMapping(c JSONMappingConfiguration) (parser.JSONMapping, error) {
 		{&m.DstHost, c.DstHost}, {&m.DstPort, c.DstPort}, {&m.Resource, c.Resource},
 		{&m.Action, c.Action}, {&m.Outcome, c.Outcome}, {&m.SessionID, c.SessionID},
 		{&m.AuthMethod, c.AuthMethod}, {&m.Status, c.Status}, {&m.UserAgent, c.UserAgent},
+		{&m.ForwardedFor, c.ForwardedFor},
 	} {
 		switch f.val {
 		case "":

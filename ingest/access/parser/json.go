@@ -18,9 +18,9 @@ import (
 // leaves the field unmapped.
 type JSONMapping struct {
 	Time, User, SrcAddr, SrcPort, DstAddr, DstHost, DstPort, Resource, Action, Outcome, SessionID, Source string
-	// Host, AuthMethod, Status and UserAgent map the remaining
-	// AccessEvent fields.
-	Host, AuthMethod, Status, UserAgent string
+	// Host, AuthMethod, Status, UserAgent and ForwardedFor map the
+	// remaining AccessEvent fields.
+	Host, AuthMethod, Status, UserAgent, ForwardedFor string
 	// TimeLayout is a time.Parse layout for string times, interpreted in
 	// Meta.Location when it has no zone. Empty accepts RFC 3339 strings
 	// and Unix time numbers (seconds, optionally fractional, or
@@ -41,7 +41,7 @@ type JSONMapping struct {
 //	 "dst_addr": "10.2.0.10", "dst_host": "orders-db", "dst_port": 5432,
 //	 "resource": "orders", "action": "login", "outcome": "success",
 //	 "session_id": "s-1", "auth_method": "password", "status": 200,
-//	 "user_agent": "curl/8.5.0"}
+//	 "user_agent": "curl/8.5.0", "forwarded_for": "203.0.113.7, 10.0.0.1"}
 //
 // Every key is optional, but an event needs at least one of user,
 // src_addr, action and resource. src_addr and dst_addr may carry a port
@@ -57,6 +57,7 @@ func DefaultJSONMapping() JSONMapping {
 		Resource: "resource", Action: "action", Outcome: "outcome",
 		SessionID: "session_id", Source: "source",
 		Host: "host", AuthMethod: "auth_method", Status: "status", UserAgent: "user_agent",
+		ForwardedFor: "forwarded_for",
 	}
 }
 
@@ -67,7 +68,8 @@ type jsonParser struct {
 
 func newJSONParser(m JSONMapping) (*jsonParser, error) {
 	keys := []string{m.Time, m.User, m.SrcAddr, m.SrcPort, m.DstAddr, m.DstHost, m.DstPort,
-		m.Resource, m.Action, m.Outcome, m.SessionID, m.Source, m.Host, m.AuthMethod, m.Status, m.UserAgent}
+		m.Resource, m.Action, m.Outcome, m.SessionID, m.Source, m.Host, m.AuthMethod, m.Status, m.UserAgent,
+		m.ForwardedFor}
 	if m.User == "" && m.SrcAddr == "" && m.Action == "" && m.Resource == "" {
 		return nil, errors.New("JSON mapping needs at least one of User, SrcAddr, Action and Resource")
 	}
@@ -171,6 +173,7 @@ func (p *jsonParser) Parse(line []byte, meta Meta, ev *schemas.AccessEvent) erro
 	ev.SessionID, _ = str(m.SessionID)
 	ev.AuthMethod, _ = str(m.AuthMethod)
 	ev.UserAgent, _ = str(m.UserAgent)
+	ev.ForwardedFor, _ = str(m.ForwardedFor)
 	status, hasStatus := 0, false
 	if s, ok := str(m.Status); ok && s != "" {
 		n, err := strconv.ParseInt(s, 10, 32)
