@@ -28,6 +28,11 @@ type Configuration struct {
 	// one source (an IPv4 address or an IPv6 /64) per listener; a new
 	// connection beyond it closes that source's one idle longest.
 	SyslogMaxConnectionsPerSource int `yaml:"syslog_max_connections_per_source"`
+	// SyslogReceiveBuffer is the kernel receive buffer requested for each
+	// udp:// syslog socket (SO_RCVBUFFORCE, else SO_RCVBUF capped by
+	// net.core.rmem_max; the effective size is logged): what absorbs a
+	// burst while the reader is busy.
+	SyslogReceiveBuffer int `yaml:"syslog_receive_buffer"`
 	// SyslogApps maps a syslog APP-NAME (tag) to a log format, on top of
 	// the parser's built-in table (sshd, nginx, apache2, httpd…), for
 	// example {web-front: nginx}.
@@ -41,6 +46,17 @@ type Configuration struct {
 	HTTPTokens []string `yaml:"http_tokens"`
 	// HTTPMaxBody bounds a request body in bytes; larger bodies get 413.
 	HTTPMaxBody int `yaml:"http_max_body"`
+	// HTTPMaxConcurrent bounds the POST /v1/access requests read and
+	// parsed at once; others wait for a slot (up to http_ack_timeout,
+	// then 503). Bodies are decoded as they arrive, so the intake holds
+	// at most about http_max_concurrent × max(http_max_body, buffers)
+	// of request data (README, "Memory").
+	HTTPMaxConcurrent int `yaml:"http_max_concurrent"`
+	// HTTPReadTimeout bounds reading one request body once it has its
+	// slot; HTTPReadIdleTimeout closes a request whose body sends
+	// nothing for that long (a slow sender holding a slot).
+	HTTPReadTimeout     time.Duration `yaml:"http_read_timeout"`
+	HTTPReadIdleTimeout time.Duration `yaml:"http_read_idle_timeout"`
 	// HTTPAckTimeout bounds how long a request waits for the broker to
 	// acknowledge its events before answering 503.
 	HTTPAckTimeout time.Duration `yaml:"http_ack_timeout"`
@@ -178,7 +194,11 @@ func DefaultConfiguration() Configuration {
 		SyslogMaxConnections:          1024,
 		SyslogMaxConnectionsPerSource: 32,
 		HTTPListen:                    "127.0.0.1:8080",
+		SyslogReceiveBuffer:           32 << 20,
 		HTTPMaxBody:                   10 << 20,
+		HTTPMaxConcurrent:             8,
+		HTTPReadTimeout:               2 * time.Minute,
+		HTTPReadIdleTimeout:           10 * time.Second,
 		HTTPAckTimeout:                30 * time.Second,
 		TailPollInterval:              250 * time.Millisecond,
 		Timezone:                      "UTC",
@@ -265,6 +285,18 @@ func (c Configuration) Validate() error {
 	}
 	if c.HTTPMaxBody < 1 {
 		errs = append(errs, fmt.Errorf("ingest.access.http_max_body: must be a positive size in bytes, got %d", c.HTTPMaxBody))
+	}
+	if c.SyslogReceiveBuffer < 0 {
+		errs = append(errs, fmt.Errorf("ingest.access.syslog_receive_buffer: must be a size in bytes (0 keeps the kernel's default), got %d", c.SyslogReceiveBuffer))
+	}
+	if c.HTTPMaxConcurrent < 1 {
+		errs = append(errs, fmt.Errorf("ingest.access.http_max_concurrent: must be at least 1, got %d", c.HTTPMaxConcurrent))
+	}
+	if c.HTTPReadTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("ingest.access.http_read_timeout: must be positive, got %s", c.HTTPReadTimeout))
+	}
+	if c.HTTPReadIdleTimeout <= 0 || c.HTTPReadIdleTimeout > c.HTTPReadTimeout && c.HTTPReadTimeout > 0 {
+		errs = append(errs, fmt.Errorf("ingest.access.http_read_idle_timeout: must be positive and at most http_read_timeout, got %s", c.HTTPReadIdleTimeout))
 	}
 	if c.HTTPAckTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("ingest.access.http_ack_timeout: must be positive, got %s", c.HTTPAckTimeout))

@@ -1,6 +1,7 @@
 package access
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -56,10 +57,13 @@ func (c *Component) startHTTP() error {
 	srv := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		TLSConfig:         c.tlsCfg,
-		ErrorLog:          slog.NewLogLogger(c.r.Logger.With("component", "ingest.access").Handler(), slog.LevelWarn),
+		// A backstop: serveAccess sets tighter deadlines for the body
+		// (http_read_timeout, http_read_idle_timeout) once the request
+		// has its slot, which it may wait up to http_ack_timeout for.
+		ReadTimeout: c.cfg.HTTPReadTimeout + c.cfg.HTTPAckTimeout,
+		IdleTimeout: 2 * time.Minute,
+		TLSConfig:   c.tlsCfg,
+		ErrorLog:    slog.NewLogLogger(c.r.Logger.With("component", "ingest.access").Handler(), slog.LevelWarn),
 	}
 	c.mu.Lock()
 	c.httpLn = ln
@@ -149,18 +153,43 @@ func (c *Component) serveAccess(w http.ResponseWriter, r *http.Request) {
 		c.reply(w, http.StatusRequestEntityTooLarge, IntakeResponse{Error: fmt.Sprintf("body larger than %d bytes", c.cfg.HTTPMaxBody)})
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(c.cfg.HTTPMaxBody)))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			c.reply(w, http.StatusRequestEntityTooLarge, IntakeResponse{Error: fmt.Sprintf("body larger than %d bytes", c.cfg.HTTPMaxBody)})
+
+	// At most http_max_concurrent requests read and parse their body at
+	// once; the others wait here with their body unread.
+	select {
+	case c.httpSlots <- struct{}{}:
+	default:
+		c.metrics.httpWaiting.Inc()
+		wait := time.NewTimer(c.cfg.HTTPAckTimeout)
+		select {
+		case c.httpSlots <- struct{}{}:
+			wait.Stop()
+			c.metrics.httpWaiting.Dec()
+		case <-wait.C:
+			c.metrics.httpWaiting.Dec()
+			w.Header().Set("Retry-After", "1")
+			c.reply(w, http.StatusServiceUnavailable, IntakeResponse{Error: fmt.Sprintf("busy: %d requests in progress (ingest.access.http_max_concurrent); retry", c.cfg.HTTPMaxConcurrent)})
+			return
+		case <-r.Context().Done():
+			wait.Stop()
+			c.metrics.httpWaiting.Dec()
 			return
 		}
-		c.reply(w, http.StatusBadRequest, IntakeResponse{Error: "reading body: " + err.Error()})
-		return
 	}
+	c.metrics.httpInFlight.Inc()
+	slot := true
+	release := func() {
+		if slot {
+			slot = false
+			c.metrics.httpInFlight.Dec()
+			<-c.httpSlots
+		}
+	}
+	defer release()
 
-	ctx, cancel := context.WithTimeout(r.Context(), c.cfg.HTTPAckTimeout)
+	// Records are produced as the body is decoded; the broker then has
+	// http_ack_timeout, from the end of the body, to acknowledge them.
+	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	peer, _ := netip.ParseAddrPort(r.RemoteAddr)
 	listener := "http://" + c.HTTPAddr()
@@ -187,9 +216,15 @@ func (c *Component) serveAccess(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if !raw && len(trimmed) > 0 && trimmed[0] == '[' {
-		if err := eachArrayElement(trimmed, handle); err != nil {
+	body := &bodyReader{
+		r:     http.MaxBytesReader(w, r.Body, int64(c.cfg.HTTPMaxBody)),
+		rc:    http.NewResponseController(w),
+		idle:  c.cfg.HTTPReadIdleTimeout,
+		until: time.Now().Add(c.cfg.HTTPReadTimeout),
+	}
+	br := bufio.NewReaderSize(body, c.cfg.MaxLineBytes+1)
+	if first, ok := firstNonSpace(br); ok && !raw && first == '[' {
+		if err := eachArrayElement(br, handle); err != nil && body.err == nil {
 			lines++
 			resp.Rejected++
 			if len(resp.Errors) < maxReportedErrors {
@@ -197,7 +232,30 @@ func (c *Component) serveAccess(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	} else {
-		eachLine(body, handle)
+		_ = eachLine(br, handle) // a read error is in body.err
+	}
+	release()
+	ackTimer := time.AfterFunc(c.cfg.HTTPAckTimeout, cancel)
+	defer ackTimer.Stop()
+	if body.err != nil {
+		// The lines before the failure were handled (and are counted
+		// in the answer): the sender should resend from there.
+		resp.Accepted, _ = acks.wait()
+		var mbe *http.MaxBytesError
+		var ne net.Error
+		switch {
+		case errors.As(body.err, &mbe):
+			resp.Error = fmt.Sprintf("body larger than %d bytes (ingest.access.http_max_body): cut after %d lines", c.cfg.HTTPMaxBody, lines)
+			c.reply(w, http.StatusRequestEntityTooLarge, resp)
+		case errors.As(body.err, &ne) && ne.Timeout():
+			resp.Error = fmt.Sprintf("reading body: no data for %s (ingest.access.http_read_idle_timeout) or longer than %s (http_read_timeout): cut after %d lines",
+				c.cfg.HTTPReadIdleTimeout, c.cfg.HTTPReadTimeout, lines)
+			c.reply(w, http.StatusRequestTimeout, resp)
+		default:
+			resp.Error = fmt.Sprintf("reading body: %v: cut after %d lines", body.err, lines)
+			c.reply(w, http.StatusBadRequest, resp)
+		}
+		return
 	}
 
 	accepted, err := acks.wait()
@@ -215,31 +273,97 @@ func (c *Component) serveAccess(w http.ResponseWriter, r *http.Request) {
 	c.reply(w, http.StatusOK, resp)
 }
 
-// eachLine calls fn for every non-blank line of body with its 1-based
-// number, without its line end.
-func eachLine(body []byte, fn func(n int, line []byte)) {
-	n := 0
-	for len(body) > 0 {
-		n++
-		line := body
-		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			line, body = body[:i], body[i+1:]
-		} else {
-			body = nil
+// bodyReader reads a request body under deadlines: each read must
+// bring data within idle, and the whole body arrive before until. It
+// keeps the first read error other than EOF.
+type bodyReader struct {
+	r     io.Reader
+	rc    *http.ResponseController
+	idle  time.Duration
+	until time.Time
+	err   error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	deadline := time.Now().Add(b.idle)
+	if b.until.Before(deadline) {
+		deadline = b.until
+	}
+	_ = b.rc.SetReadDeadline(deadline)
+	n, err := b.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		b.err = err
+	}
+	return n, err
+}
+
+// firstNonSpace skips leading white space and returns the next byte,
+// unread; false at the end of the body.
+func firstNonSpace(br *bufio.Reader) (byte, bool) {
+	for {
+		b, err := br.Peek(1)
+		if err != nil {
+			return 0, false
 		}
-		line = bytes.TrimRight(line, "\r")
-		if len(bytes.TrimSpace(line)) == 0 {
-			continue
+		switch b[0] {
+		case ' ', '\t', '\r', '\n':
+			_, _ = br.Discard(1)
+		default:
+			return b[0], true
 		}
-		fn(n, line)
 	}
 }
 
-// eachArrayElement calls fn for every element of the JSON array in body
-// with its 1-based position. It stops at the first syntax error, which it
-// returns: what follows cannot be delimited.
-func eachArrayElement(body []byte, fn func(n int, elem []byte)) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
+// eachLine calls fn for every non-blank line of the body with its
+// 1-based number, without its line end, as the lines arrive. A line
+// longer than the reader's buffer is passed as its first buffer-full of
+// bytes (longer than max_line_bytes, so it is rejected as too_long) and
+// the rest of it skipped. The line is valid only during the call. It
+// returns the read error that ended the body, nil at its end.
+func eachLine(br *bufio.Reader, fn func(n int, line []byte)) error {
+	n := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			n++
+			fn(n, line)
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			if err != nil {
+				return eofIsEnd(err)
+			}
+			continue
+		}
+		if len(line) > 0 {
+			n++
+			line = bytes.TrimRight(bytes.TrimSuffix(line, []byte("\n")), "\r")
+			if len(bytes.TrimSpace(line)) > 0 {
+				fn(n, line)
+			}
+		}
+		if err != nil {
+			return eofIsEnd(err)
+		}
+	}
+}
+
+func eofIsEnd(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+// eachArrayElement calls fn for every element of the JSON array the body
+// holds with its 1-based position, decoding one element at a time. It
+// stops at the first syntax or read error, which it returns: what
+// follows cannot be delimited.
+func eachArrayElement(body io.Reader, fn func(n int, elem []byte)) error {
+	dec := json.NewDecoder(body)
 	if _, err := dec.Token(); err != nil { // '['
 		return err
 	}

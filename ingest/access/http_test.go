@@ -141,16 +141,22 @@ func TestHTTPIntake(t *testing.T) {
 	if got := post(t, url, "s3cret", "application/x-ndjson", big); got.code != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversize body: %d %+v, want 413", got.code, got.resp)
 	}
+	// Streamed, the body is decoded as it arrives: the lines before the
+	// cut are taken, and the answer says how many.
 	req, _ := http.NewRequest(http.MethodPost, url, io.MultiReader(strings.NewReader(big)))
 	req.Header.Set("Authorization", "Bearer s3cret")
 	req.ContentLength = -1
 	if res, err := http.DefaultClient.Do(req); err != nil {
 		t.Errorf("chunked oversize body: %v", err)
 	} else {
+		var resp access.IntakeResponse
+		_ = json.NewDecoder(res.Body).Decode(&resp)
 		res.Body.Close()
-		if res.StatusCode != http.StatusRequestEntityTooLarge {
-			t.Errorf("chunked oversize body: %d, want 413", res.StatusCode)
+		// 4096 bytes hold 128 whole lines of 32 bytes.
+		if res.StatusCode != http.StatusRequestEntityTooLarge || resp.Accepted != 128 || resp.Error == "" {
+			t.Errorf("chunked oversize body: %d %+v, want 413 with the 128 lines before the cut accepted", res.StatusCode, resp)
 		}
+		wantEvents += resp.Accepted
 	}
 	if got := post(t, url+"?format=csv", "s3cret", "text/plain", "a,b\n"); got.code != http.StatusBadRequest {
 		t.Errorf("unknown format: %d, want 400", got.code)

@@ -1,7 +1,12 @@
 package access
 
 import (
+	"sort"
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowaudit/flowaudit/internal/udpsock"
 )
 
 type metrics struct {
@@ -16,7 +21,11 @@ type metrics struct {
 	tcpConnections prometheus.Gauge
 	untrusted      *prometheus.CounterVec // listener
 	tcpEvictions   *prometheus.CounterVec // reason
-	tailOffset     *prometheus.GaugeVec   // path
+	udpDrops       *dropCollector
+	receiveBuffer  *prometheus.GaugeVec // listener
+	httpInFlight   prometheus.Gauge
+	httpWaiting    prometheus.Gauge
+	tailOffset     *prometheus.GaugeVec // path
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,11 +63,59 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		tcpEvictions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowaudit_access_tcp_evictions_total", Help: "TCP syslog connections closed to admit a new one, per reason: listener_full (syslog_max_connections) or source_full (syslog_max_connections_per_source); the one idle longest goes.",
 		}, []string{"reason"}),
+		udpDrops: &dropCollector{
+			desc:  prometheus.NewDesc("flowaudit_access_udp_socket_drops_total", "Syslog datagrams the kernel dropped on this UDP listener's socket because its receive buffer was full (from /proc/net/udp, read at scrape).", []string{"listener"}, nil),
+			ports: map[string]int{},
+		},
+		receiveBuffer: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowaudit_access_udp_receive_buffer_bytes", Help: "Effective kernel receive buffer of a UDP syslog listener's socket (ingest.access.syslog_receive_buffer asks).",
+		}, []string{"listener"}),
+		httpInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flowaudit_access_http_in_flight", Help: "POST /v1/access requests being read and parsed (at most ingest.access.http_max_concurrent).",
+		}),
+		httpWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flowaudit_access_http_waiting", Help: "POST /v1/access requests waiting for a slot (http_max_concurrent reached).",
+		}),
 		tailOffset: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flowaudit_access_tail_offset_bytes", Help: "Acknowledged read position in the tailed file.",
 		}, []string{"path"}),
 	}
 	reg.MustRegister(m.lines, m.events, m.rejected, m.ignored, m.produced, m.produceErrors,
-		m.deadLetters, m.httpRequests, m.tcpConnections, m.untrusted, m.tcpEvictions, m.tailOffset)
+		m.deadLetters, m.httpRequests, m.tcpConnections, m.untrusted, m.tcpEvictions, m.udpDrops, m.receiveBuffer, m.httpInFlight, m.httpWaiting, m.tailOffset)
 	return m
+}
+
+// dropCollector reports the kernel's drop counter of each UDP syslog
+// socket when scraped.
+type dropCollector struct {
+	desc  *prometheus.Desc
+	mu    sync.Mutex
+	ports map[string]int // listener -> bound port
+}
+
+func (d *dropCollector) add(listener string, port int) {
+	d.mu.Lock()
+	d.ports[listener] = port
+	d.mu.Unlock()
+}
+
+func (d *dropCollector) Describe(ch chan<- *prometheus.Desc) { ch <- d.desc }
+
+func (d *dropCollector) Collect(ch chan<- prometheus.Metric) {
+	d.mu.Lock()
+	names := make([]string, 0, len(d.ports))
+	for l := range d.ports {
+		names = append(names, l)
+	}
+	ports := make(map[string]int, len(d.ports))
+	for l, p := range d.ports {
+		ports[l] = p
+	}
+	d.mu.Unlock()
+	sort.Strings(names)
+	for _, l := range names {
+		if n, err := udpsock.Drops(ports[l]); err == nil {
+			ch <- prometheus.MustNewConstMetric(d.desc, prometheus.CounterValue, float64(n), l)
+		}
+	}
 }

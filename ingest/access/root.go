@@ -34,6 +34,7 @@ import (
 	"github.com/flowaudit/flowaudit/ingest/access/parser"
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/internal/reporter"
+	"github.com/flowaudit/flowaudit/internal/udpsock"
 	"github.com/flowaudit/flowaudit/schemas"
 	"github.com/flowaudit/flowaudit/schemas/pb"
 )
@@ -64,7 +65,12 @@ type Component struct {
 	hostname string
 	trust    *trustPolicy
 
-	client                 *kgo.Client
+	client *kgo.Client
+	// udpClient produces what UDP syslog listeners read: its own buffer,
+	// so that HTTP requests, tailers or TCP senders filling the main
+	// client's never block a UDP reader (which cannot push back: a
+	// blocked reader is kernel drops).
+	udpClient              *kgo.Client
 	accessTopic, deadTopic string
 
 	mu          sync.Mutex
@@ -73,6 +79,7 @@ type Component struct {
 	tcpLns      []net.Listener
 	tcpConns    map[net.Conn]struct{}
 	httpSrv     *http.Server
+	httpSlots   chan struct{} // http_max_concurrent
 	httpLn      net.Listener
 	tailers     []*tailer
 
@@ -110,6 +117,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 		parsers:     map[parser.Format]parser.Parser{},
 		apps:        map[string]parser.Format{},
 		tcpConns:    map[net.Conn]struct{}{},
+		httpSlots:   make(chan struct{}, max(cfg.HTTPMaxConcurrent, 1)),
 		accessTopic: deps.Kafka.Topic(kafka.TopicAccess),
 		deadTopic:   deps.Kafka.Topic(kafka.TopicDeadLetter),
 		stopCh:      make(chan struct{}),
@@ -187,11 +195,23 @@ func (c *Component) Start() error {
 		return fmt.Errorf("unable to create Kafka producer: %w", err)
 	}
 	c.client = client
+	c.udpClient = client
+	if c.hasUDP() {
+		udpOpts := append(kafka.ClientOptions(c.deps.Kafka, "access-udp"),
+			kgo.DefaultProduceTopic(c.accessTopic),
+			kgo.ProducerLinger(c.deps.Kafka.ProduceLinger),
+			kgo.MaxBufferedBytes(32<<20),
+			kgo.ProducerBatchCompression(kgo.Lz4Compression()),
+		)
+		if c.udpClient, err = kgo.NewClient(udpOpts...); err != nil {
+			client.Close()
+			return fmt.Errorf("unable to create Kafka producer: %w", err)
+		}
+	}
 	if err := c.startListeners(); err != nil {
 		c.closeListeners()
 		c.wg.Wait()
-		client.Close()
-		c.client = nil
+		c.closeClients()
 		return err
 	}
 	for _, t := range c.tailers {
@@ -202,21 +222,45 @@ func (c *Component) Start() error {
 	return nil
 }
 
+func (c *Component) hasUDP() bool {
+	for _, spec := range c.specs {
+		if spec.Protocol == syslogUDP {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Component) closeClients() {
+	if c.udpClient != nil && c.udpClient != c.client {
+		c.udpClient.Close()
+	}
+	if c.client != nil {
+		c.client.Close()
+	}
+	c.client, c.udpClient = nil, nil
+}
+
 func (c *Component) startListeners() error {
 	for i, spec := range c.specs {
 		name := string(spec.Protocol) + "://" + spec.Addr
 		var addr string
 		switch spec.Protocol {
 		case syslogUDP:
-			conn, err := net.ListenPacket("udp", spec.Addr)
+			uc, rcvbuf, err := udpsock.Listen(spec.Addr, c.cfg.SyslogReceiveBuffer)
 			if err != nil {
 				return fmt.Errorf("ingest.access.syslog_listen[%d]: cannot listen on %s: %w", i, name, err)
 			}
-			uc := conn.(*net.UDPConn)
 			c.mu.Lock()
 			c.udpConns = append(c.udpConns, uc)
 			c.mu.Unlock()
 			addr = uc.LocalAddr().String()
+			c.metrics.udpDrops.add(name, uc.LocalAddr().(*net.UDPAddr).Port)
+			c.metrics.receiveBuffer.WithLabelValues(name).Set(float64(rcvbuf))
+			if rcvbuf < c.cfg.SyslogReceiveBuffer {
+				c.r.Logger.Warn("syslog UDP receive buffer smaller than asked (without CAP_NET_ADMIN, raise net.core.rmem_max)",
+					"listener", name, "asked", c.cfg.SyslogReceiveBuffer, "effective", rcvbuf)
+			}
 			c.wg.Add(1)
 			go c.readUDP(name, uc)
 		case syslogTCP, syslogTLS:
@@ -301,8 +345,13 @@ func (c *Component) Stop() error {
 		if err := c.client.Flush(c.stopCtx); err != nil {
 			errs = append(errs, fmt.Errorf("flushing access events to the broker: %w", err))
 		}
-		c.client.Close()
 	}
+	if c.udpClient != nil && c.udpClient != c.client {
+		if err := c.udpClient.Flush(c.stopCtx); err != nil {
+			errs = append(errs, fmt.Errorf("flushing UDP syslog events to the broker: %w", err))
+		}
+	}
+	c.closeClients()
 	return errors.Join(errs...)
 }
 
@@ -332,6 +381,16 @@ type origin struct {
 	// claims (http_token_hosts) decide the events' trust.
 	token       *httpToken
 	checkClaims bool
+	// udp: produced through the UDP listeners' own client.
+	udp bool
+}
+
+// producer returns the client that produces the records of o.
+func (c *Component) producer(o origin) *kgo.Client {
+	if o.udp {
+		return c.udpClient
+	}
+	return c.client
 }
 
 // peerOrigin is the origin of a syslog or HTTP peer.
@@ -457,7 +516,7 @@ func (c *Component) handleLine(ctx context.Context, o origin, lf lineFormat, lin
 			c.metrics.untrusted.WithLabelValues(o.listener).Inc()
 		}
 		c.metrics.events.WithLabelValues(string(format), ev.Outcome.String()).Inc()
-		c.produceEvent(ctx, &ev, acks)
+		c.produceEvent(ctx, c.producer(o), &ev, acks)
 		return lineAccepted, "", nil
 	case errors.Is(err, parser.ErrIgnored):
 		c.metrics.ignored.WithLabelValues(string(format)).Inc()
@@ -568,14 +627,14 @@ func (g *ackGroup) wait() (int, error) {
 	return g.events, g.err
 }
 
-func (c *Component) produceEvent(ctx context.Context, ev *schemas.AccessEvent, acks *ackGroup) {
+func (c *Component) produceEvent(ctx context.Context, client *kgo.Client, ev *schemas.AccessEvent, acks *ackGroup) {
 	var key []byte
 	if ev.SrcAddr != (schemas.Addr{}) {
 		key = append(make([]byte, 0, 16), ev.SrcAddr[:]...)
 	}
 	value := schemas.AppendAccessEvent(make([]byte, 0, 256), ev)
 	acks.add()
-	c.client.Produce(ctx, &kgo.Record{Key: key, Value: value}, func(_ *kgo.Record, err error) {
+	client.Produce(ctx, &kgo.Record{Key: key, Value: value}, func(_ *kgo.Record, err error) {
 		if err != nil {
 			c.metrics.produceErrors.Inc()
 			if ok, n := c.sampler.Allow("produce"); ok {
@@ -603,7 +662,7 @@ func (c *Component) deadLetter(ctx context.Context, o origin, reason string, err
 		return
 	}
 	acks.add()
-	c.client.Produce(ctx, &kgo.Record{Topic: c.deadTopic, Value: value}, func(_ *kgo.Record, err error) {
+	c.producer(o).Produce(ctx, &kgo.Record{Topic: c.deadTopic, Value: value}, func(_ *kgo.Record, err error) {
 		if err != nil {
 			c.metrics.produceErrors.Inc()
 		} else {

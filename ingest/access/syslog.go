@@ -32,9 +32,10 @@ func (c *Component) readUDP(name string, conn *net.UDPConn) {
 		if len(msg) == 0 {
 			continue
 		}
-		peer := from.Addr().Unmap()
-		meta := parser.Meta{Received: time.Now(), Host: peer.String(), Location: c.loc}
-		c.handleLine(context.Background(), c.peerOrigin(name, from), syslogFormat, msg, meta, nil)
+		o := c.peerOrigin(name, from)
+		o.udp = true
+		meta := parser.Meta{Received: time.Now(), Host: o.addr.String(), Location: c.loc}
+		c.handleLine(context.Background(), o, syslogFormat, msg, meta, nil)
 	}
 }
 

@@ -1,4 +1,4 @@
-package flow
+package udpsock
 
 import (
 	"net"
@@ -78,40 +78,40 @@ func TestSocketDropsOfOpenSocket(t *testing.T) {
 	if _, err := os.Stat("/proc/net/udp"); err != nil {
 		t.Skip("no /proc/net/udp on this system")
 	}
-	conn, _, err := listenUDP("127.0.0.1:0", 0)
+	conn, _, err := Listen("127.0.0.1:0", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	// A socket nobody overflowed has dropped nothing; this checks that
 	// the real file parses.
-	got, err := socketDrops(conn.LocalAddr().(*net.UDPAddr).Port)
+	got, err := Drops(conn.LocalAddr().(*net.UDPAddr).Port)
 	if err != nil || got != 0 {
-		t.Errorf("socketDrops(fresh socket) = %d, %v; want 0, nil", got, err)
+		t.Errorf("Drops(fresh socket) = %d, %v; want 0, nil", got, err)
 	}
 }
 
 func TestListenUDPReceiveBuffer(t *testing.T) {
 	for _, requested := range []int{0, 1 << 20, 32 << 20} {
-		conn, effective, err := listenUDP("127.0.0.1:0", requested)
+		conn, effective, err := Listen("127.0.0.1:0", requested)
 		if err != nil {
-			t.Fatalf("listenUDP(rcvbuf=%d): %v", requested, err)
+			t.Fatalf("Listen(rcvbuf=%d): %v", requested, err)
 		}
 		conn.Close()
 		if effective <= 0 {
-			t.Errorf("listenUDP(rcvbuf=%d) effective buffer = %d, want > 0", requested, effective)
+			t.Errorf("Listen(rcvbuf=%d) effective buffer = %d, want > 0", requested, effective)
 		}
 	}
 }
 
 func TestListenUDPSharesPort(t *testing.T) {
-	first, _, err := listenUDP("127.0.0.1:0", 1<<20)
+	first, _, err := Listen("127.0.0.1:0", 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close()
 	port := first.LocalAddr().(*net.UDPAddr).Port
-	second, _, err := listenUDP(first.LocalAddr().String(), 1<<20)
+	second, _, err := Listen(first.LocalAddr().String(), 1<<20)
 	if err != nil {
 		t.Fatalf("second socket on port %d (SO_REUSEPORT): %v", port, err)
 	}
