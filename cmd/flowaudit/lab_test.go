@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -381,4 +383,113 @@ log:
 		t.Errorf("probe flows in ClickHouse: verdict per target (-got +want):\n%s", diff)
 	}
 	t.Logf("collection coverage: %d of %d TCP probe targets from web seen as flows", len(got), len(want))
+}
+
+// TestLabScheduledProbe runs `flowaudit run` on a host of web with
+// probe.schedule set: its runs land in probe_results, and the breach a
+// hole in the router makes reaches the alerts table once per run, both
+// through the alerts topic (the sink) and directly, under one id.
+func TestLabScheduledProbe(t *testing.T) {
+	l := netlab.New(t, labSegments())
+	ch := testutil.StartClickHouse(t)
+	dir := t.TempDir()
+	policyFile := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(labPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.LoadRuleset(labRuleset(t, policyFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.InsertRule("ip saddr 10.71.1.0/24 ip daddr 10.71.3.0/24 tcp dport 22 accept"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartSSHD("db", 22); err != nil {
+		if testutil.RequireExternal() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	web := l.Hosts["web"].NS
+	chRelay, err := l.RelayTCP(web, ch.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Inside web's namespace every loopback port is free.
+	cfg := filepath.Join(dir, "run.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`data_dir: %s
+kafka:
+  embedded_listen: 127.0.0.1:19092
+  partitions: 1
+clickhouse:
+  addr: %s
+ingest:
+  flows:
+    listen: ["netflow://127.0.0.1:12055"]
+  access:
+    syslog_listen: ["udp://127.0.0.1:15514"]
+    http_listen: ""
+sink:
+  batch_interval: 200ms
+policy:
+  file: %s
+probe:
+  schedule: "@every 2s"
+  timeout: 500ms
+  targets_per_segment: 1
+  denied_sample: 0
+  icmp: false
+metrics:
+  listen: 127.0.0.1:19464
+`, filepath.Join(dir, "var"), chRelay, policyFile)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := l.Command(web, binary, "run", "--config", cfg)
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &lockedWriter{w: &logs}, &lockedWriter{w: &logs}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("flowaudit run in web:\n%s", logs.String())
+		}
+	})
+	// Two runs stored, each with exactly one breach row; and for each an
+	// alert, one after FINAL though written twice.
+	if got := waitCount(t, ch, "SELECT toUInt64(uniqExact(run_id)) FROM flowaudit.probe_results", 2, 90*time.Second); got < 2 {
+		t.Fatalf("%d scheduled runs stored after 90 s, want 2", got)
+	}
+	runs := ch.QueryUint64(t, "SELECT toUInt64(uniqExact(run_id)) FROM flowaudit.probe_results")
+	if got := ch.QueryUint64(t, "SELECT toUInt64(count()) FROM flowaudit.probe_results WHERE result = 'breach'"); got < runs || got > runs+1 {
+		t.Errorf("%d breach rows for %d runs, want one per run", got, runs)
+	}
+	if got := ch.QueryUint64(t, "SELECT toUInt64(countIf(result != 'breach' AND result != 'pass')) FROM flowaudit.probe_results"); got != 0 {
+		t.Errorf("%d results neither pass nor breach", got)
+	}
+	// The sink writes the topic's copy a moment after the direct insert.
+	want := uint64(2)
+	if got := waitCount(t, ch, `SELECT toUInt64(count()) FROM flowaudit.alerts WHERE kind = 'segmentation_breach'
+		AND alert_id IN (SELECT alert_id FROM flowaudit.alerts WHERE kind = 'segmentation_breach' GROUP BY alert_id HAVING count() >= 2)`,
+		want, 30*time.Second); got < want {
+		t.Errorf("no breach alert arrived both through the topic and directly (%d rows)", got)
+	}
+	if got, distinct := ch.QueryUint64(t, "SELECT toUInt64(count()) FROM flowaudit.alerts FINAL WHERE kind = 'segmentation_breach'"),
+		ch.QueryUint64(t, "SELECT toUInt64(uniqExact(alert_id)) FROM flowaudit.alerts WHERE kind = 'segmentation_breach'"); got != distinct {
+		t.Errorf("alerts FINAL: %d segmentation_breach rows for %d ids", got, distinct)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }

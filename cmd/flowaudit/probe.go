@@ -8,10 +8,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/probe"
+	"github.com/flowaudit/flowaudit/schemas"
 	"github.com/flowaudit/flowaudit/sink"
 )
 
@@ -114,6 +118,29 @@ func cmdProbe(args []string, stdout, stderr io.Writer) int {
 		code = 1
 	}
 	return code
+}
+
+// storeScheduledProbeRun stores a run of `run`'s scheduled prober: rows
+// and alerts into ClickHouse, and the alerts to the alerts topic too, so
+// alerts.webhooks deliver them (the sink's copy has the same id and
+// version, so the alerts table keeps one).
+func storeScheduledProbeRun(ctx context.Context, cfg config.Configuration, rep *probe.Report) error {
+	if alerts := probe.Alerts(rep); len(alerts) > 0 {
+		cl, err := kgo.NewClient(kafka.ClientOptions(cfg.Kafka, "probe")...)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		var recs []*kgo.Record
+		for i := range alerts {
+			recs = append(recs, &kgo.Record{Topic: cfg.Kafka.Topic(kafka.TopicAlerts), Key: []byte(alerts[i].ID),
+				Value: schemas.AppendAlert(nil, &alerts[i])})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			return fmt.Errorf("produce alerts: %w", err)
+		}
+	}
+	return storeProbeRun(cfg, rep, func(string, ...any) {})
 }
 
 // storeProbeRun migrates the database (so probe_results exists) and writes

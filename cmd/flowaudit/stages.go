@@ -15,12 +15,14 @@ import (
 	"github.com/flowaudit/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/internal/reporter"
+	"github.com/flowaudit/flowaudit/probe"
 	"github.com/flowaudit/flowaudit/sink"
 )
 
 // stages says which components one process runs.
 type stages struct {
 	broker, collect, enrich, detect, sink bool
+	probe                                 bool // scheduled probes (probe.schedule), in run only
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -35,7 +37,7 @@ Stops cleanly on SIGINT or SIGTERM, flushing what it holds.`, stderr)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	return runStages(sf, stages{broker: true, collect: true, enrich: true, detect: true, sink: true}, stdout, stderr)
+	return runStages(sf, stages{broker: true, collect: true, enrich: true, detect: true, sink: true, probe: true}, stdout, stderr)
 }
 
 func cmdCollect(args []string, stdout, stderr io.Writer) int {
@@ -138,6 +140,7 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		enricher  *enrich.Stage
 		detector  *detect.Component
 		sinkComp  *sink.Component
+		prober    *probe.Component
 		err       error
 	)
 	if st.broker {
@@ -172,6 +175,13 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 	if st.sink {
 		if sinkComp, err = sink.New(r, cfg.Sink, sink.Dependencies{Kafka: cfg.Kafka, ClickHouse: cfg.ClickHouse}); err != nil {
 			fmt.Fprintf(stderr, "flowaudit: unable to initialize sink: %v\n", err)
+			return 1
+		}
+	}
+	if st.probe && cfg.Probe.Schedule != "" {
+		if prober, err = probe.New(r, cfg.Probe, probe.Dependencies{PolicyFile: cfg.Policy.File,
+			Store: func(ctx context.Context, rep *probe.Report) error { return storeScheduledProbeRun(ctx, cfg, rep) }}); err != nil {
+			fmt.Fprintf(stderr, "flowaudit: unable to initialize prober: %v\n", err)
 			return 1
 		}
 	}
@@ -229,6 +239,11 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		lc.watch(accessCol.Done())
+	}
+	if prober != nil {
+		if err := lc.start("prober", prober.Start, prober.Stop); err != nil {
+			return fail(err)
+		}
 	}
 	logger.Info("flowaudit running", "version", version(), "collect", st.collect, "enrich", st.enrich, "detect", st.detect, "sink", st.sink, "embedded_broker", broker != nil)
 	ctx, cancel := context.WithCancel(context.Background())
