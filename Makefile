@@ -42,6 +42,7 @@ fuzz:
 	for f in FuzzParseSSHD FuzzParseWeb FuzzParseK8sAudit FuzzParseGateway FuzzParseJSON FuzzParseSyslog; do \
 	  $(GO) test -run='^$$' -fuzz=$$f -fuzztime=20s ./ingest/access/parser || exit 1; done
 	$(GO) test -run='^$$' -fuzz=FuzzFrameReader -fuzztime=20s ./ingest/access
+	$(GO) test -run='^$$' -fuzz=FuzzBodyDecode -fuzztime=20s ./ingest/access
 	$(GO) test -run='^$$' -fuzz=FuzzParsePolicy -fuzztime=20s ./policy
 	$(GO) test -run='^$$' -fuzz=FuzzIdentitySnapshot -fuzztime=20s ./enrich
 	$(GO) test -run='^$$' -fuzz=FuzzKeyedUnmarshal -fuzztime=20s ./detect/engine
