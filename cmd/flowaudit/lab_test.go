@@ -493,3 +493,69 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.w.Write(p)
 }
+
+// TestLabProbeStaysInScope: with a policy that names only db, a prober in
+// web (external to that policy) sends packets to db and nowhere else,
+// counted by the router's own nftables counters on everything it
+// forwards or receives.
+func TestLabProbeStaysInScope(t *testing.T) {
+	l := netlab.New(t, labSegments())
+	dir := t.TempDir()
+	policyFile := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(`segments:
+  - name: db
+    cidrs: [10.71.3.0/24]
+inventory:
+  - cidr: 10.71.3.10/32
+    workload: orders-db
+rules:
+  - name: outside-to-db
+    from: [external]
+    to: [db]
+    ports: ["5432/tcp"]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.LoadRuleset(`table inet scope {
+  counter inscope {}
+  counter outscope {}
+  chain forward {
+    type filter hook forward priority 0; policy drop;
+    ip daddr 10.71.3.0/24 counter name inscope
+    ip daddr != 10.71.3.0/24 ip saddr 10.71.1.0/24 counter name outscope
+  }
+  chain input {
+    type filter hook input priority 0; policy accept;
+    ip daddr 10.71.3.0/24 counter name inscope
+    ip daddr != 10.71.3.0/24 ip saddr 10.71.1.0/24 counter name outscope
+  }
+}
+`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "probe.yaml")
+	if err := os.WriteFile(cfg, []byte("policy:\n  file: "+policyFile+"\nprobe:\n  timeout: 500ms\n  rate: 500\n  targets_per_segment: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := runProbe(t, l, "web", "--store=false", "--config", cfg)
+	if run.code != 0 || run.report.SrcSegment != policy.External || len(run.report.Results) == 0 {
+		t.Fatalf("probe: exit %d, source %q, %d results; stderr:\n%s", run.code, run.report.SrcSegment, len(run.report.Results), run.stderr)
+	}
+	packets := func(name string) int {
+		out, err := l.Exec(l.Router, "nft", "list", "counter", "inet", "scope", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if i := strings.Index(out, "packets "); i < 0 {
+			t.Fatalf("no packet count in %q", out)
+		} else if _, err := fmt.Sscanf(out[i:], "packets %d", &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if in, out := packets("inscope"), packets("outscope"); in < len(run.report.Results) || out != 0 {
+		t.Errorf("router counted %d packets to db and %d elsewhere for %d attempts; want >= %d and 0",
+			in, out, len(run.report.Results), len(run.report.Results))
+	}
+}
