@@ -59,8 +59,11 @@ func (e *Enricher) Matcher() *policy.Matcher { return e.m.Load() }
 // EnrichFlow computes r for flow f of batch b. Identity: the user bound to
 // the address at the flow's time (FlowBatch.FlowTime), else the service account of the
 // address's inventory entry. Workload: the address's inventory entry.
-// Verdict and rule: policy.Matcher.Decide. Without a matcher both segments
-// are external and the verdict unknown. It does not allocate.
+// Service side: policy.DecideServiceSide, with the enricher's history of
+// the flow's ends. Verdict and rule: policy.Matcher.Decide with that
+// side; staged verdict and rule: Matcher.DecideStaged (the same when the
+// policy has no staged rules). Without a matcher both segments are
+// external and the verdicts unknown. It does not allocate.
 func (e *Enricher) EnrichFlow(b *schemas.FlowBatch, f *schemas.Flow, r *Result) {
 	t := b.FlowTime(f)
 	var srcUser, dstUser string
@@ -90,14 +93,19 @@ func (e *Enricher) EnrichFlow(b *schemas.FlowBatch, f *schemas.Flow, r *Result) 
 		Src: src, Dst: dst,
 		SrcPort: f.SrcPort, DstPort: f.DstPort, Proto: f.Proto,
 		SrcIdentity: srcUser, DstIdentity: dstUser,
+		ServiceSide: side,
 	}
 	v, rule := m.Decide(&k)
+	sv, srule := v, rule
+	if m.HasStaged() {
+		sv, srule = m.DecideStaged(&k)
+	}
 	*r = Result{
 		SrcSegment: src.Segment, DstSegment: dst.Segment,
 		SrcWorkload: src.Workload, DstWorkload: dst.Workload,
 		SrcIdentity: srcUser, DstIdentity: dstUser,
 		Verdict: v, Rule: rule,
-		StagedVerdict: v, StagedRule: rule,
+		StagedVerdict: sv, StagedRule: srule,
 		ServiceSide: side, ServicePort: port,
 	}
 }

@@ -51,8 +51,10 @@ type Endpoint struct {
 	Workload       string   // from the longest inventory prefix; "" when none
 	Owner          string
 	ServiceAccount string
+	Labels         map[string]string // the inventory entry's labels; nil when none
 
 	seg int32 // index in Matcher.segments (0 is External); -1: no address
+	inv int32 // index in Policy.Inventory; -1: none
 }
 
 // FlowKey is the part of a flow Decide looks at. Src and Dst come from
@@ -63,6 +65,9 @@ type FlowKey struct {
 	SrcPort, DstPort         uint16
 	Proto                    uint8
 	SrcIdentity, DstIdentity string
+	// ServiceSide is DecideServiceSide's answer for the flow (the zero
+	// value, unknown, falls back to the reply heuristic of Decide).
+	ServiceSide schemas.ServiceSide
 }
 
 // Matcher is a compiled Policy. It is read-only once built and safe for
@@ -77,6 +82,8 @@ type Matcher struct {
 	lpmValues    []uint32
 	rules        []compiledRule
 	defaultAllow bool
+	hasStaged    bool
+	intraRules   []bool // per segment index: intra: rules
 
 	// Candidate rules per (src segment, dst segment), in file order:
 	// pairRules[pairStart[i]:pairStart[i+1]] for i = src*len(segments)+dst.
@@ -90,6 +97,21 @@ type compiledRule struct {
 	name       string
 	ports      []PortSpec
 	identities []string
+	deny       bool
+	staged     bool
+	// With labelled selectors, candidates (by segment pair) are checked
+	// end by end: from/to hold the segment names' indexes as a bitset
+	// and the selectors.
+	selectors        bool
+	fromSegs, toSegs []uint64
+	fromSel, toSel   []compiledSelector
+}
+
+// compiledSelector is a Selector: seg is the segment index (-1 for any)
+// and inv the bitset of inventory entries carrying every label.
+type compiledSelector struct {
+	seg int32
+	inv []uint64
 }
 
 // maxDensePairs bounds the dense segment-pair index (4 MiB of offsets).
@@ -101,7 +123,7 @@ func Compile(p *Policy) (*Matcher, error) {
 	if p == nil {
 		return nil, errors.New("policy: nil policy")
 	}
-	m := &Matcher{policy: p, segments: []string{External}, noAddr: Endpoint{Segment: External, seg: -1}}
+	m := &Matcher{policy: p, segments: []string{External}, noAddr: Endpoint{Segment: External, seg: -1, inv: -1}}
 	switch p.Default {
 	case DefaultDeny, "":
 	case DefaultAllow:
@@ -120,6 +142,11 @@ func Compile(p *Policy) (*Matcher, error) {
 		}
 		segIdx[s.Name] = int32(len(m.segments))
 		m.segments = append(m.segments, s.Name)
+		switch s.Intra {
+		case "", IntraAllow, IntraRules:
+		default:
+			return nil, fmt.Errorf("policy: segment %q: intra %q is not allow or rules", s.Name, s.Intra)
+		}
 		for _, c := range s.CIDRs {
 			if !c.IsValid() {
 				return nil, fmt.Errorf("policy: segment %q: invalid CIDR", s.Name)
@@ -141,7 +168,7 @@ func Compile(p *Policy) (*Matcher, error) {
 	// the union can resolve to; endpoint 0 is External with no inventory.
 	type pairKey struct{ seg, inv int32 }
 	epIdx := map[pairKey]uint32{{-1, -1}: 0}
-	m.endpoints = []Endpoint{{Segment: External}}
+	m.endpoints = []Endpoint{{Segment: External, inv: -1}}
 	endpointOf := func(pfx netip.Prefix) uint32 {
 		k := pairKey{-1, -1}
 		if v, ok := segTable.LookupPrefix(pfx); ok {
@@ -153,14 +180,14 @@ func Compile(p *Policy) (*Matcher, error) {
 		if i, ok := epIdx[k]; ok {
 			return i
 		}
-		ep := Endpoint{Segment: External}
+		ep := Endpoint{Segment: External, inv: k.inv}
 		if k.seg >= 0 {
 			s := &p.Segments[k.seg]
 			ep.Segment, ep.Tags, ep.seg = s.Name, s.Tags, k.seg+1
 		}
 		if k.inv >= 0 {
 			e := &p.Inventory[k.inv]
-			ep.Workload, ep.Owner, ep.ServiceAccount = e.Workload, e.Owner, e.ServiceAccount
+			ep.Workload, ep.Owner, ep.ServiceAccount, ep.Labels = e.Workload, e.Owner, e.ServiceAccount, e.Labels
 		}
 		i := uint32(len(m.endpoints))
 		epIdx[k] = i
@@ -192,29 +219,99 @@ func Compile(p *Policy) (*Matcher, error) {
 
 	// Rules and the segment-pair index.
 	n := len(m.segments)
+	m.intraRules = make([]bool, n)
+	for i, sg := range p.Segments {
+		m.intraRules[i+1] = sg.Intra == IntraRules
+	}
+	words := (n + 63) / 64
+	invWords := (len(p.Inventory) + 63) / 64
 	pairs := make(map[uint64][]uint16)
 	for ri, r := range p.Rules {
 		if len(r.Ports) == 0 {
 			return nil, fmt.Errorf("policy: rule %q has no ports", r.Name)
 		}
-		m.rules = append(m.rules, compiledRule{name: r.Name, ports: r.Ports, identities: r.Identities})
-		for _, from := range r.From {
-			f, ok := segIdx[from]
-			if !ok {
-				return nil, fmt.Errorf("policy: rule %q: unknown segment %q", r.Name, from)
-			}
-			for _, to := range r.To {
-				t, ok := segIdx[to]
-				if !ok {
-					return nil, fmt.Errorf("policy: rule %q: unknown segment %q", r.Name, to)
+		switch r.Action {
+		case "", ActionAllow, ActionDeny:
+		default:
+			return nil, fmt.Errorf("policy: rule %q: action %q is not allow or deny", r.Name, r.Action)
+		}
+		switch r.Mode {
+		case "", ModeEnforced, ModeStaged:
+		default:
+			return nil, fmt.Errorf("policy: rule %q: mode %q is not enforced or staged", r.Name, r.Mode)
+		}
+		cr := compiledRule{name: r.Name, ports: r.Ports, identities: r.Identities, deny: r.Deny(), staged: r.Staged(),
+			fromSegs: make([]uint64, words), toSegs: make([]uint64, words)}
+		m.hasStaged = m.hasStaged || cr.staged
+		// ends gives the segments an end list can match (for the index)
+		// and fills the rule's bitset and selectors.
+		ends := func(names []string, sels []Selector, bitset []uint64, out *[]compiledSelector) ([]int32, error) {
+			var segs []int32
+			seen := make(map[int32]bool)
+			addSeg := func(i int32) {
+				if !seen[i] {
+					seen[i] = true
+					segs = append(segs, i)
 				}
-				if f == t {
-					continue // intra-segment traffic never reaches the rules
+			}
+			for _, name := range names {
+				i, ok := segIdx[name]
+				if !ok {
+					return nil, fmt.Errorf("policy: rule %q: unknown segment %q", r.Name, name)
+				}
+				bitset[i/64] |= 1 << (i % 64)
+				addSeg(i)
+			}
+			for _, sel := range sels {
+				si := int32(-1)
+				if sel.Segment != "" {
+					i, ok := segIdx[sel.Segment]
+					if !ok {
+						return nil, fmt.Errorf("policy: rule %q: unknown segment %q", r.Name, sel.Segment)
+					}
+					si = i
+				}
+				if len(sel.Labels) == 0 {
+					if si < 0 {
+						return nil, fmt.Errorf("policy: rule %q: a selector needs a segment or labels", r.Name)
+					}
+					bitset[si/64] |= 1 << (si % 64)
+					addSeg(si)
+					continue
+				}
+				cs := compiledSelector{seg: si, inv: make([]uint64, invWords)}
+				for ii, e := range p.Inventory {
+					if hasLabels(e.Labels, sel.Labels) {
+						cs.inv[ii/64] |= 1 << (ii % 64)
+					}
+				}
+				*out = append(*out, cs)
+				cr.selectors = true
+				if si >= 0 {
+					addSeg(si)
+				} else {
+					for i := range int32(n) {
+						addSeg(i)
+					}
+				}
+			}
+			return segs, nil
+		}
+		froms, err := ends(r.From, r.FromSelectors, cr.fromSegs, &cr.fromSel)
+		if err != nil {
+			return nil, err
+		}
+		tos, err := ends(r.To, r.ToSelectors, cr.toSegs, &cr.toSel)
+		if err != nil {
+			return nil, err
+		}
+		m.rules = append(m.rules, cr)
+		for _, f := range froms {
+			for _, t := range tos {
+				if f == t && !m.intraRules[f] {
+					continue // intra-segment traffic of this segment never reaches the rules
 				}
 				k := uint64(f)*uint64(n) + uint64(t)
-				if l := pairs[k]; len(l) > 0 && l[len(l)-1] == uint16(ri) {
-					continue // segment listed twice
-				}
 				pairs[k] = append(pairs[k], uint16(ri))
 			}
 		}
@@ -256,63 +353,140 @@ func (m *Matcher) candidates(src, dst int32) []uint16 {
 	return m.pairMap[uint64(i)]
 }
 
-// Decide gives the verdict on a flow and the name of the rule that allowed
-// it:
+// Decide gives the verdict on a flow and the name of the rule that
+// decided it, with the enforced rules only (staged rules are skipped):
 //
 //   - either endpoint missing or without an address: VerdictUnknown;
-//   - both ends in the same segment (External included): VerdictIntraSegment;
-//   - a rule allows it: from holds the source segment, to the destination
-//     segment, a port spec matches DstPort/Proto, and identities is empty
-//     or holds SrcIdentity or the source's service account. Rules are tried
-//     in file order; the first that allows names the verdict;
-//   - it is the reply of a connection a rule allows (below): allowed, with
-//     that rule's name;
-//   - otherwise VerdictViolation, or VerdictAllowed with rule "default"
-//     under "default: allow".
+//   - both ends in the same segment (External included), unless the
+//     segment has intra: rules: VerdictIntraSegment;
+//   - otherwise the rules are tried in file order and the first that
+//     matches decides: VerdictAllowed for an allow rule, VerdictViolation
+//     (with the rule's name) for a deny rule. A rule matches when an end
+//     of from holds the source (a segment name: its segment; a selector:
+//     its segment, or any, and the labels of the address's inventory
+//     entry), an end of to holds the destination, a port spec matches
+//     the service port and protocol, and identities is empty or holds
+//     the client's identity or service account;
+//   - no rule matches: VerdictViolation, or VerdictAllowed with rule
+//     "default" under "default: allow".
 //
-// Replies. Exporters report each direction of a connection as its own flow,
-// and a flow record does not say which side opened the connection. A flow
-// is taken as a reply when the reverse direction is allowed by a rule
-// (from holds the destination segment, to the source segment, identities
-// match the destination's identity or service account) with SrcPort in the
-// rule's port spec, and DstPort is ephemeral (>= EphemeralPortMin). For
-// ICMP a reply is an echo reply (type 0, or 129 for ICMPv6, read from
-// DstPort as type<<8|code the way NetFlow encodes it; a zero DstPort counts
-// as a reply for ICMPv6 too since many exporters leave it empty).
-// Limits: a server in the destination segment may open connections from
-// its service port to ports >= 1024 of the client and pass as replies (rare:
-// it needs to bind the privileged service port as source); services on
-// ports >= 1024 talking to each other in both directions are
-// indistinguishable from replies in the allowed direction; TCP flags are
-// not consulted (a SYN without ACK from the service port is still a
-// "reply").
+// Which end is the client comes from k.ServiceSide:
+//
+//   - ServiceDst: the flow goes client to server; the rules are matched
+//     with the source as client and DstPort as the service.
+//   - ServiceSrc: the flow is a reply; the connection it answers
+//     (destination to source on SrcPort, the destination's identity) is
+//     matched first, then, if no rule matches it, the flow as it is.
+//   - ServiceUnknown: the flow as it is, then the reply heuristic below.
+//
+// The reply heuristic (for flows whose service side is unknown, and for
+// callers that do not set it): a flow is taken as a reply when a rule
+// matches the reverse direction (from holds the destination, to the
+// source, identities match the destination's identity or service account)
+// with SrcPort in the rule's port spec and DstPort ephemeral (>=
+// EphemeralPortMin). For ICMP a reply is an echo reply (type 0, or 129
+// for ICMPv6, read from DstPort as type<<8|code the way NetFlow encodes
+// it; a zero DstPort counts as a reply for ICMPv6 too since many exporters
+// leave it empty).
+//
+// An allow-only policy means the same in any rule order: the first
+// matching rule allows, as any would.
 func (m *Matcher) Decide(k *FlowKey) (Verdict, string) {
+	return m.decide(k, false)
+}
+
+// DecideStaged is Decide with the staged rules enforced too: the verdict
+// the flow would get once they are. Without staged rules it equals Decide.
+func (m *Matcher) DecideStaged(k *FlowKey) (Verdict, string) {
+	return m.decide(k, true)
+}
+
+// HasStaged reports whether the policy has staged rules (otherwise
+// DecideStaged always equals Decide).
+func (m *Matcher) HasStaged() bool { return m.hasStaged }
+
+func (m *Matcher) decide(k *FlowKey, staged bool) (Verdict, string) {
 	if k == nil || k.Src == nil || k.Dst == nil || k.Src.seg < 0 || k.Dst.seg < 0 {
 		return VerdictUnknown, ""
 	}
 	src, dst := k.Src.seg, k.Dst.seg
-	if src == dst {
-		return VerdictIntraSegment, ""
-	}
 	if int(src) >= len(m.segments) || int(dst) >= len(m.segments) {
 		return VerdictUnknown, "" // an endpoint of another Matcher
 	}
-	for _, ri := range m.candidates(src, dst) {
-		r := &m.rules[ri]
-		if r.allowsIdentity(k.SrcIdentity, k.Src.ServiceAccount) && r.matches(k.DstPort, k.Proto) {
-			return VerdictAllowed, r.name
+	if src == dst && !m.intraRules[src] {
+		return VerdictIntraSegment, ""
+	}
+	if k.ServiceSide == schemas.ServiceSrc {
+		if v, rule, ok := m.first(k.Dst, k.Src, k.SrcPort, k.Proto, k.DstIdentity, staged, nil); ok {
+			return v, rule
 		}
 	}
-	for _, ri := range m.candidates(dst, src) {
-		r := &m.rules[ri]
-		if r.allowsIdentity(k.DstIdentity, k.Dst.ServiceAccount) && r.matchesReply(k) {
-			return VerdictAllowed, r.name
+	if v, rule, ok := m.first(k.Src, k.Dst, k.DstPort, k.Proto, k.SrcIdentity, staged, nil); ok {
+		return v, rule
+	}
+	if k.ServiceSide == schemas.ServiceUnknown {
+		if v, rule, ok := m.first(k.Dst, k.Src, 0, k.Proto, k.DstIdentity, staged, k); ok {
+			return v, rule
 		}
 	}
 	if m.defaultAllow {
 		return VerdictAllowed, DefaultRule
 	}
 	return VerdictViolation, ""
+}
+
+// first finds the first rule (in file order) that matches traffic from
+// client to server on port/proto with the client's identity, skipping
+// staged rules unless staged. With reply set, the port test is the reply
+// heuristic's (matchesReply) on that flow.
+func (m *Matcher) first(client, server *Endpoint, port uint16, proto uint8, identity string, staged bool, reply *FlowKey) (Verdict, string, bool) {
+	for _, ri := range m.candidates(client.seg, server.seg) {
+		r := &m.rules[ri]
+		if r.staged && !staged {
+			continue
+		}
+		if r.selectors && !(endMatches(client, r.fromSegs, r.fromSel) && endMatches(server, r.toSegs, r.toSel)) {
+			continue
+		}
+		if !r.allowsIdentity(identity, client.ServiceAccount) {
+			continue
+		}
+		if reply != nil {
+			if !r.matchesReply(reply) {
+				continue
+			}
+		} else if !r.matches(port, proto) {
+			continue
+		}
+		if r.deny {
+			return VerdictViolation, r.name, true
+		}
+		return VerdictAllowed, r.name, true
+	}
+	return VerdictUnknown, "", false
+}
+
+func endMatches(e *Endpoint, segs []uint64, sels []compiledSelector) bool {
+	if segs[e.seg/64]&(1<<(e.seg%64)) != 0 {
+		return true
+	}
+	for i := range sels {
+		s := &sels[i]
+		if (s.seg < 0 || s.seg == e.seg) && e.inv >= 0 && s.inv[e.inv/64]&(1<<(e.inv%64)) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// hasLabels reports whether have carries every label of want.
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *compiledRule) matches(port uint16, proto uint8) bool {

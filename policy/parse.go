@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -224,7 +225,7 @@ func (p *parser) segment(field string, n *yaml.Node) Segment {
 		return s
 	}
 	var cidrsNode *yaml.Node
-	p.fields(n, field, []string{"name", "cidrs", "tags"}, func(key string, v *yaml.Node) {
+	p.fields(n, field, []string{"name", "cidrs", "tags", "intra"}, func(key string, v *yaml.Node) {
 		f := join(field, key)
 		switch key {
 		case "name":
@@ -255,6 +256,15 @@ func (p *parser) segment(field string, n *yaml.Node) Segment {
 			})
 		case "tags":
 			s.Tags = p.strings(v, f)
+		case "intra":
+			if val, ok := p.scalar(v, f); ok {
+				switch val {
+				case IntraAllow, IntraRules:
+					s.Intra = val
+				default:
+					p.errorf(v, f, "%q is not allow or rules", val)
+				}
+			}
 		}
 	})
 	if s.Name == "" && !hasKey(n, "name") {
@@ -297,27 +307,7 @@ func (p *parser) inventoryEntry(field string, n *yaml.Node) InventoryEntry {
 		case "service_account":
 			e.ServiceAccount, _ = p.scalar(v, f)
 		case "labels":
-			if isNull(v) || !p.mapping(v, f) {
-				return
-			}
-			e.Labels = make(map[string]string, len(v.Content)/2)
-			for i := 0; i+1 < len(v.Content); i += 2 {
-				k, val := resolve(v.Content[i]), resolve(v.Content[i+1])
-				if k == nil || val == nil {
-					continue
-				}
-				lf := join(f, k.Value)
-				ks, ok1 := p.scalar(k, f)
-				vs, ok2 := p.scalar(val, lf)
-				if !ok1 || !ok2 {
-					continue
-				}
-				if _, dup := e.Labels[ks]; dup {
-					p.errorf(k, lf, "repeated label")
-					continue
-				}
-				e.Labels[ks] = vs
-			}
+			e.Labels = p.labels(v, f)
 		}
 	})
 	if !hasCIDR {
@@ -326,13 +316,43 @@ func (p *parser) inventoryEntry(field string, n *yaml.Node) InventoryEntry {
 	return e
 }
 
+// labels reads a mapping of label names to values (null is none).
+func (p *parser) labels(v *yaml.Node, f string) map[string]string {
+	if isNull(v) || !p.mapping(v, f) {
+		return nil
+	}
+	out := make(map[string]string, len(v.Content)/2)
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, val := resolve(v.Content[i]), resolve(v.Content[i+1])
+		if k == nil || val == nil {
+			continue
+		}
+		lf := join(f, k.Value)
+		ks, ok1 := p.scalar(k, f)
+		vs, ok2 := p.scalar(val, lf)
+		if !ok1 || !ok2 {
+			continue
+		}
+		if ks == "" {
+			p.errorf(k, f, "label names must not be empty")
+			continue
+		}
+		if _, dup := out[ks]; dup {
+			p.errorf(k, lf, "repeated label")
+			continue
+		}
+		out[ks] = vs
+	}
+	return out
+}
+
 func (p *parser) rule(field string, n *yaml.Node) Rule {
 	r := Rule{Line: n.Line}
 	if !p.mapping(n, field) {
 		return r
 	}
 	seen := map[string]bool{}
-	p.fields(n, field, []string{"name", "from", "to", "ports", "identities"}, func(key string, v *yaml.Node) {
+	p.fields(n, field, []string{"name", "from", "to", "ports", "identities", "action", "mode", "owner", "justification", "review_by"}, func(key string, v *yaml.Node) {
 		f := join(field, key)
 		seen[key] = true
 		switch key {
@@ -342,9 +362,40 @@ func (p *parser) rule(field string, n *yaml.Node) Rule {
 				p.errorf(v, f, "must not be empty")
 			}
 		case "from":
-			r.From = p.segmentRefs(v, f)
+			r.From, r.FromSelectors = p.ruleEnds(v, f)
 		case "to":
-			r.To = p.segmentRefs(v, f)
+			r.To, r.ToSelectors = p.ruleEnds(v, f)
+		case "action":
+			if val, ok := p.scalar(v, f); ok {
+				switch val {
+				case ActionAllow, ActionDeny:
+					r.Action = val
+				default:
+					p.errorf(v, f, "%q is not allow or deny", val)
+				}
+			}
+		case "mode":
+			if val, ok := p.scalar(v, f); ok {
+				switch val {
+				case ModeEnforced, ModeStaged:
+					r.Mode = val
+				default:
+					p.errorf(v, f, "%q is not enforced or staged", val)
+				}
+			}
+		case "owner":
+			r.Owner, _ = p.scalar(v, f)
+		case "justification":
+			r.Justification, _ = p.scalar(v, f)
+		case "review_by":
+			if val, ok := p.scalar(v, f); ok {
+				d, err := time.Parse("2006-01-02", val)
+				if err != nil {
+					p.errorf(v, f, "%q is not a date YYYY-MM-DD (e.g. 2027-05-31)", val)
+				} else {
+					r.ReviewBy = d
+				}
+			}
 		case "ports":
 			p.list(v, f, func(f string, item *yaml.Node) {
 				if ps, ok := p.portSpec(item, f); ok {
@@ -367,22 +418,45 @@ func (p *parser) rule(field string, n *yaml.Node) Rule {
 	return r
 }
 
-// segmentRefs reads a rule's from or to: a non-empty list of segment names,
+// ruleEnds reads a rule's from or to: a non-empty list of segment names
+// and selectors ({segment: db, labels: {app: orders}}), segment names
 // checked against the declared segments once the whole file is read.
-func (p *parser) segmentRefs(n *yaml.Node, field string) []string {
-	var out []string
+func (p *parser) ruleEnds(n *yaml.Node, field string) ([]string, []Selector) {
+	var names []string
+	var sels []Selector
 	p.list(n, field, func(f string, item *yaml.Node) {
+		if item.Kind == yaml.MappingNode {
+			var sel Selector
+			p.fields(item, f, []string{"segment", "labels"}, func(key string, v *yaml.Node) {
+				kf := join(f, key)
+				switch key {
+				case "segment":
+					if s, ok := p.scalar(v, kf); ok {
+						sel.Segment = s
+						p.segRefs = append(p.segRefs, segRef{field: kf, line: v.Line, name: s})
+					}
+				case "labels":
+					sel.Labels = p.labels(v, kf)
+				}
+			})
+			if sel.Segment == "" && len(sel.Labels) == 0 {
+				p.errorf(item, f, "a selector needs a segment, labels or both (e.g. {segment: db, labels: {app: orders}})")
+				return
+			}
+			sels = append(sels, sel)
+			return
+		}
 		s, ok := p.scalar(item, f)
 		if !ok {
 			return
 		}
-		out = append(out, s)
+		names = append(names, s)
 		p.segRefs = append(p.segRefs, segRef{field: f, line: item.Line, name: s})
 	})
-	if len(out) == 0 && (isNull(n) || (n.Kind == yaml.SequenceNode && len(n.Content) == 0)) {
+	if len(names) == 0 && len(sels) == 0 && (isNull(n) || (n.Kind == yaml.SequenceNode && len(n.Content) == 0)) {
 		p.errorf(n, field, "at least one segment is required")
 	}
-	return out
+	return names, sels
 }
 
 // prefix parses a CIDR. A bare address is a single-host prefix; an

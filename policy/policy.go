@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sort"
 	"strings"
+	"time"
 )
 
 // External is the reserved segment of addresses outside every declared
@@ -43,6 +45,8 @@ type Segment struct {
 	Name  string
 	CIDRs []netip.Prefix
 	Tags  []string
+	// Intra is IntraAllow ("" means allow) or IntraRules.
+	Intra string
 	Line  int
 }
 
@@ -59,16 +63,81 @@ type InventoryEntry struct {
 	Line           int
 }
 
-// Rule allows traffic from any segment of From to any segment of To on one
-// of Ports, optionally only for the listed Identities (users or service
-// accounts of the source).
+// Rule allows (or, with Action deny, denies) traffic from an end of From
+// to an end of To on one of Ports, optionally only for the listed
+// Identities (users or service accounts of the source). Rules are
+// evaluated in file order and the first that matches decides.
+//
+// An end is a segment name (From, To) or a selector (FromSelectors,
+// ToSelectors): the addresses of a segment, or of any segment, whose
+// inventory entry carries every label of the selector. A rule matches a
+// source that any of From or FromSelectors matches, and likewise for the
+// destination.
 type Rule struct {
-	Name       string
-	From, To   []string
-	Ports      []PortSpec
-	Identities []string
-	Line       int
+	Name                       string
+	From, To                   []string
+	FromSelectors, ToSelectors []Selector
+	Ports                      []PortSpec
+	Identities                 []string
+	// Action is ActionAllow or ActionDeny; "" means allow.
+	Action string
+	// Mode is ModeEnforced or ModeStaged; "" means enforced. A staged rule
+	// decides only the staged verdict (the verdict had it been enforced).
+	Mode string
+	// Owner, Justification and ReviewBy are metadata for reviews (PCI DSS
+	// 1.2.5, 1.2.7); ReviewBy is a date (UTC midnight), zero when unset.
+	Owner, Justification string
+	ReviewBy             time.Time
+	Line                 int
 }
+
+// Selector picks inventory workloads by label: the addresses whose
+// longest inventory entry carries every label in Labels, within Segment
+// ("" for any segment). A selector without labels is its whole segment.
+type Selector struct {
+	Segment string
+	Labels  map[string]string
+}
+
+// String gives s in a compact written form: "db{app=orders}".
+func (s Selector) String() string {
+	keys := make([]string, 0, len(s.Labels))
+	for k := range s.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteString(s.Segment)
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(k + "=" + s.Labels[k])
+	}
+	b.WriteByte('}')
+	return b.String()
+}
+
+// Rule actions and modes.
+const (
+	ActionAllow  = "allow"
+	ActionDeny   = "deny"
+	ModeEnforced = "enforced"
+	ModeStaged   = "staged"
+)
+
+// Deny reports whether r denies what it matches.
+func (r *Rule) Deny() bool { return r.Action == ActionDeny }
+
+// Staged reports whether r is a staged rule.
+func (r *Rule) Staged() bool { return r.Mode == ModeStaged }
+
+// Intra-segment modes of a segment.
+const (
+	IntraAllow = "allow" // traffic inside the segment is intra_segment, never judged
+	IntraRules = "rules" // traffic inside the segment is judged by the rules
+)
 
 // IP protocol numbers PortSpec knows by name.
 const (

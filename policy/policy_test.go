@@ -146,6 +146,29 @@ func TestParseErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "model fields",
+			in: base + `    intra: sometimes
+rules:
+  - name: r0
+    from: [web, {segment: dbx, labels: {app: orders}}, {}]
+    to: [{labels: {"": x}}]
+    ports: ["5432/tcp"]
+    action: reject
+    mode: shadow
+    review_by: 31/05/2027
+`,
+			want: []string{
+				`p.yaml:6: segments[1].intra: "sometimes" is not allow or rules`,
+				`p.yaml:9: rules[0].from[2]: a selector needs a segment, labels or both (e.g. {segment: db, labels: {app: orders}})`,
+				`p.yaml:10: rules[0].to[0].labels: label names must not be empty`,
+				`p.yaml:10: rules[0].to[0]: a selector needs a segment, labels or both (e.g. {segment: db, labels: {app: orders}})`,
+				`p.yaml:12: rules[0].action: "reject" is not allow or deny`,
+				`p.yaml:13: rules[0].mode: "shadow" is not enforced or staged`,
+				`p.yaml:14: rules[0].review_by: "31/05/2027" is not a date YYYY-MM-DD (e.g. 2027-05-31)`,
+				`p.yaml:9: rules[0].from[1].segment: unknown segment "dbx" (known: db, web, external)`,
+			},
+		},
+		{
 			name: "duplicate segment",
 			in: base + `  - name: web
     cidrs: [10.3.0.0/16]

@@ -107,14 +107,19 @@ func PortsDecide(q *ServiceQuery) bool {
 //  1. ICMP and ICMPv6 (no ports; the type is the high byte of DstPort, as
 //     NetFlow encodes it): echo, timestamp, information and address-mask
 //     requests go to the server (ServiceDst), their replies come from it
-//     (ServiceSrc); error messages are ServiceUnknown. Other protocols
-//     without ports: ServiceUnknown.
-//  2. TCP flags, when exported: SYN without ACK comes from the client
+//     (ServiceSrc); error messages are ServiceUnknown, and so is an ICMP
+//     echo reply (type 0 code 0 is a zero DstPort, which is also what
+//     exporters that report no ICMP type send). Other protocols without
+//     ports: ServiceUnknown.
+//  2. Strong port evidence: a known service port or another well-known
+//     port (< 1024) against a lesser port serves (PortRank). It comes
+//     before the flags: exporters report flags of sampled packets and of
+//     partial flows, and a SYN from a service port to an ephemeral one is
+//     rarer than flags that mislead.
+//  3. TCP flags, when exported: SYN without ACK comes from the client
 //     (ServiceDst); SYN+ACK alone comes from the server (ServiceSrc).
 //     Flags OR-ed over a whole connection (SYN and ACK both set) say
 //     nothing.
-//  3. Strong port evidence: a known service port or another well-known
-//     port (< 1024) against a lesser port serves (PortRank).
 //  4. History of the ends (ServiceQuery.SrcListens/DstListens): the end
 //     seen accepting connections serves.
 //  5. Weak port evidence: a registered port (1024-32767) against an
@@ -129,9 +134,12 @@ func DecideServiceSide(q *ServiceQuery) (schemas.ServiceSide, uint16) {
 		switch q.DstPort >> 8 {
 		case 8, 13, 15, 17:
 			return schemas.ServiceDst, 0
-		case 0, 14, 16, 18:
+		case 14, 16, 18:
 			return schemas.ServiceSrc, 0
 		}
+		// An echo reply is type 0 code 0, a DstPort of 0: what exporters
+		// that do not report ICMP types send for every ICMP flow, so it
+		// says nothing.
 		return schemas.ServiceUnknown, 0
 	case ProtoICMPv6:
 		switch q.DstPort >> 8 {
@@ -147,6 +155,13 @@ func DecideServiceSide(q *ServiceQuery) (schemas.ServiceSide, uint16) {
 	}
 	dst := func() (schemas.ServiceSide, uint16) { return schemas.ServiceDst, q.DstPort }
 	src := func() (schemas.ServiceSide, uint16) { return schemas.ServiceSrc, q.SrcPort }
+	s, d := PortRank(q.SrcPort), PortRank(q.DstPort)
+	if s != d && max(s, d) >= rankWellKnown {
+		if d > s {
+			return dst()
+		}
+		return src()
+	}
 	if q.Proto == ProtoTCP && q.TCPFlags != 0 {
 		switch {
 		case q.TCPFlags&tcpSYN != 0 && q.TCPFlags&tcpACK == 0:
@@ -154,13 +169,6 @@ func DecideServiceSide(q *ServiceQuery) (schemas.ServiceSide, uint16) {
 		case q.TCPFlags&(tcpSYN|tcpACK) == tcpSYN|tcpACK && q.TCPFlags&^(tcpSYN|tcpACK) == 0:
 			return src()
 		}
-	}
-	s, d := PortRank(q.SrcPort), PortRank(q.DstPort)
-	if s != d && max(s, d) >= rankWellKnown {
-		if d > s {
-			return dst()
-		}
-		return src()
 	}
 	if q.DstListens != q.SrcListens {
 		if q.DstListens {
