@@ -362,7 +362,7 @@ func entryOf(b []byte, s span) []byte { return b[s.start:s.end] }
 // saw it. A host name or "unix:" as the client gives no address.
 func chainClient(b []byte, entries *[maxWebChain + 2]span, chain []int) (schemas.Addr, uint16) {
 	first, firstPort, ok := entryAddr(entryOf(b, entries[chain[0]]))
-	if !ok || !isPrivate(first) {
+	if !ok || len(chain) == 1 || !isPrivate(first) {
 		return first, firstPort
 	}
 	for _, k := range chain[1:] {
