@@ -165,6 +165,9 @@ func parseSSHDMessage(msg []byte, ev *schemas.AccessEvent) error {
 	case "error:":
 		// "error: maximum authentication attempts exceeded for [invalid user] USER from ADDR port PORT ssh2 [preauth]"
 		const exceeded = "maximum authentication attempts exceeded for "
+		if after, ok := bytes.CutPrefix(rest, []byte(pamUnknownUser)); ok {
+			return illegalUser(after, ev)
+		}
 		if !bytes.HasPrefix(rest, []byte(exceeded)) {
 			return ErrIgnored
 		}
@@ -208,6 +211,29 @@ func parseSSHDMessage(msg []byte, ev *schemas.AccessEvent) error {
 		return ErrIgnored
 	}
 	return &ParseError{Format: FormatSSHD, Reason: ReasonNoMatch, Err: errSSHDUnknown}
+}
+
+// pamUnknownUser starts the message older sshd releases write when PAM
+// does not know the user: "error: PAM: User not known to the underlying
+// authentication module for illegal user USER from HOST".
+const pamUnknownUser = "PAM: User not known to the underlying authentication module for illegal user "
+
+// illegalUser parses "USER from HOST" of pamUnknownUser into a failed
+// login. HOST is a name when sshd resolved it (UseDNS): the event then
+// has no address.
+func illegalUser(b []byte, ev *schemas.AccessEvent) error {
+	i := bytes.LastIndex(b, []byte(" from "))
+	if i < 0 {
+		return parseErr(FormatSSHD, ReasonNoMatch, "PAM unknown-user message without \"from\"")
+	}
+	ev.Action = schemas.ActionLogin
+	ev.Outcome = schemas.OutcomeFailure
+	ev.User = string(bytes.TrimSpace(b[:i]))
+	host, _ := token(b, skipSpaces(b, i+len(" from ")))
+	if a, ok := parseAddr(host); ok {
+		ev.SrcAddr = a
+	}
+	return nil
 }
 
 // isPAMModule reports whether word is "pam_MODULE(SERVICE:TYPE):", the
