@@ -30,6 +30,8 @@ func FuzzDecodeNetFlow(f *testing.F) {
 	wlc := tmplFields(261, 366, 4, 61, 1, 82, 0xffff, 1, 8, 2, 8)
 	wlcRec := (&wire{}).raw(ip4("192.168.20.121")).u8(1).u8(4).raw([]byte("wlan")).u64(3320).u64(83).b
 	f.Add(v9Message(1000, 1_750_000_000, 1, 1, 2, (&wire{}).set(0, wlc).b, (&wire{}).set(261, wlcRec).b))
+	// The poison datagram of issue 10, smaller: 1-byte records.
+	f.Add(poisonIPFIX(2000))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// A fresh decoder is primed with the captures' templates, so that
 		// mutated data sets reach the record decoder.
@@ -43,6 +45,9 @@ func FuzzDecodeNetFlow(f *testing.F) {
 		err := d.DecodeNetFlow(testExporter, 2055, 1, data, &b)
 		if err == nil && len(data) < ipfixHeaderLen {
 			t.Fatalf("no error for %d bytes", len(data))
+		}
+		if len(b.Flows) > MaxRecordsPerDatagram || b.Records > MaxRecordsPerDatagram {
+			t.Fatalf("%d flows, %d records from one datagram, bound %d", len(b.Flows), b.Records, MaxRecordsPerDatagram)
 		}
 	})
 }
