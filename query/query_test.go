@@ -2,6 +2,7 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -154,5 +155,48 @@ SELECT '%s', toDateTime(%d), '%s', 'high', IPv6StringToNum('%s'), IPv6StringToNu
 	}
 	if len(all) != 2 {
 		t.Errorf("Alerts without kinds: %d alerts, want 2 (a1, a2)", len(all))
+	}
+}
+
+func TestProbeCoverage(t *testing.T) {
+	_, r := startDB(t)
+	ctx := context.Background()
+	if _, err := r.LatestProbeRun(ctx); !errors.Is(err, ErrNoProbeRun) {
+		t.Fatalf("LatestProbeRun on an empty table: %v", err)
+	}
+	// Run r1 from web: two TCP attempts to app (one seen as a flow), one to
+	// db (seen, but 20 minutes late: outside the slack), one ICMP (left
+	// out). Run r2 is older.
+	ins := func(ts time.Time, run, src, srcSeg, dst, dstSeg string, port uint16, proto uint8) {
+		q := fmt.Sprintf(`INSERT INTO flowaudit.probe_results (time, run_id, prober, src_addr, src_segment, dst_addr, dst_segment, dst_port, proto, expected, observed, result)
+SELECT toDateTime(%d), '%s', 'p', IPv6StringToNum('%s'), '%s', IPv6StringToNum('%s'), '%s', toUInt16(%d), toUInt8(%d), 'deny', 'filtered', 'pass'`,
+			ts.Unix(), run, mapped(src), srcSeg, mapped(dst), dstSeg, port, proto)
+		if err := r.conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ins(t0, "r1", "10.1.0.5", "web", "10.2.0.7", "app", 8080, 6)
+	ins(t0, "r1", "10.1.0.5", "web", "10.2.0.7", "app", 22, 6)
+	ins(t0, "r1", "10.1.0.5", "web", "10.3.0.9", "db", 5432, 6)
+	ins(t0, "r1", "10.1.0.5", "web", "10.3.0.9", "db", 0, 1)
+	ins(t0.Add(-time.Hour), "r2", "10.1.0.5", "web", "10.3.0.9", "db", 5432, 6)
+	insertFlows(t, r, []testFlow{
+		{t: t0.Add(30 * time.Second), src: "10.1.0.5", dst: "10.2.0.7", sport: 40000, dport: 8080, proto: 6},
+		{t: t0.Add(20 * time.Minute), src: "10.1.0.5", dst: "10.3.0.9", sport: 40001, dport: 5432, proto: 6},
+		{t: t0.Add(30 * time.Second), src: "10.1.0.6", dst: "10.2.0.7", sport: 40002, dport: 22, proto: 6}, // another source
+	})
+	if id, err := r.LatestProbeRun(ctx); err != nil || id != "r1" {
+		t.Errorf("LatestProbeRun = %q, %v; want r1", id, err)
+	}
+	got, err := r.ProbeCoverage(ctx, "r1", 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ProbeCoverage{{"web", "app", 2, 1}, {"web", "db", 1, 0}}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("ProbeCoverage (-got +want):\n%s", diff)
+	}
+	if _, err := r.ProbeCoverage(ctx, "nope", time.Minute); !errors.Is(err, ErrNoProbeRun) {
+		t.Errorf("unknown run: %v", err)
 	}
 }

@@ -383,6 +383,51 @@ log:
 		t.Errorf("probe flows in ClickHouse: verdict per target (-got +want):\n%s", diff)
 	}
 	t.Logf("collection coverage: %d of %d TCP probe targets from web seen as flows", len(got), len(want))
+
+	// The same, as the product reports it: every TCP and UDP attempt of
+	// the first run from web shows as a flow, per segment pair.
+	rootConfig := filepath.Join(dir, "root.yaml")
+	if err := os.WriteFile(rootConfig, []byte("clickhouse:\n  addr: "+ch.Addr+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sent := map[string]uint64{}
+	for _, r := range first.report.Results {
+		if r.Proto == "tcp" || r.Proto == "udp" {
+			sent[r.SrcSegment+">"+r.DstSegment]++
+		}
+	}
+	var cov struct {
+		RunID string `json:"run_id"`
+		Pairs []struct {
+			SrcSegment string `json:"src_segment"`
+			DstSegment string `json:"dst_segment"`
+			Sent, Seen uint64
+		} `json:"pairs"`
+	}
+	wantCov := map[string][2]uint64{}
+	for k, n := range sent {
+		wantCov[k] = [2]uint64{n, n}
+	}
+	var gotCov map[string][2]uint64
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		res := runCLI(t, "probe", "coverage", "--run", first.report.RunID, "--format", "json", "--config", rootConfig)
+		if res.code != 0 {
+			t.Fatalf("probe coverage: exit %d: %s", res.code, res.stderr)
+		}
+		if err := json.Unmarshal([]byte(res.stdout), &cov); err != nil {
+			t.Fatalf("probe coverage: %v\n%s", err, res.stdout)
+		}
+		gotCov = map[string][2]uint64{}
+		for _, p := range cov.Pairs {
+			gotCov[p.SrcSegment+">"+p.DstSegment] = [2]uint64{p.Sent, p.Seen}
+		}
+		if cmp.Equal(gotCov, wantCov) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if diff := cmp.Diff(gotCov, wantCov); diff != "" {
+		t.Errorf("probe coverage of run %s, [sent seen] per pair (-got +want):\n%s", first.report.RunID, diff)
+	}
 }
 
 // TestLabScheduledProbe runs `flowaudit run` on a host of web with

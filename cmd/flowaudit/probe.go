@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os/signal"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,6 +17,7 @@ import (
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/probe"
+	"github.com/flowaudit/flowaudit/query"
 	"github.com/flowaudit/flowaudit/schemas"
 	"github.com/flowaudit/flowaudit/sink"
 )
@@ -46,10 +49,100 @@ Results go to the probe_results table and breaches to the alerts table
 (the tables are created if missing); --store=false only prints, so a
 prober needs no database access.
 
+Probes are traffic too: once the exporters have reported them,
+"flowaudit probe coverage" tells how many of a run's attempts the flows
+table shows, per segment pair.
+
 Exit status: 0 every check passed or was blocked, 1 at least one breach,
 2 usage or runtime error (including results that could not be stored).`
 
+const probeCoverageDescription = `
+Collection coverage of a stored probe run: per (source segment,
+destination segment), its TCP and UDP attempts and how many of them the
+flows table shows (a flow from the prober's address to the same address,
+port and protocol, from a minute before the run to --slack after it).
+Below 100% means the exporters do not see part of that path. ICMP
+attempts are left out (exporters key echo flows differently).
+
+Exit status: 0 done, 2 usage or runtime error.`
+
+func cmdProbeCoverage(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("probe coverage", "[--run ID] [--slack 5m] [--format table|json] --config FILE", probeCoverageDescription, stderr)
+	configPath := fs.String("config", "", "YAML configuration `file` (clickhouse.*)")
+	run := fs.String("run", "", "probe run `id` (default: the latest in probe_results)")
+	slack := fs.Duration("slack", 5*time.Minute, "how long after the run flows may still be reported (exporter timeouts)")
+	format := fs.String("format", "table", "output `format`: table or json")
+	if code, done := parseFlags(fs, args); done {
+		return code
+	}
+	if *format != "table" && *format != "json" {
+		fmt.Fprintf(stderr, "flowaudit probe coverage: --format %q: use table or json\n", *format)
+		return 2
+	}
+	cfg, ok := loadConfig(*configPath, stderr)
+	if !ok {
+		return 2
+	}
+	conn, err := clickhousedb.Open(cfg.ClickHouse)
+	if err != nil {
+		fmt.Fprintf(stderr, "flowaudit probe coverage: %v\n", err)
+		return 2
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := query.New(conn, cfg.ClickHouse.Database)
+	if *run == "" {
+		if *run, err = r.LatestProbeRun(ctx); err != nil {
+			fmt.Fprintf(stderr, "flowaudit probe coverage: %v\n", err)
+			return 2
+		}
+	}
+	pairs, err := r.ProbeCoverage(ctx, *run, *slack)
+	if err != nil {
+		fmt.Fprintf(stderr, "flowaudit probe coverage: %v\n", err)
+		return 2
+	}
+	type pair struct {
+		SrcSegment string  `json:"src_segment"`
+		DstSegment string  `json:"dst_segment"`
+		Sent       uint64  `json:"sent"`
+		Seen       uint64  `json:"seen"`
+		Coverage   float64 `json:"coverage"`
+	}
+	out := struct {
+		RunID string `json:"run_id"`
+		Pairs []pair `json:"pairs"`
+	}{RunID: *run, Pairs: []pair{}}
+	for _, p := range pairs {
+		c := 0.0
+		if p.Sent > 0 {
+			c = float64(p.Seen) / float64(p.Sent)
+		}
+		out.Pairs = append(out.Pairs, pair{p.SrcSegment, p.DstSegment, p.Sent, p.Seen, c})
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return 2
+		}
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SOURCE\tDESTINATION\tSENT\tSEEN\tCOVERAGE")
+	for _, p := range out.Pairs {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1f%%\n", p.SrcSegment, p.DstSegment, p.Sent, p.Seen, 100*p.Coverage)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(stdout, "\nrun %s\n", *run)
+	return 0
+}
+
 func cmdProbe(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "coverage" {
+		return cmdProbeCoverage(args[1:], stdout, stderr)
+	}
 	fs := newFlagSet("probe", "[--from-segment NAME] [--format table|json] [--store=false] --config FILE", probeDescription, stderr)
 	configPath := fs.String("config", "", "YAML configuration `file` (policy.file, probe.*, clickhouse.*)")
 	from := fs.String("from-segment", "", "segment this host probes from (default: the segment of its addresses; \"external\" for none)")
