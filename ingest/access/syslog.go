@@ -94,7 +94,7 @@ func (c *Component) acceptTCP(name string, ln net.Listener) {
 				c.r.Logger.Warn("syslog listener full: closing the connection idle longest to admit a new one (raise "+key+" if legitimate)",
 					"listener", name, "reason", reasons[i], "closed", old.RemoteAddr().String(), "admitted", peer.String(), "suppressed", n)
 			}
-			old.Close()
+			old.evict()
 		}
 		c.mu.Lock()
 		if c.stopping.Load() {
@@ -128,7 +128,7 @@ func (c *Component) serveTCP(name string, conn *tcpConn) {
 	host := o.addr.String()
 	fr := newFrameReader(conn, c.cfg.MaxLineBytes)
 	for {
-		_ = conn.SetReadDeadline(time.Now().Add(c.cfg.SyslogIdleTimeout))
+		conn.armDeadline(c.cfg.SyslogIdleTimeout)
 		msg, err := fr.next()
 		if err != nil {
 			var tl *tooLongError

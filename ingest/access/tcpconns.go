@@ -15,8 +15,9 @@ import (
 // syslog_max_connections_per_source per source (an IPv4 address, or an
 // IPv6 /64: one host usually holds a whole /64). When a new connection
 // would exceed either, the connection of that scope (the listener, or the
-// source) that has been idle longest is closed to admit it: a sender that
-// keeps sending stays, a flood of idle connections only churns itself.
+// source) that has been idle longest is evicted to admit it: what it had
+// sent is still read for evictGrace, then it is closed. A sender that
+// keeps sending stays; a flood of idle connections only churns itself.
 
 // sourceOf is the key of the per-source cap.
 func sourceOf(a netip.Addr) netip.Prefix {
@@ -36,9 +37,38 @@ type tcpConn struct {
 	// accept: what "idle longest" is measured by.
 	lastActive atomic.Int64
 	evicted    atomic.Bool
+	// evictAt is the Unix ns by which an evicted connection closes.
+	evictAt atomic.Int64
 }
 
 func (tc *tcpConn) touch() { tc.lastActive.Store(time.Now().UnixNano()) }
+
+// evictGrace is how long an evicted connection is still read: what its
+// sender wrote before the eviction (in the socket buffer, not yet read)
+// is not lost, and the connection closes by then whatever it sends.
+const evictGrace = 250 * time.Millisecond
+
+// evict makes the connection close within evictGrace.
+func (tc *tcpConn) evict() {
+	at := time.Now().Add(evictGrace)
+	tc.evictAt.Store(at.UnixNano())
+	_ = tc.SetReadDeadline(at)
+}
+
+// armDeadline sets the deadline of the next read: idle from now, or the
+// eviction's. An eviction racing with it still wins: evict stores evictAt
+// before setting its deadline, and this checks evictAt after setting its
+// own.
+func (tc *tcpConn) armDeadline(idle time.Duration) {
+	if at := tc.evictAt.Load(); at != 0 {
+		_ = tc.SetReadDeadline(time.Unix(0, at))
+		return
+	}
+	_ = tc.SetReadDeadline(time.Now().Add(idle))
+	if at := tc.evictAt.Load(); at != 0 {
+		_ = tc.SetReadDeadline(time.Unix(0, at))
+	}
+}
 
 // connTable tracks the connections of one listener.
 type connTable struct {
