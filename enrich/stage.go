@@ -327,6 +327,7 @@ func (s *Stage) flowLoop() error {
 		faults     []produceFault
 		errMu      sync.Mutex
 		chunkBuf   []byte
+		chunks     []*kgo.Record
 	)
 	for s.ctx.Err() == nil {
 		fetches := s.flows.PollRecords(s.ctx, 5000)
@@ -383,12 +384,19 @@ func (s *Stage) flowLoop() error {
 				b.Type, b.ObservationID, b.SequenceNumber = in.Type, in.ObservationID, in.SequenceNumber
 				// One input record may fan out to more than the broker
 				// takes in one record (labels make flows larger): split.
+				chunks = chunks[:0]
 				chunkBuf = schemas.AppendFlowBatchChunks(chunkBuf, b, kafka.MaxRecordBytes, func(chunk []byte, flows []schemas.Flow) {
-					value := append([]byte(nil), chunk...)
-					key := append([]byte(nil), flows[0].SrcAddr[:]...)
+					chunks = append(chunks, &kgo.Record{Topic: s.enrichedTopic, Partition: int32(p),
+						Key: append([]byte(nil), flows[0].SrcAddr[:]...), Value: append([]byte(nil), chunk...)})
+				})
+				for i, out := range chunks {
+					// The source header lets the sink insert each input
+					// record once, however often a crash makes us produce it.
+					src := kafka.Source{Partition: rec.Partition, Offset: rec.Offset, Chunk: uint16(i), Chunks: uint16(len(chunks))}
+					out.Headers = append(out.Headers, src.Header())
 					// Not s.ctx: a stop must not fail records of a batch
 					// being finished; the batch is produced and committed whole.
-					s.flows.Produce(context.Background(), &kgo.Record{Topic: s.enrichedTopic, Partition: int32(p), Key: key, Value: value},
+					s.flows.Produce(context.Background(), out,
 						func(_ *kgo.Record, err error) {
 							if err == nil {
 								return
@@ -401,7 +409,7 @@ func (s *Stage) flowLoop() error {
 							}
 							produceErr = err
 						})
-				})
+				}
 			}
 		})
 		// Commit only what the broker has: a crash before this point

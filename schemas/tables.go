@@ -201,6 +201,9 @@ type Table struct {
 	PartitionBy string // SQL expression; "" for none
 	OrderBy     string // SQL expression, e.g. "(a, b)"; required by MergeTree engines
 	TTLColumn   string // time column the retention applies to; "" for no TTL
+	// ModernSettings are more table SETTINGS on modern servers only,
+	// e.g. "non_replicated_deduplication_window = 1000".
+	ModernSettings string
 }
 
 // Column returns the column named name.
@@ -268,6 +271,10 @@ func (t Table) CreateSQL(database string, v ServerVersion, ttl time.Duration) st
 			b.WriteString(ttl)
 		}
 		b.WriteString("\nSETTINGS index_granularity = 8192")
+		if t.ModernSettings != "" {
+			b.WriteString(", ")
+			b.WriteString(t.ModernSettings)
+		}
 		if t.Comment != "" {
 			b.WriteString("\nCOMMENT ")
 			b.WriteString(quoteString(t.Comment))
@@ -389,11 +396,39 @@ var FlowsTable = Table{
 		{Name: "staged_rule", Type: TypeLowString, Default: "''", Comment: "the rule that decided staged_verdict"},
 		{Name: "service_side", Type: TypeLowString, Default: "''", Comment: "which end offers the service: dst, src (the flow is a reply) or empty when unknown"},
 		{Name: "service_port", Type: TypeUInt16, Comment: "port of the serving end; 0 when unknown"},
+		{Name: "kafka_partition", Type: TypeUInt16, Comment: "partition of the sink's input topic the row was read from"},
+		{Name: "source_partition", Type: TypeUInt16, Default: "65535", Comment: "flows-topic partition the row came from (65535: the input record itself)"},
+		{Name: "source_offset", Type: TypeInt64, Default: "-1", Codec: "T64, ZSTD(1)", Comment: "offset of that record; see sink_progress"},
 	},
 	Engine:      "MergeTree",
 	PartitionBy: "toYYYYMMDD(time_received)",
 	OrderBy:     "(toStartOfHour(time_received), src_segment, dst_segment, src_addr, time_received)",
 	TTLColumn:   "time_received",
+	// Modern servers also drop a retried INSERT carrying the same
+	// insert_deduplication_token.
+	ModernSettings: "non_replicated_deduplication_window = 1000",
+}
+
+// SinkProgressTable holds, per sink input partition and source
+// partition, the highest source offset inserted into flows. A
+// materialized view fills it within the INSERT of the flows rows, so it
+// never lags a finished insert (unlike a second INSERT, which a crash can
+// lose): a restarted sink reads it to skip records ClickHouse already
+// has, whether the sink or the enrich stage crashed. Read with
+// maxMerge(source_offset) GROUP BY the key.
+var SinkProgressTable = Table{
+	Name:    "sink_progress",
+	Comment: "Highest source offset in flows per input and source partition, filled from flows",
+	Columns: []Column{
+		{Name: "kafka_partition", Type: TypeUInt16},
+		{Name: "source_partition", Type: TypeUInt16},
+		{Name: "source_offset", Type: TypeAggregate, Aggregate: "max, Int64"},
+	},
+	Engine:  "AggregatingMergeTree",
+	OrderBy: "(kafka_partition, source_partition)",
+	View: `SELECT kafka_partition, source_partition, maxState(source_offset) AS source_offset
+FROM {db}.flows
+GROUP BY kafka_partition, source_partition`,
 }
 
 // KafkaOffsetsTable records, after each successful insert, the next Kafka
@@ -659,7 +694,7 @@ var ProbeResultsTable = Table{
 // Tables returns every table, in creation order.
 func Tables() []Table {
 	return []Table{FlowsTable, AccessEventsTable, AlertsTable, KafkaOffsetsTable, SegmentMatrixTable, ObservedEdgesTable,
-		RuleHitsTable, PolicyVersionsTable, ProbeResultsTable}
+		RuleHitsTable, PolicyVersionsTable, ProbeResultsTable, SinkProgressTable}
 }
 
 // ViewSQL returns the CREATE MATERIALIZED VIEW statement of a table with

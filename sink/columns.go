@@ -20,6 +20,7 @@ var flowColumns = []string{
 	"src_country", "dst_country",
 	"fw_action", "src_addr_xlate", "dst_addr_xlate", "src_port_xlate", "dst_port_xlate",
 	"staged_verdict", "staged_rule", "service_side", "service_port",
+	"kafka_partition", "source_partition", "source_offset",
 }
 
 // columns is one insert's data in column form, reused between flushes so
@@ -44,6 +45,8 @@ type columns struct {
 	stagedVerdict, stagedRule        []string
 	serviceSide                      []string
 	servicePort                      []uint16
+	kafkaPart, srcPart               []uint16
+	srcOff                           []int64
 
 	views [6][][]byte // FixedString(16) views of the address columns
 }
@@ -66,6 +69,7 @@ func (c *columns) reset() {
 	c.srcPortXlate, c.dstPortXlate = c.srcPortXlate[:0], c.dstPortXlate[:0]
 	c.stagedVerdict, c.stagedRule = c.stagedVerdict[:0], c.stagedRule[:0]
 	c.serviceSide, c.servicePort = c.serviceSide[:0], c.servicePort[:0]
+	c.kafkaPart, c.srcPart, c.srcOff = c.kafkaPart[:0], c.srcPart[:0], c.srcOff[:0]
 }
 
 var flowTypeNames = func() [256]string {
@@ -130,6 +134,9 @@ func (c *columns) add(r *flowRow) {
 	c.stagedRule = append(c.stagedRule, f.StagedRule)
 	c.serviceSide = append(c.serviceSide, serviceSideNames[f.ServiceSide])
 	c.servicePort = append(c.servicePort, f.ServicePort)
+	c.kafkaPart = append(c.kafkaPart, r.part)
+	c.srcPart = append(c.srcPart, r.srcPart)
+	c.srcOff = append(c.srcOff, r.srcOff)
 }
 
 var serviceSideNames = func() [256]string {
@@ -181,6 +188,7 @@ func (c *columns) appendTo(b driver.Batch) error {
 		c.srcCountry, c.dstCountry,
 		c.fwAction, c.addrColumn(c.srcXlate, &c.views[4]), c.addrColumn(c.dstXlate, &c.views[5]), c.srcPortXlate, c.dstPortXlate,
 		c.stagedVerdict, c.stagedRule, c.serviceSide, c.servicePort,
+		c.kafkaPart, c.srcPart, c.srcOff,
 	}
 	for i, v := range values {
 		if err := b.Column(i).Append(v); err != nil {

@@ -11,6 +11,7 @@ type metrics struct {
 	lag            *prometheus.GaugeVec // topic, partition
 	pending        prometheus.Gauge
 	skippedDup     prometheus.Counter
+	duplicates     prometheus.Counter
 	chErrors       *prometheus.CounterVec // what
 }
 
@@ -42,6 +43,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "flowaudit_sink_resumed_partitions_total", Help: "Partitions resumed from ClickHouse's own offset record because it was ahead of Kafka's committed offset (a crash between insert and commit).",
 		}),
 	}
+	m.duplicates = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "flowaudit_sink_duplicate_records_total", Help: "Flow records skipped because ClickHouse already has their source record (read again after a crash, or produced again by enrich).",
+	})
+	reg.MustRegister(m.duplicates)
 	m.chErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "flowaudit_sink_clickhouse_errors_total", Help: "Failed ClickHouse calls (each is retried), per call.",
 	}, []string{"what"})

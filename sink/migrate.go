@@ -168,6 +168,12 @@ func migrateTable(ctx context.Context, conn driver.Conn, database string, table 
 		logger.Info("added column", "table", name, "column", c.Name, "type", c.SQLType(v))
 		after = c.Name
 	}
+	if v.Modern() && table.ModernSettings != "" {
+		// Tables created before the setting was described get it too.
+		if err := conn.Exec(ctx, "ALTER TABLE "+name+" MODIFY SETTING "+table.ModernSettings); err != nil {
+			logger.Warn("could not apply table settings", "table", name, "settings", table.ModernSettings, "err", err)
+		}
+	}
 	if len(retyped) > 0 {
 		logger.Warn("columns differ in type from the description; left as they are",
 			"table", name, "columns", retyped)

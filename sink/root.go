@@ -3,10 +3,12 @@
 // protocol, and commits Kafka offsets only after ClickHouse accepted the
 // rows; on errors it retries with backoff and never skips data.
 //
-// To keep duplicates after a crash rare, every successful insert is
-// followed by a row in flowaudit.kafka_offsets holding the next offset of
-// each partition in the batch; a restarted sink resumes from whichever of
-// that and Kafka's committed offset is further.
+// Flows go in exactly once, also after a crash of the sink or of enrich:
+// see flows.go. For every topic, each successful insert is also followed
+// by a row in flowaudit.kafka_offsets holding the next offset of each
+// partition in the batch; a restarted sink resumes from whichever of that
+// and Kafka's committed offset is further (at least once for access
+// events and alerts, whose duplicates are rare).
 package sink
 
 import (
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -51,6 +54,7 @@ type Component struct {
 
 	mu      sync.Mutex // guards writers, rows and first, shared with rebalance callbacks
 	writers map[string]topicWriter
+	flows   *flowWriter
 	rows    int
 	first   time.Time
 
@@ -66,6 +70,10 @@ type flowRow struct {
 	typ      schemas.FlowType
 	obsID    uint32
 	flow     schemas.Flow
+	// part is the input partition; srcPart and srcOff the source record
+	// (see flowWriter).
+	part, srcPart uint16
+	srcOff        int64
 }
 
 // New validates the configuration and prepares the sink; Start connects.
@@ -146,8 +154,8 @@ func (c *Component) run() {
 	if c.cfg.FlowsFrom == "flows" {
 		flowsTopic = c.deps.Kafka.Topic(kafka.TopicFlows)
 	}
-	flows := &flowWriter{name: flowsTopic}
-	flows.cols.modern = c.version.Modern()
+	flows := newFlowWriter(flowsTopic, c.version.Modern(), c.metrics.duplicates.Inc)
+	c.flows = flows
 	access := &accessWriter{name: c.deps.Kafka.Topic(kafka.TopicAccess), modern: c.version.Modern()}
 	alerts := &alertWriter{name: c.deps.Kafka.Topic(kafka.TopicAlerts), modern: c.version.Modern()}
 	var topics []string
@@ -164,6 +172,7 @@ func (c *Component) run() {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(64<<20),
+		kgo.OnPartitionsAssigned(c.onAssigned),
 		kgo.OnPartitionsRevoked(c.onRevoked),
 		kgo.OnPartitionsLost(c.onLost),
 		kgo.AdjustFetchOffsetsFn(c.adjustOffsets),
@@ -271,9 +280,18 @@ func (c *Component) flush(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	if c.flows != nil && c.flows.skipped > 0 {
+		c.log.Info("skipped flow records ClickHouse already has (read again after a crash, or produced again by enrich)", "records", c.flows.skipped)
+		c.flows.skipped = 0
+	}
 	c.rows = 0
 	for _, w := range c.writers {
 		c.rows += w.rows()
+	}
+	if c.rows > 0 {
+		// Rows held back (a source whose chunks are not all in) wait
+		// for the next interval, not for the next poll.
+		c.first = time.Now()
 	}
 	c.metrics.pending.Set(float64(c.rows))
 	return errors.Join(errs...)
@@ -281,7 +299,7 @@ func (c *Component) flush(ctx context.Context) error {
 
 func (c *Component) flushTopic(ctx context.Context, w topicWriter) error {
 	db := c.deps.ClickHouse.Database
-	if n := w.rows(); n > 0 {
+	if n := w.ready(); n > 0 {
 		if err := c.retry(ctx, "insert into "+w.table(), func(ctx context.Context) error {
 			start := time.Now()
 			if err := w.insert(ctx, c.conn, db); err != nil {
@@ -382,6 +400,55 @@ func (c *Component) insertOffsets(ctx context.Context, topic string, offsets map
 		}
 	}
 	return batch.Send()
+}
+
+// onAssigned starts newly assigned flows partitions from what
+// ClickHouse has (sink_progress), so that records already inserted are
+// skipped whoever inserted them. A progress entry at or beyond its source
+// partition's end comes from an earlier incarnation of the topic (a wiped
+// broker data_dir) and is ignored, or nothing would ever be inserted
+// again. If ClickHouse cannot be read the partitions start without it:
+// duplicates are then possible, losses are not.
+func (c *Component) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	parts := assigned[c.flows.topic()]
+	if len(parts) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var progress map[int32]map[uint16]int64
+	if err := c.retry(rctx, "read sink_progress", func(ctx context.Context) (err error) {
+		progress, err = readProgress(ctx, c.conn, c.deps.ClickHouse.Database)
+		return err
+	}); err != nil {
+		c.log.Warn("cannot read what ClickHouse has; records inserted before a crash may be inserted again", "err", err)
+	}
+	sourceTopic := c.deps.Kafka.Topic(kafka.TopicFlows)
+	topics := []string{sourceTopic}
+	if c.flows.topic() != sourceTopic {
+		topics = append(topics, c.flows.topic())
+	}
+	ends, err := kadm.NewClient(cl).ListEndOffsets(rctx, topics...)
+	if err != nil {
+		c.log.Warn("cannot list end offsets to check the progress record", "err", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range parts {
+		pp := progress[p]
+		for sp, off := range pp {
+			topic, part := sourceTopic, int32(sp)
+			if sp == noSource {
+				topic, part = c.flows.topic(), p
+			}
+			if end, ok := ends.Lookup(topic, part); ok && end.Err == nil && off >= end.Offset {
+				c.log.Warn("ignoring a progress record beyond the end of its topic (was the broker's data_dir wiped?)",
+					"input_partition", p, "source_topic", topic, "source_partition", part, "recorded", off, "end", end.Offset)
+				delete(pp, sp)
+			}
+		}
+		c.flows.setProgress(p, pp)
+	}
 }
 
 // onRevoked flushes before partitions move away, so the next owner starts

@@ -24,12 +24,16 @@ type topicWriter interface {
 	add(rec *kgo.Record) (int, error)
 	// rows is the number of buffered rows.
 	rows() int
-	// offsets returns the next offset of every partition with buffered
-	// records (also those whose records held no row).
+	// ready is the number of buffered rows the next insert takes (rows
+	// may hold some back, see flowWriter).
+	ready() int
+	// offsets returns, for every partition with buffered records (also
+	// those whose records held no row), the offset to commit once the
+	// ready rows are inserted.
 	offsets() map[int32]int64
-	// insert sends every buffered row in one INSERT.
+	// insert sends every ready row in one INSERT.
 	insert(ctx context.Context, conn driver.Conn, database string) error
-	// clear forgets everything buffered.
+	// clear forgets the ready rows: they are inserted.
 	clear()
 	// drop forgets the given partitions' rows and returns how many.
 	drop(partitions []int32) int
@@ -60,6 +64,8 @@ func (b *partitionBuffer[R]) partition(p int32, offset int64) *partitionRows[R] 
 }
 
 func (b *partitionBuffer[R]) rows() int { return b.n }
+
+func (b *partitionBuffer[R]) ready() int { return b.n }
 
 func (b *partitionBuffer[R]) offsets() map[int32]int64 {
 	out := make(map[int32]int64, len(b.parts))
@@ -92,47 +98,6 @@ func (b *partitionBuffer[R]) each(fn func(*R)) {
 			fn(&pr.rows[i])
 		}
 	}
-}
-
-// flowWriter writes flowaudit.flows.v1 into the flows table.
-type flowWriter struct {
-	partitionBuffer[flowRow]
-	name    string
-	cols    columns
-	scratch schemas.FlowBatch
-}
-
-func (w *flowWriter) topic() string { return w.name }
-func (w *flowWriter) table() string { return "flows" }
-
-func (w *flowWriter) add(rec *kgo.Record) (int, error) {
-	pr := w.partition(rec.Partition, rec.Offset)
-	if err := schemas.UnmarshalFlowBatch(rec.Value, &w.scratch); err != nil {
-		return 0, err
-	}
-	b := &w.scratch
-	for i := range b.Flows {
-		pr.rows = append(pr.rows, flowRow{received: b.TimeReceived, exporter: b.Exporter, typ: b.Type, obsID: b.ObservationID, flow: b.Flows[i]})
-	}
-	w.n += len(b.Flows)
-	return len(b.Flows), nil
-}
-
-func (w *flowWriter) insert(ctx context.Context, conn driver.Conn, database string) error {
-	w.cols.reset()
-	w.each(w.cols.add)
-	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+database+".flows ("+strings.Join(flowColumns, ", ")+")")
-	if err != nil {
-		return fmt.Errorf("prepare insert into flows: %w", err)
-	}
-	defer batch.Abort()
-	if err := w.cols.appendTo(batch); err != nil {
-		return err
-	}
-	if err := batch.Send(); err != nil {
-		return fmt.Errorf("send %d rows to flows: %w", w.cols.len(), err)
-	}
-	return nil
 }
 
 // accessWriter writes flowaudit.access.v1 into the access_events table.

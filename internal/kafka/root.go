@@ -19,6 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowaudit/flowaudit/internal/reporter"
 )
 
 // Broker is the embedded single-node Kafka-protocol broker.
@@ -29,7 +31,17 @@ type Broker struct {
 	cluster *kfake.Cluster
 	stop    chan struct{}
 	done    chan struct{}
+	disk    diskWatch
 }
+
+// ReportTo makes the broker report on /readyz (component "broker"):
+// ready once started, not ready while its disk is full. Call it before
+// Start.
+func (b *Broker) ReportTo(r *reporter.Reporter) { b.disk.ready = r.Readiness("broker") }
+
+// Fault returns why the broker cannot store records right now (a full
+// disk), or nil.
+func (b *Broker) Fault() error { return b.disk.current() }
 
 // NewBroker prepares an embedded broker that persists under dataDir/kafka.
 func NewBroker(logger *slog.Logger, cfg Configuration, dataDir string) (*Broker, error) {
@@ -39,7 +51,9 @@ func NewBroker(logger *slog.Logger, cfg Configuration, dataDir string) (*Broker,
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Broker{cfg: cfg, dataDir: filepath.Join(dataDir, "kafka"), logger: logger}, nil
+	b := &Broker{cfg: cfg, dataDir: filepath.Join(dataDir, "kafka"), logger: logger}
+	b.disk.b, b.disk.quit = b, make(chan struct{})
+	return b, nil
 }
 
 // Start listens on kafka.embedded_listen and reloads persisted topics,
@@ -55,6 +69,9 @@ func (b *Broker) Start() error {
 	}
 	if err := os.MkdirAll(b.dataDir, 0o755); err != nil {
 		return fmt.Errorf("unable to create broker data directory: %w", err)
+	}
+	if err := checkWritable(b.dataDir); err != nil {
+		return err
 	}
 	// Fail early with a clear message when the port is taken: kfake's own
 	// error does not say which key to change.
@@ -73,7 +90,7 @@ func (b *Broker) Start() error {
 		kfake.DefaultNumPartitions(int(b.cfg.Partitions)),
 		kfake.ClusterID("flowaudit-embedded"),
 		kfake.AllowAutoTopicCreation(),
-		kfake.WithLogger(&brokerLogger{log: b.logger}),
+		kfake.WithLogger(&brokerLogger{log: b.logger, onError: b.disk.onError}),
 	}
 	if b.cfg.EmbeddedSyncWrites {
 		opts = append(opts, kfake.SyncWrites())
@@ -84,6 +101,9 @@ func (b *Broker) Start() error {
 	}
 	b.cluster = c
 	b.stop, b.done = make(chan struct{}), make(chan struct{})
+	if b.disk.ready != nil {
+		b.disk.ready.Ready()
+	}
 	go b.housekeeping()
 	b.logger.Info("embedded Kafka broker started", "listen", c.ListenAddrs(), "data_dir", b.dataDir, "sync_writes", b.cfg.EmbeddedSyncWrites)
 	return nil
@@ -113,6 +133,7 @@ const housekeepingInterval = 2 * time.Minute
 
 // Stop closes the broker; kfake persists its state on close.
 func (b *Broker) Stop() error {
+	b.disk.once.Do(func() { close(b.disk.quit) })
 	if b.stop != nil {
 		close(b.stop)
 		<-b.done

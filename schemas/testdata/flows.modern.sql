@@ -41,11 +41,14 @@ CREATE TABLE IF NOT EXISTS flowaudit.flows
     staged_verdict LowCardinality(String) DEFAULT 'unknown' COMMENT 'the verdict had the staged rules been enforced too',
     staged_rule LowCardinality(String) DEFAULT '' COMMENT 'the rule that decided staged_verdict',
     service_side LowCardinality(String) DEFAULT '' COMMENT 'which end offers the service: dst, src (the flow is a reply) or empty when unknown',
-    service_port UInt16 COMMENT 'port of the serving end; 0 when unknown'
+    service_port UInt16 COMMENT 'port of the serving end; 0 when unknown',
+    kafka_partition UInt16 COMMENT 'partition of the sink\'s input topic the row was read from',
+    source_partition UInt16 DEFAULT 65535 COMMENT 'flows-topic partition the row came from (65535: the input record itself)',
+    source_offset Int64 DEFAULT -1 COMMENT 'offset of that record; see sink_progress' CODEC(T64, ZSTD(1))
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMMDD(time_received)
 ORDER BY (toStartOfHour(time_received), src_segment, dst_segment, src_addr, time_received)
 TTL toDateTime(time_received) + INTERVAL 90 DAY
-SETTINGS index_granularity = 8192
+SETTINGS index_granularity = 8192, non_replicated_deduplication_window = 1000
 COMMENT 'One row per enriched flow (flowaudit.enriched.v1)'

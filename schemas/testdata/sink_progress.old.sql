@@ -1,0 +1,8 @@
+CREATE TABLE IF NOT EXISTS flowaudit.sink_progress
+(
+    kafka_partition UInt16,
+    source_partition UInt16,
+    source_offset AggregateFunction(max, Int64)
+)
+ENGINE = AggregatingMergeTree
+ORDER BY (kafka_partition, source_partition)
