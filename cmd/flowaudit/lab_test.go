@@ -105,58 +105,18 @@ func wantResult(src string, r probe.JSONResult, holes map[string]bool) (probe.Ex
 }
 
 // labRuleset is the router's ruleset: the policy as `flowaudit policy
-// export --format nftables` writes it. Until that command exists on this
-// branch, the same policy is assembled here by hand (a stateful forward
-// chain, default drop, one accept per rule, segment and port).
+// export --format nftables` writes it, loaded as a user would.
 func labRuleset(t *testing.T, policyFile string) string {
 	t.Helper()
 	out, err := exec.Command(binary, "policy", "export", "--format", "nftables", policyFile).Output()
-	if err == nil && len(out) > 0 {
-		return string(out)
-	}
-	t.Logf("flowaudit policy export --format nftables unavailable (%v): using the hand-assembled ruleset", err)
-	p, perr := policy.Load(policyFile)
-	if perr != nil {
-		t.Fatal(perr)
-	}
-	cidrs := func(seg string) string {
-		for _, s := range p.Segments {
-			if s.Name == seg {
-				var l []string
-				for _, c := range s.CIDRs {
-					l = append(l, c.String())
-				}
-				return "{ " + strings.Join(l, ", ") + " }"
-			}
+	if err != nil || len(out) == 0 {
+		var stderr []byte
+		if exit, ok := err.(*exec.ExitError); ok {
+			stderr = exit.Stderr
 		}
-		return ""
+		t.Fatalf("flowaudit policy export --format nftables: %v\n%s", err, stderr)
 	}
-	var all []string
-	for _, s := range p.Segments {
-		for _, c := range s.CIDRs {
-			all = append(all, c.String())
-		}
-	}
-	match := func(dir, seg string) string {
-		if seg == policy.External {
-			return "ip " + dir + " != { " + strings.Join(all, ", ") + " }"
-		}
-		return "ip " + dir + " " + cidrs(seg)
-	}
-	var b strings.Builder
-	b.WriteString("table inet flowaudit {\n  chain forward {\n    type filter hook forward priority 0; policy drop;\n    ct state established,related accept\n")
-	for _, r := range p.Rules {
-		for _, from := range r.From {
-			for _, to := range r.To {
-				for _, ps := range r.Ports {
-					fmt.Fprintf(&b, "    %s %s %s dport %d-%d accept comment %q\n", match("saddr", from), match("daddr", to),
-						probe.ProtoName(ps.Proto), ps.Lo, ps.Hi, r.Name)
-				}
-			}
-		}
-	}
-	b.WriteString("  }\n}\n")
-	return b.String()
+	return string(out)
 }
 
 type probeRun struct {
