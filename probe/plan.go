@@ -258,19 +258,31 @@ func expect(m *policy.Matcher, src, dst *policy.Endpoint, port uint16, proto uin
 // A rule it cannot find is trusted as Decide returned it.
 func forward(p *policy.Policy, name, src, dst string, port uint16, proto uint8) bool {
 	for _, r := range p.Rules {
-		if r.Name != name {
-			continue
+		if r.Name == name {
+			return covers(&r, src, dst, port, proto)
 		}
-		return slices.Contains(r.From, src) && slices.Contains(r.To, dst) &&
-			slices.ContainsFunc(r.Ports, func(ps policy.PortSpec) bool { return ps.Matches(port, proto) })
 	}
 	return true
 }
 
+// covers reports whether r's from side can hold segment src, its to side
+// segment dst, and a port spec (port, proto). A selector counts for its
+// segment (or any, without one): Decide has already matched the labels.
+func covers(r *policy.Rule, src, dst string, port uint16, proto uint8) bool {
+	side := func(names []string, sels []policy.Selector, seg string) bool {
+		return slices.Contains(names, seg) ||
+			slices.ContainsFunc(sels, func(s policy.Selector) bool { return s.Segment == "" || s.Segment == seg })
+	}
+	return side(r.From, r.FromSelectors, src) && side(r.To, r.ToSelectors, dst) &&
+		slices.ContainsFunc(r.Ports, func(ps policy.PortSpec) bool { return ps.Matches(port, proto) })
+}
+
+// identityRuleCovers reports whether an enforced allow rule restricted to
+// identities covers the connection.
 func identityRuleCovers(p *policy.Policy, src, dst string, port uint16, proto uint8) bool {
-	for _, r := range p.Rules {
-		if len(r.Identities) > 0 && slices.Contains(r.From, src) && slices.Contains(r.To, dst) &&
-			slices.ContainsFunc(r.Ports, func(ps policy.PortSpec) bool { return ps.Matches(port, proto) }) {
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if len(r.Identities) > 0 && r.Action != policy.ActionDeny && r.Mode != policy.ModeStaged && covers(r, src, dst, port, proto) {
 			return true
 		}
 	}

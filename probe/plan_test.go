@@ -246,3 +246,55 @@ func TestOutcome(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanSelectorsAndDenyRules: a rule whose destination is a label
+// selector allows the labelled workload only; a deny rule before an allow
+// wins (first match), and staged rules expect nothing.
+func TestPlanSelectorsAndDenyRules(t *testing.T) {
+	m := compile(t, `segments:
+  - name: app
+    cidrs: [10.71.2.0/24]
+  - name: db
+    cidrs: [10.71.3.0/24]
+inventory:
+  - cidr: 10.71.3.10/32
+    workload: orders-db
+    labels: {app: orders}
+  - cidr: 10.71.3.20/32
+    workload: billing-db
+    labels: {app: billing}
+rules:
+  - name: no-redis
+    from: [app]
+    to: [db]
+    ports: ["6379/tcp"]
+    action: deny
+  - name: orders-reads-db
+    from: [app]
+    to: [{segment: db, labels: {app: orders}}]
+    ports: ["5432/tcp", "6379/tcp"]
+  - name: staged-mysql
+    from: [app]
+    to: [db]
+    ports: ["3306/tcp"]
+    mode: staged
+`)
+	plan, err := BuildPlan(m, Source{Segment: "app"}, PlanOptions{TargetsPerSegment: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, c := range plan.Checks {
+		got[line(c)] = true
+	}
+	for _, want := range []string{
+		"db 10.71.3.10(orders-db) 5432/tcp allow orders-reads-db",
+		"db 10.71.3.20(billing-db) 5432/tcp deny ",
+		"db 10.71.3.10(orders-db) 6379/tcp deny ",
+		"db 10.71.3.10(orders-db) 3306/tcp deny ",
+	} {
+		if !got[want] {
+			t.Errorf("plan lacks %q", want)
+		}
+	}
+}
