@@ -3,14 +3,15 @@ package detect
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	flows        prometheus.Counter
-	accessEvents prometheus.Counter
-	keyed        prometheus.Counter
-	alerts       *prometheus.CounterVec // kind
-	malformed    prometheus.Counter
-	checkpoints  *prometheus.CounterVec // outcome
-	checkpointB  prometheus.Gauge
-	delivered    prometheus.Counter
+	flows         prometheus.Counter
+	accessEvents  prometheus.Counter
+	keyed         prometheus.Counter
+	alerts        *prometheus.CounterVec // kind
+	malformed     prometheus.Counter
+	checkpoints   *prometheus.CounterVec // outcome
+	checkpointB   prometheus.Gauge
+	delivered     prometheus.Counter
+	policyReloads *prometheus.CounterVec // outcome
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -36,10 +37,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		checkpointB: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "flowaudit_detect_checkpoint_bytes", Help: "Size of the last detector state checkpoint.",
 		}),
+		policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_detect_policy_reloads_total", Help: "Policy file reloads applied by detect, per outcome (ok, invalid).",
+		}, []string{"outcome"}),
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowaudit_detect_alerts_dispatched_total", Help: "Alerts handed to the webhook dispatcher.",
 		}),
 	}
-	reg.MustRegister(m.flows, m.accessEvents, m.keyed, m.alerts, m.malformed, m.checkpoints, m.checkpointB, m.delivered)
+	reg.MustRegister(m.flows, m.accessEvents, m.keyed, m.alerts, m.malformed, m.checkpoints, m.checkpointB, m.delivered, m.policyReloads)
 	return m
 }

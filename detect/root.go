@@ -22,7 +22,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -69,6 +71,11 @@ type Component struct {
 	produceErr                             error
 	errMu                                  sync.Mutex
 
+	// nextMatcher is a reloaded policy waiting for the detection loop;
+	// policyStamp is the file as first loaded.
+	nextMatcher atomic.Pointer[policy.Matcher]
+	policyStamp policyStamp
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -102,6 +109,9 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 	c.topics = []string{c.enriched, c.access, c.keyed}
 	var m *policy.Matcher
 	if deps.PolicyFile != "" {
+		if st, err := os.Stat(deps.PolicyFile); err == nil {
+			c.policyStamp = policyStamp{st.ModTime(), st.Size()}
+		}
 		p, err := policy.Load(deps.PolicyFile)
 		if err != nil {
 			return nil, fmt.Errorf("policy.file: %w", err)
@@ -171,6 +181,10 @@ func (c *Component) Start() error {
 	c.wg.Add(2)
 	go c.loop()
 	go c.webhookLoop()
+	if c.deps.PolicyFile != "" {
+		c.wg.Add(1)
+		go c.reloadLoop()
+	}
 	c.ready.Ready()
 	return nil
 }
@@ -341,6 +355,7 @@ func (c *Component) loop() {
 			}
 		})
 		c.engine.Advance(c.watermark())
+		c.applyReload()
 		if time.Since(lastCheckpoint) >= c.cfg.CheckpointInterval && c.ctx.Err() == nil {
 			c.checkpoint(c.ctx, c.client)
 			lastCheckpoint = time.Now()

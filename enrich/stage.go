@@ -53,6 +53,9 @@ type Stage struct {
 	geo      *GeoDB // nil without GeoIP databases
 	policyMu sync.Mutex
 	stamp    fileStamp
+	// pendingVersions are applied policies not yet on the policy topic.
+	pendingVersions []schemas.PolicyVersion
+	policyTopic     string
 
 	flowsTopic, accessTopic, enrichedTopic, deadTopic string
 	partitions                                        int32
@@ -88,15 +91,18 @@ func NewStage(r *reporter.Reporter, cfg Configuration, deps StageDependencies) (
 		flowsTopic:    deps.Kafka.Topic(kafka.TopicFlows),
 		accessTopic:   deps.Kafka.Topic(kafka.TopicAccess),
 		enrichedTopic: deps.Kafka.Topic(kafka.TopicEnriched),
+		policyTopic:   deps.Kafka.Topic(kafka.TopicPolicy),
 		deadTopic:     deps.Kafka.Topic(kafka.TopicDeadLetter),
 		fatal:         make(chan error, 1),
 	}
 	var m *policy.Matcher
 	if deps.PolicyFile != "" {
 		var err error
-		if m, s.stamp, err = loadPolicy(deps.PolicyFile); err != nil {
+		var content []byte
+		if m, s.stamp, content, err = loadPolicy(deps.PolicyFile); err != nil {
 			return nil, fmt.Errorf("policy.file: %w", err)
 		}
+		s.applied(m, content)
 	}
 	s.enricher = NewEnricher(m, s.ids)
 	if cfg.GeoIPCountryDB != "" || cfg.GeoIPASNDB != "" {
@@ -110,20 +116,78 @@ func NewStage(r *reporter.Reporter, cfg Configuration, deps StageDependencies) (
 	return s, nil
 }
 
-func loadPolicy(path string) (*policy.Matcher, fileStamp, error) {
+func loadPolicy(path string) (*policy.Matcher, fileStamp, []byte, error) {
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fileStamp{}, err
+		return nil, fileStamp{}, nil, err
 	}
-	p, err := policy.Load(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fileStamp{}, err
+		return nil, fileStamp{}, nil, fmt.Errorf("unable to read policy file: %w", err)
+	}
+	p, err := policy.Parse(data, path)
+	if err != nil {
+		return nil, fileStamp{}, nil, err
 	}
 	m, err := policy.Compile(p)
 	if err != nil {
-		return nil, fileStamp{}, err
+		return nil, fileStamp{}, nil, err
 	}
-	return m, fileStamp{st.ModTime(), st.Size()}, nil
+	return m, fileStamp{st.ModTime(), st.Size()}, data, nil
+}
+
+// applied queues the record of a policy now in force for
+// flowaudit.policy.v1 (and so ClickHouse's policy_versions); Start and the
+// reload loop send what is queued. The caller holds policyMu.
+func (s *Stage) applied(m *policy.Matcher, content []byte) {
+	host, _ := os.Hostname()
+	v := schemas.PolicyVersion{
+		Version: schemas.PolicyVersionOf(content), LoadedAt: uint64(time.Now().UnixNano()), Path: s.deps.PolicyFile,
+		Content: content, Host: host, Summary: m.Policy().Summary(),
+	}
+	s.pendingVersions = append(s.pendingVersions, v)
+	s.log.Info("policy applied", "file", s.deps.PolicyFile, "version", v.Version, "summary", v.Summary)
+}
+
+// publishVersions produces the queued policy versions and waits for the
+// broker; what fails stays queued for the next reload tick. Durable from
+// the broker on: the sink writes them to ClickHouse, whenever it is up.
+func (s *Stage) publishVersions() {
+	s.policyMu.Lock()
+	pending := s.pendingVersions
+	s.pendingVersions = nil
+	s.policyMu.Unlock()
+	if len(pending) == 0 || s.flows == nil {
+		s.requeueVersions(pending)
+		return
+	}
+	var failed []schemas.PolicyVersion
+	for i := range pending {
+		value, err := schemas.MarshalPolicyVersion(&pending[i])
+		if err == nil {
+			ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+			err = s.flows.ProduceSync(ctx, &kgo.Record{Topic: s.policyTopic, Partition: 0, Key: []byte(pending[i].Version), Value: value}).FirstErr()
+			cancel()
+		}
+		if err != nil {
+			failed = append(failed, pending[i])
+			if ok, n := s.sampler.Allow("policy-version"); ok {
+				s.log.Warn("policy version not recorded yet; retrying on the next reload check", "version", pending[i].Version, "err", err, "suppressed", n)
+			}
+			continue
+		}
+		s.metrics.policyVersions.Inc()
+	}
+	s.requeueVersions(failed)
+}
+
+func (s *Stage) requeueVersions(v []schemas.PolicyVersion) {
+	if len(v) == 0 {
+		return
+	}
+	s.policyMu.Lock()
+	s.pendingVersions = append(v, s.pendingVersions...)
+	s.policyMu.Unlock()
 }
 
 // Start connects to the broker and starts the stage's goroutines; flows
@@ -519,6 +583,7 @@ func (s *Stage) reloadLoop() {
 	if s.deps.PolicyFile == "" {
 		return
 	}
+	s.publishVersions()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -534,6 +599,7 @@ func (s *Stage) reloadLoop() {
 			force = true
 		}
 		s.Reload(force)
+		s.publishVersions()
 	}
 }
 
@@ -553,7 +619,7 @@ func (s *Stage) Reload(force bool) bool {
 	if !force && st.ModTime().Equal(s.stamp.mod) && st.Size() == s.stamp.size {
 		return false
 	}
-	m, stamp, err := loadPolicy(s.deps.PolicyFile)
+	m, stamp, content, err := loadPolicy(s.deps.PolicyFile)
 	if err != nil {
 		s.stamp = fileStamp{st.ModTime(), st.Size()} // do not retry the same bad file every tick
 		s.metrics.policyReloads.WithLabelValues("invalid").Inc()
@@ -562,6 +628,7 @@ func (s *Stage) Reload(force bool) bool {
 	}
 	s.stamp = stamp
 	s.enricher.SetMatcher(m)
+	s.applied(m, content)
 	s.metrics.policyReloads.WithLabelValues("ok").Inc()
 	s.log.Info("policy reloaded", "file", s.deps.PolicyFile)
 	return true

@@ -3,16 +3,17 @@ package enrich
 import "github.com/prometheus/client_golang/prometheus"
 
 type stageMetrics struct {
-	flows         *prometheus.CounterVec // verdict
-	batches       prometheus.Counter
-	malformed     prometheus.Counter
-	accessEvents  prometheus.Counter
-	untrusted     prometheus.Counter
-	bindings      prometheus.Gauge
-	policyReloads *prometheus.CounterVec // outcome
-	produceErrors prometheus.Counter
-	attributed    prometheus.Counter
-	deadLetters   *prometheus.CounterVec // reason
+	flows          *prometheus.CounterVec // verdict
+	batches        prometheus.Counter
+	malformed      prometheus.Counter
+	accessEvents   prometheus.Counter
+	untrusted      prometheus.Counter
+	bindings       prometheus.Gauge
+	policyReloads  *prometheus.CounterVec // outcome
+	policyVersions prometheus.Counter
+	produceErrors  prometheus.Counter
+	attributed     prometheus.Counter
+	deadLetters    *prometheus.CounterVec // reason
 }
 
 func newStageMetrics(reg prometheus.Registerer) *stageMetrics {
@@ -38,6 +39,9 @@ func newStageMetrics(reg prometheus.Registerer) *stageMetrics {
 		policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowaudit_enrich_policy_reloads_total", Help: "Policy file reloads, per outcome (ok, invalid).",
 		}, []string{"outcome"}),
+		policyVersions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowaudit_enrich_policy_versions_recorded_total", Help: "Applied policy versions the broker acknowledged on the policy topic (for policy_versions).",
+		}),
 		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowaudit_enrich_produce_errors_total", Help: "Enriched batches the broker did not accept (retried from the last commit).",
 		}),
@@ -48,6 +52,6 @@ func newStageMetrics(reg prometheus.Registerer) *stageMetrics {
 			Name: "flowaudit_enrich_dead_letters_total", Help: "Input records whose enriched output the broker refused for good (record_too_large, invalid_record, invalid_timestamp), sent to the dead-letter topic and skipped.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.flows, m.batches, m.malformed, m.accessEvents, m.untrusted, m.bindings, m.policyReloads, m.produceErrors, m.attributed, m.deadLetters)
+	reg.MustRegister(m.flows, m.batches, m.malformed, m.accessEvents, m.untrusted, m.bindings, m.policyReloads, m.policyVersions, m.produceErrors, m.attributed, m.deadLetters)
 	return m
 }

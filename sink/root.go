@@ -158,8 +158,9 @@ func (c *Component) run() {
 	c.flows = flows
 	access := &accessWriter{name: c.deps.Kafka.Topic(kafka.TopicAccess), modern: c.version.Modern()}
 	alerts := &alertWriter{name: c.deps.Kafka.Topic(kafka.TopicAlerts), modern: c.version.Modern()}
+	versions := &policyVersionWriter{name: c.deps.Kafka.Topic(kafka.TopicPolicy)}
 	var topics []string
-	for _, w := range []topicWriter{flows, access, alerts} {
+	for _, w := range []topicWriter{flows, access, alerts, versions} {
 		c.writers[w.topic()] = w
 		topics = append(topics, w.topic())
 	}

@@ -223,3 +223,46 @@ func (w *alertWriter) insert(ctx context.Context, conn driver.Conn, database str
 	}
 	return nil
 }
+
+// policyVersionWriter writes flowaudit.policy.v1 into policy_versions.
+type policyVersionWriter struct {
+	partitionBuffer[schemas.PolicyVersion]
+	name string
+}
+
+var policyVersionColumns = []string{"version", "loaded_at", "path", "content", "host", "summary"}
+
+func (w *policyVersionWriter) topic() string { return w.name }
+func (w *policyVersionWriter) table() string { return "policy_versions" }
+
+func (w *policyVersionWriter) add(rec *kgo.Record) (int, error) {
+	pr := w.partition(rec.Partition, rec.Offset)
+	var v schemas.PolicyVersion
+	if err := schemas.UnmarshalPolicyVersion(rec.Value, &v); err != nil {
+		return 0, err
+	}
+	pr.rows = append(pr.rows, v)
+	w.n++
+	return 1, nil
+}
+
+func (w *policyVersionWriter) insert(ctx context.Context, conn driver.Conn, database string) error {
+	batch, err := conn.PrepareBatch(ctx, "INSERT INTO "+database+".policy_versions ("+strings.Join(policyVersionColumns, ", ")+")")
+	if err != nil {
+		return fmt.Errorf("prepare insert into policy_versions: %w", err)
+	}
+	defer batch.Abort()
+	var appendErr error
+	w.each(func(v *schemas.PolicyVersion) {
+		if appendErr == nil {
+			appendErr = batch.Append(v.Version, time.Unix(0, int64(v.LoadedAt)), v.Path, string(v.Content), v.Host, v.Summary)
+		}
+	})
+	if appendErr != nil {
+		return fmt.Errorf("policy_versions row: %w", appendErr)
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("send %d rows to policy_versions: %w", w.n, err)
+	}
+	return nil
+}

@@ -214,13 +214,15 @@ func TestPolicyHotReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.WaitMetric(`flowaudit_enrich_policy_reloads_total{outcome="ok"}`, 1, 30*time.Second)
-	fs.send("10.1.0.5", 51002, "10.2.0.10", 22, 6) // allowed now
+	p.WaitMetric(`flowaudit_detect_policy_reloads_total{outcome="ok"}`, 1, 30*time.Second) // detect applies it too
+	fs.send("10.1.0.5", 51002, "10.2.0.10", 22, 6)                                         // allowed now
 	waitCount(t, ch, countFlows, 11, 30*time.Second)
 
 	if err := os.WriteFile(policyPath, []byte("segments:\n  - name: web\n    cidrs: [not-a-cidr]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p.WaitMetric(`flowaudit_enrich_policy_reloads_total{outcome="invalid"}`, 1, 30*time.Second)
+	p.WaitMetric(`flowaudit_detect_policy_reloads_total{outcome="invalid"}`, 1, 30*time.Second)
 	fs.send("10.1.0.5", 51003, "10.2.0.10", 22, 7) // still allowed: old policy kept
 	if got := waitCount(t, ch, countFlows, 18, 30*time.Second); got != 18 {
 		t.Fatalf("rows = %d, want 18", got)
@@ -246,6 +248,28 @@ func TestPolicyHotReload(t *testing.T) {
 	}
 	if n := p.Metric("flowaudit_ingest_flows_total"); n != 18 {
 		t.Errorf("flows received = %v, want 18: nothing dropped during reloads", n)
+	}
+	// Every applied policy, and only those, is in policy_versions.
+	waitCount(t, ch, "SELECT toUInt64(count()) FROM flowaudit.policy_versions", 2, 30*time.Second)
+	vrows, err := ch.Conn(t).Query(context.Background(), "SELECT version, path, content FROM flowaudit.policy_versions FINAL ORDER BY loaded_at")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var versions [][3]string
+	for vrows.Next() {
+		var v [3]string
+		if err := vrows.Scan(&v[0], &v[1], &v[2]); err != nil {
+			t.Fatal(err)
+		}
+		versions = append(versions, v)
+	}
+	vrows.Close()
+	wantVersions := [][3]string{
+		{schemas.PolicyVersionOf([]byte(testPolicy)), policyPath, testPolicy},
+		{schemas.PolicyVersionOf([]byte(withSSH)), policyPath, withSSH},
+	}
+	if diff := cmp.Diff(versions, wantVersions); diff != "" {
+		t.Errorf("policy_versions (-got +want):\n%s", diff)
 	}
 }
 

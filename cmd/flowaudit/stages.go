@@ -269,6 +269,7 @@ func topicsFor(k kafka.Configuration) []string {
 	return []string{
 		k.Topic(kafka.TopicFlows), k.Topic(kafka.TopicAccess), k.Topic(kafka.TopicEnriched),
 		k.Topic(kafka.TopicAlerts), k.Topic(kafka.TopicDeadLetter), k.Topic(kafka.TopicDetectKeyed),
+		k.Topic(kafka.TopicPolicy),
 	}
 }
 

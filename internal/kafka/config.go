@@ -120,6 +120,9 @@ const (
 	// TopicDetectState is the compacted topic of detector checkpoints,
 	// keyed by consumer group and instance.
 	TopicDetectState = "detect-state.v1"
+	// TopicPolicy carries every policy file an enricher applied
+	// (schemas.PolicyVersion), keyed by version, for the sink to record.
+	TopicPolicy = "policy.v1"
 )
 
 // Topic returns the full name of one of the Topic* names.
