@@ -27,10 +27,12 @@ test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
 # Benchmarks print flows/s for decode (beside goflow2 on the same input),
-# encode, and sink inserts; then the end-to-end pipeline benchmark.
+# encode, and sink inserts; the audit layer over 30 days of 1M flows/day;
+# then the end-to-end pipeline benchmark.
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./ingest/flow/decoder ./ingest/access/parser ./schemas ./sink
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s -cpu=1 ./enrich ./policy ./detect/engine
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout=60m ./bench/audit
 	$(GO) run ./bench/e2e
 
 # Short fuzzing of every parser of outside input.

@@ -116,6 +116,17 @@ echo
 step "Alerts raised (flowaudit_demo.alerts)"
 q "SELECT kind, severity, summary FROM flowaudit_demo.alerts FINAL WHERE time >= $START ORDER BY time"
 
+# The scenario's event times run ahead of the wall clock (it starts now and
+# replays 20 minutes in 20 s): the audit window ends after them.
+UNTIL=$(date -u -d '+30 min' +%Y-%m-%dT%H:%M:%SZ)
+step "Audit: least-privilege rules recommended from the demo's own traffic (flowaudit audit recommend)"
+bin/flowaudit audit recommend --config deploy/demo-detect.yaml --since 2h --until "$UNTIL"
+bin/flowaudit audit recommend --config deploy/demo-detect.yaml --since 2h --until "$UNTIL" --format policy >var/demo-recommended.yaml
+echo "as a policy file: var/demo-recommended.yaml ($(grep -c '^  - name:' var/demo-recommended.yaml) rules); $(bin/flowaudit policy validate var/demo-recommended.yaml)"
+
+step "Audit: what the stricter draft deploy/demo-draft-strict.yaml would have changed (flowaudit audit simulate)"
+bin/flowaudit audit simulate deploy/demo-draft-strict.yaml --config deploy/demo-detect.yaml --since 2h --until "$UNTIL"
+
 step "Stopping flowaudit (clean stop flushes and commits)"
 kill -TERM $PID; wait $PID || true
 trap - EXIT
@@ -133,5 +144,7 @@ Try a query of your own:
   clickhouse-client -q "SELECT time, user, IPv6NumToString(src_addr), action, outcome FROM flowaudit_demo.access_events WHERE source = 'sshd' ORDER BY time DESC LIMIT 20"
   clickhouse-client -q "SELECT src_identity, dst_segment, dst_port, count() FROM flowaudit_demo.flows WHERE src_identity != '' GROUP BY src_identity, dst_segment, dst_port ORDER BY count() DESC LIMIT 20"
   clickhouse-client -q "SELECT kind, severity, src_identity, summary, evidence FROM flowaudit_demo.alerts FINAL ORDER BY time DESC LIMIT 20"
+  bin/flowaudit audit recommend --config deploy/demo-detect.yaml --since 2h --until $UNTIL --format json
+  bin/flowaudit audit simulate var/demo-recommended.yaml --config deploy/demo-detect.yaml --since 2h --until $UNTIL
 Run it again:   make demo        Stop ClickHouse:  kill \$(cat var/clickhouse/pid)
 TXT

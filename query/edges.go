@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/flowaudit/flowaudit/schemas"
 )
 
 // ServiceEdge is the traffic between one client address and one server
@@ -33,28 +35,51 @@ type ServiceEdge struct {
 // recommendation can relabel addresses with any policy's segments and
 // inventory and keep per-source evidence.
 func (r *Reader) ServiceEdges(ctx context.Context, w Window) ([]ServiceEdge, error) {
-	rep, err := r.replyExpr(ctx)
+	sp, err := r.splitWindow(ctx, w, true)
 	if err != nil {
 		return nil, err
 	}
-	port := "if(proto IN (6, 17, 132), if(rep, src_port, dst_port), 0)"
-	if cols, _ := r.flowColumns(ctx); cols["service_port"] && cols["service_side"] {
-		port = "if(proto IN (6, 17, 132), if(service_side != '', service_port, if(rep, src_port, dst_port)), 0)"
+	// One branch per source, each already grouped by the edge key; the
+	// outer query adds them up. Ports are the rollup's keys on both.
+	const edgeCols = `if(rep, dst_addr, src_addr) AS e_client, if(rep, src_addr, dst_addr) AS e_server,
+        if(proto IN (6, 17, 132), if(rep, sp, dp), 0) AS e_port, proto,
+        if(rep, dst_identity, src_identity) AS e_client_id, if(rep, src_identity, dst_identity) AS e_server_id`
+	var branches []string
+	if sp.raw != "" {
+		branches = append(branches, fmt.Sprintf(`SELECT e_client, e_server, e_port, proto, e_client_id, e_server_id,
+        count() AS n, sum(bytes) AS b, toUInt64(countIf(rep)) AS nr, min(ft) AS tf, max(ft) AS tl
+    FROM
+    (
+        SELECT %s AS sp, %s AS dp, %s AS rep, %s, bytes, %s AS ft
+        FROM %s
+        WHERE %s
+    )
+    GROUP BY e_client, e_server, e_port, proto, e_client_id, e_server_id`,
+			portKeySQL("src_port", "dst_port"), portKeySQL("dst_port", "src_port"), replySQL, edgeCols,
+			schemas.FlowTimeSQL, r.table("flows"), sp.raw))
+	}
+	if sp.rollup != "" {
+		branches = append(branches, fmt.Sprintf(`SELECT e_client, e_server, e_port, proto, e_client_id, e_server_id,
+        sum(n1) AS n, sum(b1) AS b, toUInt64(sumIf(n1, rep)) AS nr, min(tf1) AS tf, max(tl1) AS tl
+    FROM
+    (
+        SELECT src_port_key AS sp, dst_port_key AS dp, %s AS rep, %s,
+            countMerge(flows) AS n1, sumMerge(bytes) AS b1, minMerge(first_seen) AS tf1, maxMerge(last_seen) AS tl1
+        FROM %s
+        WHERE %s
+        GROUP BY src_addr, dst_addr, src_port_key, dst_port_key, proto, src_identity, dst_identity
+    )
+    GROUP BY e_client, e_server, e_port, proto, e_client_id, e_server_id`,
+			strings.NewReplacer("src_port", "src_port_key", "dst_port", "dst_port_key").Replace(replySQL),
+			edgeCols, r.table(schemas.AuditEdgesTable.Name), sp.rollup))
 	}
 	q := fmt.Sprintf(`SELECT IPv6NumToString(e_client), IPv6NumToString(e_server), e_port, proto, e_client_id, e_server_id,
-    count(), sum(bytes), toUInt64(sum(rep)), min(e_time), max(e_time)
+    sum(n), sum(b), sum(nr), min(tf), max(tl)
 FROM
 (
-    SELECT %s AS rep,
-        if(rep, dst_addr, src_addr) AS e_client, if(rep, src_addr, dst_addr) AS e_server,
-        %s AS e_port, proto,
-        if(rep, dst_identity, src_identity) AS e_client_id, if(rep, src_identity, dst_identity) AS e_server_id,
-        bytes, %s AS e_time
-    FROM %s
-    WHERE %s
+    %s
 )
-GROUP BY e_client, e_server, e_port, proto, e_client_id, e_server_id`,
-		rep, port, flowTimeExpr, r.table("flows"), w.where("time_received"))
+GROUP BY e_client, e_server, e_port, proto, e_client_id, e_server_id`, strings.Join(branches, "\n    UNION ALL\n    "))
 	rows, err := r.conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("query: service edges: %w", err)
@@ -131,28 +156,53 @@ type ReplayGroup struct {
 // bound). The number of groups thus depends on addresses and services, not
 // on ephemeral ports. Sorted by every field in declaration order.
 func (r *Reader) ReplayGroups(ctx context.Context, w Window, bounds []uint16) ([]ReplayGroup, error) {
-	rep, err := r.replyExpr(ctx)
+	b := normBounds(bounds)
+	// The rollup keeps client ports from 32768 up as 32768: exact for
+	// bounds up to there only.
+	exact := len(b) == 0 || b[len(b)-1] <= schemas.AuditPortClamp
+	sp, err := r.splitWindow(ctx, w, exact)
 	if err != nil {
 		return nil, err
 	}
-	b := normBounds(bounds)
-	port := "if(proto IN (6, 17, 132), if(rep, src_port, dst_port), 0)"
-	if cols, _ := r.flowColumns(ctx); cols["service_port"] && cols["service_side"] {
-		port = "if(proto IN (6, 17, 132), if(service_side != '', service_port, if(rep, src_port, dst_port)), 0)"
+	const keys = "src_addr, dst_addr, g_src_port, g_dst_port, proto, rep, g_port, src_identity, dst_identity, verdict, rule"
+	cols := func(sport, dport string) string {
+		return fmt.Sprintf(`%s AS rep, if(proto IN (6, 17, 132), if(rep, %s, %s), 0) AS g_port,
+            if(proto IN (1, 58), %s, %s) AS g_src_port, if(proto IN (1, 58), %s, %s) AS g_dst_port`,
+			strings.NewReplacer("src_port", sport, "dst_port", dport).Replace(replySQL), sport, dport,
+			sport, bucketExpr(sport, b), dport, bucketExpr(dport, b))
+	}
+	var branches []string
+	if sp.raw != "" {
+		branches = append(branches, fmt.Sprintf(`SELECT %s, count() AS n, sum(bytes) AS nb
+    FROM
+    (
+        SELECT src_addr, dst_addr, proto, src_identity, dst_identity, verdict, rule, bytes,
+            %s
+        FROM %s
+        WHERE %s
+    )
+    GROUP BY %s`, keys, cols("src_port", "dst_port"), r.table("flows"), sp.raw, keys))
+	}
+	if sp.rollup != "" {
+		branches = append(branches, fmt.Sprintf(`SELECT %s, sum(n1) AS n, sum(b1) AS nb
+    FROM
+    (
+        SELECT src_addr, dst_addr, proto, src_identity, dst_identity, verdict, rule,
+            %s,
+            countMerge(flows) AS n1, sumMerge(bytes) AS b1
+        FROM %s
+        WHERE %s
+        GROUP BY src_addr, dst_addr, src_port_key, dst_port_key, proto, src_identity, dst_identity, verdict, rule
+    )
+    GROUP BY %s`, keys, cols("src_port_key", "dst_port_key"), r.table(schemas.AuditEdgesTable.Name), sp.rollup, keys))
 	}
 	q := fmt.Sprintf(`SELECT IPv6NumToString(src_addr), IPv6NumToString(dst_addr), g_src_port, g_dst_port, proto, rep, g_port,
-    src_identity, dst_identity, verdict, rule, count(), sum(bytes)
+    src_identity, dst_identity, verdict, rule, sum(n), sum(nb)
 FROM
 (
-    SELECT src_addr, dst_addr, proto, src_identity, dst_identity, verdict, rule, bytes,
-        %s AS rep, %s AS g_port,
-        if(proto IN (1, 58), src_port, %s) AS g_src_port,
-        if(proto IN (1, 58), dst_port, %s) AS g_dst_port
-    FROM %s
-    WHERE %s
+    %s
 )
-GROUP BY src_addr, dst_addr, g_src_port, g_dst_port, proto, rep, g_port, src_identity, dst_identity, verdict, rule`,
-		rep, port, bucketExpr("src_port", b), bucketExpr("dst_port", b), r.table("flows"), w.where("time_received"))
+GROUP BY %s`, strings.Join(branches, "\n    UNION ALL\n    "), keys)
 	rows, err := r.conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("query: replay groups: %w", err)
@@ -211,11 +261,17 @@ func (g *ReplayGroup) less(o *ReplayGroup) bool {
 	return g.Rule < o.Rule
 }
 
-// flowTimeExpr is schemas.FlowBatch.FlowTime in SQL, to the second. On
-// 18.16 time_start is a DateTime, on modern servers a DateTime64(3);
-// toDateTime takes both.
-const flowTimeExpr = "multiIf(toUInt32(toDateTime(time_start)) != 0, toDateTime(time_start), " +
-	"toUInt32(toDateTime(time_end)) != 0, toDateTime(time_end), time_received)"
+// replySQL is the condition "the source end of this flow offers the
+// service", i.e. the flow is a reply: the lower port is the service. It
+// keeps ephemeral client ports out of edges; the enricher's service_side
+// column (when present) replaces it in the rollup's view and here.
+const replySQL = "(proto IN (6, 17, 132) AND src_port < dst_port)"
+
+// portKeySQL is schemas.AuditPortKeySQL for port, other being the flow's
+// other port.
+func portKeySQL(port, other string) string {
+	return strings.NewReplacer("{port}", port, "{other}", other).Replace(schemas.AuditPortKeySQL)
+}
 
 // normBounds sorts and deduplicates bounds and drops 0 (always implied).
 func normBounds(bounds []uint16) []uint16 {

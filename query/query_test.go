@@ -200,3 +200,73 @@ SELECT toDateTime(%d), '%s', 'p', IPv6StringToNum('%s'), '%s', IPv6StringToNum('
 		t.Errorf("unknown run: %v", err)
 	}
 }
+
+// TestRollupMatchesFlows reads several days both through the daily rollup
+// (whole days) plus flows (the partial ends) and through flows alone: the
+// answers must be equal.
+func TestRollupMatchesFlows(t *testing.T) {
+	_, r := startDB(t)
+	ctx := context.Background()
+	d0 := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	var flows []testFlow
+	for h := 0; h < 4*24; h += 5 {
+		at := d0.Add(time.Duration(h)*time.Hour + 17*time.Minute)
+		flows = append(flows,
+			testFlow{t: at, src: "10.3.0.10", dst: "10.2.0.10", sport: uint16(33000 + h*100), dport: 5432, proto: 6, bytes: 100, srcID: "svc-app", verdict: "allowed", rule: "app-to-db"},
+			testFlow{t: at, src: "10.2.0.10", dst: "10.3.0.10", sport: 5432, dport: uint16(33000 + h*100), proto: 6, bytes: 900, dstID: "svc-app", verdict: "allowed", rule: "app-to-db"},
+			testFlow{t: at, src: "10.1.0.7", dst: "10.3.0.10", sport: 40000, dport: 8080, proto: 6, bytes: 10},
+			testFlow{t: at, src: "10.1.0.7", dst: "10.3.0.10", sport: 0, dport: 33024, proto: 58, bytes: 10},
+			// a service above the clamp keeps its port
+			testFlow{t: at, src: "10.1.0.7", dst: "10.3.0.10", sport: 60000, dport: 50051, proto: 6, bytes: 10},
+		)
+	}
+	insertFlows(t, r, flows)
+	w := Window{From: d0.Add(12 * time.Hour), To: d0.Add(3*24*time.Hour + 12*time.Hour)}
+	sp, err := r.splitWindow(ctx, w, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.rollup == "" {
+		t.Fatal("the rollup is not used for whole days")
+	}
+	raw := New(r.conn, r.db)
+	raw.noRollup = true
+	bounds := []uint16{1024, 5432, 5433, 8080, 8081}
+	got, err := r.ReplayGroups(ctx, w, bounds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := raw.ReplayGroups(ctx, w, bounds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrCmp := cmp.Comparer(func(a, b netip.Addr) bool { return a == b })
+	if d := cmp.Diff(got, want, addrCmp); d != "" {
+		t.Errorf("ReplayGroups rollup vs flows (-rollup +flows):\n%s", d)
+	}
+	if len(got) != 5 {
+		t.Errorf("%d replay groups, want 5: %+v", len(got), got)
+	}
+	ge, err := r.ServiceEdges(ctx, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	we, err := raw.ServiceEdges(ctx, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(ge, we, addrCmp); d != "" {
+		t.Errorf("ServiceEdges rollup vs flows (-rollup +flows):\n%s", d)
+	}
+	var ports []uint16
+	for _, e := range ge {
+		ports = append(ports, e.Port)
+	}
+	if d := cmp.Diff(ports, []uint16{8080, 50051, 0, 5432}); d != "" {
+		t.Errorf("service ports (-got +want):\n%s", d)
+	}
+	// A bound above the clamp reads flows only, exactly.
+	if sp, _ := r.splitWindow(ctx, w, false); sp.rollup != "" {
+		t.Error("rollup used although not exact")
+	}
+}

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -28,9 +27,7 @@ type Reader struct {
 	conn driver.Conn
 	db   string
 
-	once    sync.Once
-	columns map[string]bool // columns of flows, read once
-	colErr  error
+	noRollup bool // tests: read flows only
 }
 
 // New returns a Reader over database on conn. The connection stays owned by
@@ -57,50 +54,6 @@ func (w Window) where(column string) string {
 
 func (r *Reader) table(name string) string { return schemas.QualifiedName(r.db, name) }
 
-// flowColumns returns the columns of the flows table, read once: columns
-// other stages add later (service_side, service_port) are used when there.
-func (r *Reader) flowColumns(ctx context.Context) (map[string]bool, error) {
-	r.once.Do(func() {
-		rows, err := r.conn.Query(ctx, "SELECT name FROM system.columns WHERE database = ? AND table = 'flows'", r.db)
-		if err != nil {
-			r.colErr = fmt.Errorf("query: list columns of %s: %w", r.table("flows"), err)
-			return
-		}
-		defer rows.Close()
-		r.columns = map[string]bool{}
-		for rows.Next() {
-			var n string
-			if err := rows.Scan(&n); err != nil {
-				r.colErr = err
-				return
-			}
-			r.columns[n] = true
-		}
-		r.colErr = rows.Err()
-		if r.colErr == nil && len(r.columns) == 0 {
-			r.colErr = fmt.Errorf("query: table %s does not exist; run flowaudit migrate", r.table("flows"))
-		}
-	})
-	return r.columns, r.colErr
-}
-
-// replyExpr is the SQL condition "the source end of this flow offers the
-// service", i.e. the flow is a reply. The enricher's service_side column
-// decides when it is set; flows written before it existed (or left
-// undecided) fall back to "the lower port is the service", the rule that
-// keeps ephemeral client ports out of edges.
-func (r *Reader) replyExpr(ctx context.Context) (string, error) {
-	cols, err := r.flowColumns(ctx)
-	if err != nil {
-		return "", err
-	}
-	fallback := "(proto IN (6, 17, 132) AND src_port < dst_port)"
-	if cols["service_side"] {
-		return "if(service_side = '', " + fallback + ", service_side = 'src')", nil
-	}
-	return fallback, nil
-}
-
 // quoteList renders values as a list of SQL string literals.
 func quoteList(values []string) string {
 	r := strings.NewReplacer("\\", "\\\\", "'", "\\'")
@@ -117,4 +70,41 @@ func parseAddr(s string) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("query: address %q from ClickHouse: %w", s, err)
 	}
 	return a.Unmap(), nil
+}
+
+// split is a window cut into the part read from flows (raw, a WHERE
+// condition on time_received, "" for none) and the whole days read from
+// the daily rollup (a WHERE condition on day, "" for none).
+type split struct{ raw, rollup string }
+
+// splitWindow cuts w into whole days after the rollup's first day (which
+// may be partial: the view fills only what is inserted after it exists),
+// read from the rollup, and the rest, read from flows. useRollup false, an
+// empty or missing rollup, or a window without a whole day reads flows
+// only. Day boundaries are the server's (toDate), as the view's are.
+func (r *Reader) splitWindow(ctx context.Context, w Window, useRollup bool) (split, error) {
+	all := split{raw: w.where("time_received")}
+	if !useRollup || r.noRollup {
+		return all, nil
+	}
+	var n uint64
+	var t1, t2 uint32
+	q := fmt.Sprintf(`SELECT toUInt64(count()),
+    toUInt32(toDateTime(greatest(toDate(toDateTime(%d)) + 1, min(day) + 1))),
+    toUInt32(toDateTime(toDate(toDateTime(%d))))
+FROM %s`, w.From.Unix(), w.To.Unix(), r.table(schemas.AuditEdgesTable.Name))
+	if err := r.conn.QueryRow(ctx, q).Scan(&n, &t1, &t2); err != nil {
+		if strings.Contains(err.Error(), "doesn't exist") || strings.Contains(err.Error(), "code: 60") {
+			return all, nil // not migrated yet: flows only
+		}
+		return split{}, fmt.Errorf("query: rollup coverage: %w", err)
+	}
+	if n == 0 || t1 >= t2 {
+		return all, nil
+	}
+	return split{
+		raw: fmt.Sprintf("((time_received >= toDateTime(%d) AND time_received < toDateTime(%d)) OR (time_received >= toDateTime(%d) AND time_received < toDateTime(%d)))",
+			w.From.Unix(), t1, t2, w.To.Unix()),
+		rollup: fmt.Sprintf("day >= toDate(toDateTime(%d)) AND day < toDate(toDateTime(%d))", t1, t2),
+	}, nil
 }

@@ -626,6 +626,69 @@ FROM {db}.flows
 GROUP BY src_segment, dst_segment, dst_port, proto, src_identity`,
 }
 
+// AuditEdgesTable is the daily address-pair rollup the audit layer reads
+// (`audit simulate` and `audit recommend`): flows, bytes and first/last
+// flow time per (day, source and destination address, ports, protocol,
+// identities, verdict, rule), filled by a materialized view. The client's
+// port — the higher one of a TCP, UDP or SCTP flow, the end that does not
+// offer the service — is stored as 32768 when it is 32768 or more: those
+// are ephemeral ports, which would otherwise make one row per flow. The
+// service port and ICMP's type and code stay exact. A policy whose port
+// specs draw no boundary above 32768 therefore decides every flow of a row
+// alike, so a replay over rows is exact (the read side falls back to flows
+// for other policies). Read with countMerge, sumMerge, minMerge and
+// maxMerge GROUP BY the key: merges are lazy.
+var AuditEdgesTable = Table{
+	Name:    "audit_edges_1d",
+	Comment: "Daily address-pair rollup for audit recommend and simulate, filled from flows",
+	Columns: []Column{
+		{Name: "day", Type: TypeDate},
+		{Name: "src_addr", Type: TypeAddr},
+		{Name: "dst_addr", Type: TypeAddr},
+		{Name: "src_port_key", Type: TypeUInt16, Comment: "src_port, or 32768 for a client port >= 32768"},
+		{Name: "dst_port_key", Type: TypeUInt16, Comment: "dst_port, or 32768 for a client port >= 32768"},
+		{Name: "proto", Type: TypeUInt8},
+		{Name: "src_identity", Type: TypeLowString},
+		{Name: "dst_identity", Type: TypeLowString},
+		{Name: "verdict", Type: TypeLowString},
+		{Name: "rule", Type: TypeLowString},
+		{Name: "flows", Type: TypeAggregate, Aggregate: "count"},
+		{Name: "bytes", Type: TypeAggregate, Aggregate: "sum, UInt64"},
+		{Name: "first_seen", Type: TypeAggregate, Aggregate: "min, DateTime", Comment: "flow time (start, else end, else receipt)"},
+		{Name: "last_seen", Type: TypeAggregate, Aggregate: "max, DateTime"},
+	},
+	Engine:      "AggregatingMergeTree",
+	PartitionBy: "toYYYYMM(day)",
+	OrderBy:     "(day, src_addr, dst_addr, src_port_key, dst_port_key, proto, src_identity, dst_identity, verdict, rule)",
+	TTLColumn:   "day",
+	View: `SELECT toDate(time_received) AS day, src_addr, dst_addr,
+    ` + strings.NewReplacer("{port}", "src_port", "{other}", "dst_port").Replace(AuditPortKeySQL) + ` AS src_port_key,
+    ` + strings.NewReplacer("{port}", "dst_port", "{other}", "src_port").Replace(AuditPortKeySQL) + ` AS dst_port_key,
+    proto, src_identity, dst_identity, verdict, rule,
+    countState() AS flows, sumState(bytes) AS bytes,
+    minState(` + FlowTimeSQL + `) AS first_seen, maxState(` + FlowTimeSQL + `) AS last_seen
+FROM {db}.flows
+GROUP BY day, src_addr, dst_addr, src_port_key, dst_port_key, proto, src_identity, dst_identity, verdict, rule`,
+}
+
+// AuditPortClamp is the port from which AuditEdgesTable stores client
+// ports as this value.
+const AuditPortClamp = 32768
+
+// AuditPortKeySQL is the rollup's key of {port}, {other} being the flow's
+// other port: the higher port of a TCP, UDP or SCTP flow (the client's) is
+// capped at 32768, or just above {other} when that is higher, so the
+// order of the two ports — which tells the service end — is kept.
+const AuditPortKeySQL = "toUInt16(if(proto IN (6, 17, 132) AND {port} > {other}, least({port}, greatest(32768, {other} + 1)), {port}))"
+
+// FlowTimeSQL is FlowSpan's start in SQL over flows, to the second:
+// time_start, else time_end, else time_received. On 18.16 time_start is a
+// DateTime, on modern servers a DateTime64(3); toDateTime takes both.
+// The CAST keeps the type a plain DateTime (toDateTime attaches the
+// server's time zone to it, which aggregate state columns reject).
+const FlowTimeSQL = "CAST(multiIf(toUInt32(toDateTime(time_start)) != 0, toDateTime(time_start), " +
+	"toUInt32(toDateTime(time_end)) != 0, toDateTime(time_end), time_received) AS DateTime)"
+
 // AlertsTable holds detector findings. An alert may be written twice —
 // when first raised and with the final counts of its window — under the
 // same deterministic alert_id; the engine keeps the row with the highest
@@ -694,7 +757,7 @@ var ProbeResultsTable = Table{
 // Tables returns every table, in creation order.
 func Tables() []Table {
 	return []Table{FlowsTable, AccessEventsTable, AlertsTable, KafkaOffsetsTable, SegmentMatrixTable, ObservedEdgesTable,
-		RuleHitsTable, PolicyVersionsTable, ProbeResultsTable, SinkProgressTable}
+		RuleHitsTable, PolicyVersionsTable, ProbeResultsTable, SinkProgressTable, AuditEdgesTable}
 }
 
 // ViewSQL returns the CREATE MATERIALIZED VIEW statement of a table with

@@ -1,0 +1,23 @@
+CREATE TABLE IF NOT EXISTS flowaudit.audit_edges_1d
+(
+    day Date,
+    src_addr IPv6,
+    dst_addr IPv6,
+    src_port_key UInt16 COMMENT 'src_port, or 32768 for a client port >= 32768',
+    dst_port_key UInt16 COMMENT 'dst_port, or 32768 for a client port >= 32768',
+    proto UInt8,
+    src_identity LowCardinality(String),
+    dst_identity LowCardinality(String),
+    verdict LowCardinality(String),
+    rule LowCardinality(String),
+    flows AggregateFunction(count),
+    bytes AggregateFunction(sum, UInt64),
+    first_seen AggregateFunction(min, DateTime) COMMENT 'flow time (start, else end, else receipt)',
+    last_seen AggregateFunction(max, DateTime)
+)
+ENGINE = AggregatingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, src_addr, dst_addr, src_port_key, dst_port_key, proto, src_identity, dst_identity, verdict, rule)
+TTL toDateTime(day) + INTERVAL 90 DAY
+SETTINGS index_granularity = 8192
+COMMENT 'Daily address-pair rollup for audit recommend and simulate, filled from flows'
