@@ -50,12 +50,12 @@ func (r *Reader) ServiceEdges(ctx context.Context, w Window) ([]ServiceEdge, err
         count() AS n, sum(bytes) AS b, toUInt64(countIf(rep)) AS nr, min(ft) AS tf, max(ft) AS tl
     FROM
     (
-        SELECT %s AS sp, %s AS dp, %s AS rep, %s, bytes, %s AS ft
+        SELECT %s AS reply, reply = 1 AS rep, %s AS sp, %s AS dp, %s, bytes, %s AS ft
         FROM %s
         WHERE %s
     )
     GROUP BY e_client, e_server, e_port, proto, e_client_id, e_server_id`,
-			portKeySQL("src_port", "dst_port"), portKeySQL("dst_port", "src_port"), replySQL, edgeCols,
+			schemas.AuditReplySQL, schemas.AuditSrcPortKeySQL, schemas.AuditDstPortKeySQL, edgeCols,
 			schemas.FlowTimeSQL, r.table("flows"), sp.raw))
 	}
 	if sp.rollup != "" {
@@ -63,14 +63,13 @@ func (r *Reader) ServiceEdges(ctx context.Context, w Window) ([]ServiceEdge, err
         sum(n1) AS n, sum(b1) AS b, toUInt64(sumIf(n1, rep)) AS nr, min(tf1) AS tf, max(tl1) AS tl
     FROM
     (
-        SELECT src_port_key AS sp, dst_port_key AS dp, %s AS rep, %s,
+        SELECT src_port_key AS sp, dst_port_key AS dp, reply = 1 AS rep, %s,
             countMerge(flows) AS n1, sumMerge(bytes) AS b1, minMerge(first_seen) AS tf1, maxMerge(last_seen) AS tl1
         FROM %s
         WHERE %s
-        GROUP BY src_addr, dst_addr, src_port_key, dst_port_key, proto, src_identity, dst_identity
+        GROUP BY src_addr, dst_addr, src_port_key, dst_port_key, proto, reply, src_identity, dst_identity
     )
     GROUP BY e_client, e_server, e_port, proto, e_client_id, e_server_id`,
-			strings.NewReplacer("src_port", "src_port_key", "dst_port", "dst_port_key").Replace(replySQL),
 			edgeCols, r.table(schemas.AuditEdgesTable.Name), sp.rollup))
 	}
 	q := fmt.Sprintf(`SELECT IPv6NumToString(e_client), IPv6NumToString(e_server), e_port, proto, e_client_id, e_server_id,
@@ -165,11 +164,10 @@ func (r *Reader) ReplayGroups(ctx context.Context, w Window, bounds []uint16) ([
 		return nil, err
 	}
 	const keys = "src_addr, dst_addr, g_src_port, g_dst_port, proto, rep, g_port, src_identity, dst_identity, verdict, rule"
-	cols := func(sport, dport string) string {
-		return fmt.Sprintf(`%s AS rep, if(proto IN (6, 17, 132), if(rep, %s, %s), 0) AS g_port,
+	cols := func(reply, sport, dport string) string {
+		return fmt.Sprintf(`%s = 1 AS rep, if(proto IN (6, 17, 132), if(rep, %s, %s), 0) AS g_port,
             if(proto IN (1, 58), %s, %s) AS g_src_port, if(proto IN (1, 58), %s, %s) AS g_dst_port`,
-			strings.NewReplacer("src_port", sport, "dst_port", dport).Replace(replySQL), sport, dport,
-			sport, bucketExpr(sport, b), dport, bucketExpr(dport, b))
+			reply, sport, dport, sport, bucketExpr(sport, b), dport, bucketExpr(dport, b))
 	}
 	var branches []string
 	if sp.raw != "" {
@@ -181,7 +179,7 @@ func (r *Reader) ReplayGroups(ctx context.Context, w Window, bounds []uint16) ([
         FROM %s
         WHERE %s
     )
-    GROUP BY %s`, keys, cols("src_port", "dst_port"), r.table("flows"), sp.raw, keys))
+    GROUP BY %s`, keys, cols(schemas.AuditReplySQL, "src_port", "dst_port"), r.table("flows"), sp.raw, keys))
 	}
 	if sp.rollup != "" {
 		branches = append(branches, fmt.Sprintf(`SELECT %s, sum(n1) AS n, sum(b1) AS nb
@@ -192,9 +190,9 @@ func (r *Reader) ReplayGroups(ctx context.Context, w Window, bounds []uint16) ([
             countMerge(flows) AS n1, sumMerge(bytes) AS b1
         FROM %s
         WHERE %s
-        GROUP BY src_addr, dst_addr, src_port_key, dst_port_key, proto, src_identity, dst_identity, verdict, rule
+        GROUP BY src_addr, dst_addr, src_port_key, dst_port_key, proto, reply, src_identity, dst_identity, verdict, rule
     )
-    GROUP BY %s`, keys, cols("src_port_key", "dst_port_key"), r.table(schemas.AuditEdgesTable.Name), sp.rollup, keys))
+    GROUP BY %s`, keys, cols("reply", "src_port_key", "dst_port_key"), r.table(schemas.AuditEdgesTable.Name), sp.rollup, keys))
 	}
 	q := fmt.Sprintf(`SELECT IPv6NumToString(src_addr), IPv6NumToString(dst_addr), g_src_port, g_dst_port, proto, rep, g_port,
     src_identity, dst_identity, verdict, rule, sum(n), sum(nb)
@@ -259,18 +257,6 @@ func (g *ReplayGroup) less(o *ReplayGroup) bool {
 		return g.Verdict < o.Verdict
 	}
 	return g.Rule < o.Rule
-}
-
-// replySQL is the condition "the source end of this flow offers the
-// service", i.e. the flow is a reply: the lower port is the service. It
-// keeps ephemeral client ports out of edges; the enricher's service_side
-// column (when present) replaces it in the rollup's view and here.
-const replySQL = "(proto IN (6, 17, 132) AND src_port < dst_port)"
-
-// portKeySQL is schemas.AuditPortKeySQL for port, other being the flow's
-// other port.
-func portKeySQL(port, other string) string {
-	return strings.NewReplacer("{port}", port, "{other}", other).Replace(schemas.AuditPortKeySQL)
 }
 
 // normBounds sorts and deduplicates bounds and drops 0 (always implied).

@@ -25,6 +25,7 @@ type testFlow struct {
 	srcID, dstID   string
 	verdict, rule  string
 	srcSeg, dstSeg string
+	side           string // service_side
 }
 
 func startDB(t *testing.T) (*testutil.ClickHouseServer, *Reader) {
@@ -57,10 +58,11 @@ func insertFlows(t *testing.T, r *Reader, flows []testFlow) {
 		}
 		sel = append(sel, fmt.Sprintf(`SELECT toDateTime(%d) AS time_received, IPv6StringToNum('%s') AS src_addr, IPv6StringToNum('%s') AS dst_addr,
   toUInt16(%d) AS src_port, toUInt16(%d) AS dst_port, toUInt8(%d) AS proto, toUInt64(%d) AS bytes,
-  '%s' AS src_identity, '%s' AS dst_identity, '%s' AS verdict, '%s' AS rule, '%s' AS src_segment, '%s' AS dst_segment`,
-			f.t.Unix(), mapped(f.src), mapped(f.dst), f.sport, f.dport, f.proto, f.bytes, f.srcID, f.dstID, verdict, f.rule, f.srcSeg, f.dstSeg))
+  '%s' AS src_identity, '%s' AS dst_identity, '%s' AS verdict, '%s' AS rule, '%s' AS src_segment, '%s' AS dst_segment,
+  '%s' AS service_side`,
+			f.t.Unix(), mapped(f.src), mapped(f.dst), f.sport, f.dport, f.proto, f.bytes, f.srcID, f.dstID, verdict, f.rule, f.srcSeg, f.dstSeg, f.side))
 	}
-	q := "INSERT INTO flowaudit.flows (time_received, src_addr, dst_addr, src_port, dst_port, proto, bytes, src_identity, dst_identity, verdict, rule, src_segment, dst_segment) " +
+	q := "INSERT INTO flowaudit.flows (time_received, src_addr, dst_addr, src_port, dst_port, proto, bytes, src_identity, dst_identity, verdict, rule, src_segment, dst_segment, service_side) " +
 		strings.Join(sel, " UNION ALL ")
 	if err := r.conn.Exec(context.Background(), q); err != nil {
 		t.Fatalf("insert: %v", err)
@@ -218,6 +220,8 @@ func TestRollupMatchesFlows(t *testing.T) {
 			testFlow{t: at, src: "10.1.0.7", dst: "10.3.0.10", sport: 0, dport: 33024, proto: 58, bytes: 10},
 			// a service above the clamp keeps its port
 			testFlow{t: at, src: "10.1.0.7", dst: "10.3.0.10", sport: 60000, dport: 50051, proto: 6, bytes: 10},
+			// the enricher's service side wins over the lower port
+			testFlow{t: at, src: "10.1.0.8", dst: "10.3.0.10", sport: 3000, dport: 45000, proto: 6, bytes: 10, side: "dst"},
 		)
 	}
 	insertFlows(t, r, flows)
@@ -244,8 +248,8 @@ func TestRollupMatchesFlows(t *testing.T) {
 	if d := cmp.Diff(got, want, addrCmp); d != "" {
 		t.Errorf("ReplayGroups rollup vs flows (-rollup +flows):\n%s", d)
 	}
-	if len(got) != 5 {
-		t.Errorf("%d replay groups, want 5: %+v", len(got), got)
+	if len(got) != 6 {
+		t.Errorf("%d replay groups, want 6: %+v", len(got), got)
 	}
 	ge, err := r.ServiceEdges(ctx, w)
 	if err != nil {
@@ -262,7 +266,7 @@ func TestRollupMatchesFlows(t *testing.T) {
 	for _, e := range ge {
 		ports = append(ports, e.Port)
 	}
-	if d := cmp.Diff(ports, []uint16{8080, 50051, 0, 5432}); d != "" {
+	if d := cmp.Diff(ports, []uint16{8080, 50051, 0, 45000, 5432}); d != "" {
 		t.Errorf("service ports (-got +want):\n%s", d)
 	}
 	// A bound above the clamp reads flows only, exactly.

@@ -629,15 +629,17 @@ GROUP BY src_segment, dst_segment, dst_port, proto, src_identity`,
 // AuditEdgesTable is the daily address-pair rollup the audit layer reads
 // (`audit simulate` and `audit recommend`): flows, bytes and first/last
 // flow time per (day, source and destination address, ports, protocol,
-// identities, verdict, rule), filled by a materialized view. The client's
-// port — the higher one of a TCP, UDP or SCTP flow, the end that does not
-// offer the service — is stored as 32768 when it is 32768 or more: those
-// are ephemeral ports, which would otherwise make one row per flow. The
-// service port and ICMP's type and code stay exact. A policy whose port
-// specs draw no boundary above 32768 therefore decides every flow of a row
-// alike, so a replay over rows is exact (the read side falls back to flows
-// for other policies). Read with countMerge, sumMerge, minMerge and
-// maxMerge GROUP BY the key: merges are lazy.
+// reply, identities, verdict, rule), filled by a materialized view. reply
+// is 1 when the source end offers the service (service_side 'src'; for
+// flows without a service side, when the source port is the lower one).
+// The client's port — the end that does not offer the service — is stored
+// as 32768 when it is 32768 or more: those are ephemeral ports, which
+// would otherwise make one row per flow. The service port and ICMP's type
+// and code stay exact. A policy whose port specs draw no boundary above
+// 32768 therefore decides every flow of a row alike, so a replay over rows
+// is exact (the read side falls back to flows for other policies). Read
+// with countMerge, sumMerge, minMerge and maxMerge GROUP BY the key:
+// merges are lazy.
 var AuditEdgesTable = Table{
 	Name:    "audit_edges_1d",
 	Comment: "Daily address-pair rollup for audit recommend and simulate, filled from flows",
@@ -648,6 +650,7 @@ var AuditEdgesTable = Table{
 		{Name: "src_port_key", Type: TypeUInt16, Comment: "src_port, or 32768 for a client port >= 32768"},
 		{Name: "dst_port_key", Type: TypeUInt16, Comment: "dst_port, or 32768 for a client port >= 32768"},
 		{Name: "proto", Type: TypeUInt8},
+		{Name: "reply", Type: TypeUInt8, Comment: "1 when the source end offers the service"},
 		{Name: "src_identity", Type: TypeLowString},
 		{Name: "dst_identity", Type: TypeLowString},
 		{Name: "verdict", Type: TypeLowString},
@@ -659,27 +662,36 @@ var AuditEdgesTable = Table{
 	},
 	Engine:      "AggregatingMergeTree",
 	PartitionBy: "toYYYYMM(day)",
-	OrderBy:     "(day, src_addr, dst_addr, src_port_key, dst_port_key, proto, src_identity, dst_identity, verdict, rule)",
+	OrderBy:     "(day, src_addr, dst_addr, src_port_key, dst_port_key, proto, reply, src_identity, dst_identity, verdict, rule)",
 	TTLColumn:   "day",
 	View: `SELECT toDate(time_received) AS day, src_addr, dst_addr,
-    ` + strings.NewReplacer("{port}", "src_port", "{other}", "dst_port").Replace(AuditPortKeySQL) + ` AS src_port_key,
-    ` + strings.NewReplacer("{port}", "dst_port", "{other}", "src_port").Replace(AuditPortKeySQL) + ` AS dst_port_key,
+    ` + AuditReplySQL + ` AS reply,
+    ` + AuditSrcPortKeySQL + ` AS src_port_key,
+    ` + AuditDstPortKeySQL + ` AS dst_port_key,
     proto, src_identity, dst_identity, verdict, rule,
     countState() AS flows, sumState(bytes) AS bytes,
     minState(` + FlowTimeSQL + `) AS first_seen, maxState(` + FlowTimeSQL + `) AS last_seen
 FROM {db}.flows
-GROUP BY day, src_addr, dst_addr, src_port_key, dst_port_key, proto, src_identity, dst_identity, verdict, rule`,
+GROUP BY day, src_addr, dst_addr, src_port_key, dst_port_key, proto, reply, src_identity, dst_identity, verdict, rule`,
 }
 
 // AuditPortClamp is the port from which AuditEdgesTable stores client
 // ports as this value.
 const AuditPortClamp = 32768
 
-// AuditPortKeySQL is the rollup's key of {port}, {other} being the flow's
-// other port: the higher port of a TCP, UDP or SCTP flow (the client's) is
-// capped at 32768, or just above {other} when that is higher, so the
-// order of the two ports — which tells the service end — is kept.
-const AuditPortKeySQL = "toUInt16(if(proto IN (6, 17, 132) AND {port} > {other}, least({port}, greatest(32768, {other} + 1)), {port}))"
+// AuditReplySQL is, over flows, 1 when the source end offers the service
+// (the flow is a reply): the enricher's service_side, else, for flows
+// without one, the lower port is the service.
+const AuditReplySQL = "toUInt8(multiIf(service_side = 'src', 1, service_side = 'dst', 0, " +
+	"proto IN (6, 17, 132) AND src_port < dst_port, 1, 0))"
+
+// AuditSrcPortKeySQL and AuditDstPortKeySQL are AuditEdgesTable's port
+// keys over flows (after AuditReplySQL AS reply): the client's port capped
+// at 32768.
+const (
+	AuditSrcPortKeySQL = "toUInt16(if(proto IN (6, 17, 132) AND reply = 0, least(src_port, 32768), src_port))"
+	AuditDstPortKeySQL = "toUInt16(if(proto IN (6, 17, 132) AND reply = 1, least(dst_port, 32768), dst_port))"
+)
 
 // FlowTimeSQL is FlowSpan's start in SQL over flows, to the second:
 // time_start, else time_end, else time_received. On 18.16 time_start is a

@@ -44,7 +44,8 @@ func segmentsOnlyPolicy(t *testing.T) string {
 }
 
 // withReplies adds, after every normal TCP and UDP datagram of s, a
-// datagram of the servers' replies (ports swapped, a few small packets), so recommendations and
+// datagram of the servers' replies (ports swapped, a few small packets,
+// none for an unanswered SYN), so recommendations and
 // simulations see both directions as exporters report them. Scenarios
 // that already carry replies are left alone.
 func withReplies(s *simulate.Scenario) {
@@ -59,9 +60,15 @@ func withReplies(s *simulate.Scenario) {
 			if (f.Proto != 6 && f.Proto != 17) || f.SrcPort < f.DstPort {
 				continue
 			}
+			if f.Proto == 6 && f.TCPFlags&0x12 == 0x02 {
+				continue // an unanswered SYN has no reply
+			}
 			r := f
 			r.SrcAddr, r.DstAddr, r.SrcPort, r.DstPort = f.DstAddr, f.SrcAddr, f.DstPort, f.SrcPort
 			r.InIf, r.OutIf = f.OutIf, f.InIf
+			if f.Proto == 6 {
+				r.TCPFlags = f.TCPFlags | 0x10 // the responder acknowledges
+			}
 			// Small, steady replies (acknowledgements), so the segment
 			// pairs they land on keep the scenario's shaped volumes.
 			r.Packets = min(f.Packets, 10)
