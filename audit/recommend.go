@@ -10,6 +10,7 @@ import (
 
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/query"
+	"github.com/flowaudit/flowaudit/schemas"
 )
 
 // Granularities of a recommendation.
@@ -633,7 +634,7 @@ func coverHeld(rec *Recommendation, base *policy.Matcher) {
 		src, _ := netip.ParseAddr(h.Sources[0])
 		dst, _ := netip.ParseAddr(h.Targets[0])
 		k := policy.FlowKey{Src: m.Lookup(addr(src)), Dst: m.Lookup(addr(dst)), SrcPort: 50000, DstPort: spec.Lo,
-			Proto: spec.Proto, SrcIdentity: ident}
+			Proto: spec.Proto, SrcIdentity: ident, ServiceSide: schemas.ServiceDst}
 		if v, rule := m.Decide(&k); v == policy.VerdictAllowed {
 			h.CoveredBy = rule
 		}

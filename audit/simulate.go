@@ -123,7 +123,7 @@ func Simulate(groups []query.ReplayGroup, draft *policy.Matcher, opt SimulateOpt
 		g := &groups[i]
 		src, dst := draft.Lookup(addr(g.SrcAddr)), draft.Lookup(addr(g.DstAddr))
 		k := policy.FlowKey{Src: src, Dst: dst, SrcPort: g.SrcPort, DstPort: g.DstPort, Proto: g.Proto,
-			SrcIdentity: g.SrcIdentity, DstIdentity: g.DstIdentity}
+			SrcIdentity: g.SrcIdentity, DstIdentity: g.DstIdentity, ServiceSide: g.ServiceSide}
 		v, rule := draft.Decide(&k)
 		after := v.String()
 		outcome, reason := Unchanged, ""
@@ -138,7 +138,7 @@ func Simulate(groups []query.ReplayGroup, draft *policy.Matcher, opt SimulateOpt
 		}
 		if outcome != Unchanged && v == policy.VerdictViolation && missingIdentity(g, src, dst) {
 			ka := policy.FlowKey{Src: anyID.Lookup(addr(g.SrcAddr)), Dst: anyID.Lookup(addr(g.DstAddr)),
-				SrcPort: g.SrcPort, DstPort: g.DstPort, Proto: g.Proto}
+				SrcPort: g.SrcPort, DstPort: g.DstPort, Proto: g.Proto, ServiceSide: g.ServiceSide}
 			if va, _ := anyID.Decide(&ka); va == policy.VerdictAllowed {
 				outcome, reason = Uncertain, "identity unknown"
 			}

@@ -50,12 +50,12 @@ func (r *Reader) ServiceEdges(ctx context.Context, w Window) ([]ServiceEdge, err
         count() AS n, sum(bytes) AS b, toUInt64(countIf(rep)) AS nr, min(ft) AS tf, max(ft) AS tl
     FROM
     (
-        SELECT %s AS reply, reply = 1 AS rep, %s AS sp, %s AS dp, %s, bytes, %s AS ft
+        SELECT %s AS sp, %s AS dp, %s = 1 AS rep, %s, bytes, %s AS ft
         FROM %s
         WHERE %s
     )
     GROUP BY e_client, e_server, e_port, proto, e_client_id, e_server_id`,
-			schemas.AuditReplySQL, schemas.AuditSrcPortKeySQL, schemas.AuditDstPortKeySQL, edgeCols,
+			schemas.AuditSrcPortKeySQL, schemas.AuditDstPortKeySQL, schemas.AuditReplySQL, edgeCols,
 			schemas.FlowTimeSQL, r.table("flows"), sp.raw))
 	}
 	if sp.rollup != "" {
@@ -63,14 +63,14 @@ func (r *Reader) ServiceEdges(ctx context.Context, w Window) ([]ServiceEdge, err
         sum(n1) AS n, sum(b1) AS b, toUInt64(sumIf(n1, rep)) AS nr, min(tf1) AS tf, max(tl1) AS tl
     FROM
     (
-        SELECT src_port_key AS sp, dst_port_key AS dp, reply = 1 AS rep, %s,
+        SELECT src_port_key AS sp, dst_port_key AS dp, %s = 1 AS rep, %s,
             countMerge(flows) AS n1, sumMerge(bytes) AS b1, minMerge(first_seen) AS tf1, maxMerge(last_seen) AS tl1
         FROM %s
         WHERE %s
-        GROUP BY src_addr, dst_addr, src_port_key, dst_port_key, proto, reply, src_identity, dst_identity
+        GROUP BY src_addr, dst_addr, src_port_key, dst_port_key, proto, service_side, src_identity, dst_identity
     )
     GROUP BY e_client, e_server, e_port, proto, e_client_id, e_server_id`,
-			edgeCols, r.table(schemas.AuditEdgesTable.Name), sp.rollup))
+			schemas.AuditReplySQL, edgeCols, r.table(schemas.AuditEdgesTable.Name), sp.rollup))
 	}
 	q := fmt.Sprintf(`SELECT IPv6NumToString(e_client), IPv6NumToString(e_server), e_port, proto, e_client_id, e_server_id,
     sum(n), sum(b), sum(nr), min(tf), max(tl)
@@ -137,9 +137,12 @@ type ReplayGroup struct {
 	// holding the flows' ports; ICMP keeps DstPort (type<<8|code) exact.
 	SrcPort, DstPort uint16
 	Proto            uint8
-	// Reply is set when the source end offers the service (the flows
-	// answer connections the destination opened); ServicePort is the
-	// service's port (TCP, UDP, SCTP; else 0), exact.
+	// ServiceSide is the enricher's service_side (the policy decides by
+	// it). Reply is set when the source end offers the service (the flows
+	// answer connections the destination opened: ServiceSide src, or the
+	// lower port without one); ServicePort is the service's port (TCP,
+	// UDP, SCTP; else 0), exact.
+	ServiceSide              schemas.ServiceSide
 	Reply                    bool
 	ServicePort              uint16
 	SrcIdentity, DstIdentity string
@@ -163,38 +166,38 @@ func (r *Reader) ReplayGroups(ctx context.Context, w Window, bounds []uint16) ([
 	if err != nil {
 		return nil, err
 	}
-	const keys = "src_addr, dst_addr, g_src_port, g_dst_port, proto, rep, g_port, src_identity, dst_identity, verdict, rule"
-	cols := func(reply, sport, dport string) string {
-		return fmt.Sprintf(`%s = 1 AS rep, if(proto IN (6, 17, 132), if(rep, %s, %s), 0) AS g_port,
-            if(proto IN (1, 58), %s, %s) AS g_src_port, if(proto IN (1, 58), %s, %s) AS g_dst_port`,
-			reply, sport, dport, sport, bucketExpr(sport, b), dport, bucketExpr(dport, b))
+	const keys = "src_addr, dst_addr, g_src_port, g_dst_port, proto, service_side, rep, g_port, src_identity, dst_identity, verdict, rule"
+	cols := func(sport, dport string) string {
+		return fmt.Sprintf(`%s AS sp, %s AS dp, %s = 1 AS rep, if(proto IN (6, 17, 132), if(rep, sp, dp), 0) AS g_port,
+            if(proto IN (1, 58), sp, %s) AS g_src_port, if(proto IN (1, 58), dp, %s) AS g_dst_port`,
+			sport, dport, schemas.AuditReplySQL, bucketExpr("sp", b), bucketExpr("dp", b))
 	}
 	var branches []string
 	if sp.raw != "" {
 		branches = append(branches, fmt.Sprintf(`SELECT %s, count() AS n, sum(bytes) AS nb
     FROM
     (
-        SELECT src_addr, dst_addr, proto, src_identity, dst_identity, verdict, rule, bytes,
+        SELECT src_addr, dst_addr, proto, service_side, src_identity, dst_identity, verdict, rule, bytes,
             %s
         FROM %s
         WHERE %s
     )
-    GROUP BY %s`, keys, cols(schemas.AuditReplySQL, "src_port", "dst_port"), r.table("flows"), sp.raw, keys))
+    GROUP BY %s`, keys, cols("src_port", "dst_port"), r.table("flows"), sp.raw, keys))
 	}
 	if sp.rollup != "" {
 		branches = append(branches, fmt.Sprintf(`SELECT %s, sum(n1) AS n, sum(b1) AS nb
     FROM
     (
-        SELECT src_addr, dst_addr, proto, src_identity, dst_identity, verdict, rule,
+        SELECT src_addr, dst_addr, proto, service_side, src_identity, dst_identity, verdict, rule,
             %s,
             countMerge(flows) AS n1, sumMerge(bytes) AS b1
         FROM %s
         WHERE %s
-        GROUP BY src_addr, dst_addr, src_port_key, dst_port_key, proto, reply, src_identity, dst_identity, verdict, rule
+        GROUP BY src_addr, dst_addr, src_port_key, dst_port_key, proto, service_side, src_identity, dst_identity, verdict, rule
     )
-    GROUP BY %s`, keys, cols("reply", "src_port_key", "dst_port_key"), r.table(schemas.AuditEdgesTable.Name), sp.rollup, keys))
+    GROUP BY %s`, keys, cols("src_port_key", "dst_port_key"), r.table(schemas.AuditEdgesTable.Name), sp.rollup, keys))
 	}
-	q := fmt.Sprintf(`SELECT IPv6NumToString(src_addr), IPv6NumToString(dst_addr), g_src_port, g_dst_port, proto, rep, g_port,
+	q := fmt.Sprintf(`SELECT IPv6NumToString(src_addr), IPv6NumToString(dst_addr), g_src_port, g_dst_port, proto, service_side, rep, g_port,
     src_identity, dst_identity, verdict, rule, sum(n), sum(nb)
 FROM
 (
@@ -211,7 +214,8 @@ GROUP BY %s`, strings.Join(branches, "\n    UNION ALL\n    "), keys)
 		var g ReplayGroup
 		var s, d string
 		var reply uint8
-		if err := rows.Scan(&s, &d, &g.SrcPort, &g.DstPort, &g.Proto, &reply, &g.ServicePort,
+		var side string
+		if err := rows.Scan(&s, &d, &g.SrcPort, &g.DstPort, &g.Proto, &side, &reply, &g.ServicePort,
 			&g.SrcIdentity, &g.DstIdentity, &g.Verdict, &g.Rule, &g.Flows, &g.Bytes); err != nil {
 			return nil, fmt.Errorf("query: replay groups: %w", err)
 		}
@@ -222,6 +226,12 @@ GROUP BY %s`, strings.Join(branches, "\n    UNION ALL\n    "), keys)
 			return nil, err
 		}
 		g.Reply = reply != 0
+		switch side {
+		case "dst":
+			g.ServiceSide = schemas.ServiceDst
+		case "src":
+			g.ServiceSide = schemas.ServiceSrc
+		}
 		out = append(out, g)
 	}
 	if err := rows.Err(); err != nil {
@@ -245,6 +255,8 @@ func (g *ReplayGroup) less(o *ReplayGroup) bool {
 		return g.DstPort < o.DstPort
 	case g.Proto != o.Proto:
 		return g.Proto < o.Proto
+	case g.ServiceSide != o.ServiceSide:
+		return g.ServiceSide < o.ServiceSide
 	case g.Reply != o.Reply:
 		return !g.Reply
 	case g.ServicePort != o.ServicePort:

@@ -629,10 +629,9 @@ GROUP BY src_segment, dst_segment, dst_port, proto, src_identity`,
 // AuditEdgesTable is the daily address-pair rollup the audit layer reads
 // (`audit simulate` and `audit recommend`): flows, bytes and first/last
 // flow time per (day, source and destination address, ports, protocol,
-// reply, identities, verdict, rule), filled by a materialized view. reply
-// is 1 when the source end offers the service (service_side 'src'; for
-// flows without a service side, when the source port is the lower one).
-// The client's port — the end that does not offer the service — is stored
+// service side, identities, verdict, rule), filled by a materialized
+// view. The client's port — the end that does not offer the service by
+// service_side, or the higher port when the side is unknown — is stored
 // as 32768 when it is 32768 or more: those are ephemeral ports, which
 // would otherwise make one row per flow. The service port and ICMP's type
 // and code stay exact. A policy whose port specs draw no boundary above
@@ -650,7 +649,7 @@ var AuditEdgesTable = Table{
 		{Name: "src_port_key", Type: TypeUInt16, Comment: "src_port, or 32768 for a client port >= 32768"},
 		{Name: "dst_port_key", Type: TypeUInt16, Comment: "dst_port, or 32768 for a client port >= 32768"},
 		{Name: "proto", Type: TypeUInt8},
-		{Name: "reply", Type: TypeUInt8, Comment: "1 when the source end offers the service"},
+		{Name: "service_side", Type: TypeLowString, Comment: "as in flows: dst, src or empty"},
 		{Name: "src_identity", Type: TypeLowString},
 		{Name: "dst_identity", Type: TypeLowString},
 		{Name: "verdict", Type: TypeLowString},
@@ -662,35 +661,38 @@ var AuditEdgesTable = Table{
 	},
 	Engine:      "AggregatingMergeTree",
 	PartitionBy: "toYYYYMM(day)",
-	OrderBy:     "(day, src_addr, dst_addr, src_port_key, dst_port_key, proto, reply, src_identity, dst_identity, verdict, rule)",
+	OrderBy:     "(day, src_addr, dst_addr, src_port_key, dst_port_key, proto, service_side, src_identity, dst_identity, verdict, rule)",
 	TTLColumn:   "day",
-	View: `SELECT toDate(time_received) AS day, src_addr, dst_addr,
-    ` + AuditReplySQL + ` AS reply,
+	View: `SELECT toDate(time_received) AS day, src_addr, dst_addr, service_side,
     ` + AuditSrcPortKeySQL + ` AS src_port_key,
     ` + AuditDstPortKeySQL + ` AS dst_port_key,
     proto, src_identity, dst_identity, verdict, rule,
     countState() AS flows, sumState(bytes) AS bytes,
     minState(` + FlowTimeSQL + `) AS first_seen, maxState(` + FlowTimeSQL + `) AS last_seen
 FROM {db}.flows
-GROUP BY day, src_addr, dst_addr, src_port_key, dst_port_key, proto, reply, src_identity, dst_identity, verdict, rule`,
+GROUP BY day, src_addr, dst_addr, src_port_key, dst_port_key, proto, service_side, src_identity, dst_identity, verdict, rule`,
 }
 
 // AuditPortClamp is the port from which AuditEdgesTable stores client
 // ports as this value.
 const AuditPortClamp = 32768
 
-// AuditReplySQL is, over flows, 1 when the source end offers the service
-// (the flow is a reply): the enricher's service_side, else, for flows
-// without one, the lower port is the service.
+// AuditReplySQL is, over flows or the rollup (after the port keys AS sp
+// and dp), 1 when the source end offers the service (the flow is a
+// reply): the enricher's service_side, else the lower port is the
+// service.
 const AuditReplySQL = "toUInt8(multiIf(service_side = 'src', 1, service_side = 'dst', 0, " +
-	"proto IN (6, 17, 132) AND src_port < dst_port, 1, 0))"
+	"proto IN (6, 17, 132) AND sp < dp, 1, 0))"
 
 // AuditSrcPortKeySQL and AuditDstPortKeySQL are AuditEdgesTable's port
-// keys over flows (after AuditReplySQL AS reply): the client's port capped
-// at 32768.
+// keys over flows: the client's port capped at 32768 — without a service
+// side, the higher port capped just above the other when that is higher,
+// so the lower port still tells the service.
 const (
-	AuditSrcPortKeySQL = "toUInt16(if(proto IN (6, 17, 132) AND reply = 0, least(src_port, 32768), src_port))"
-	AuditDstPortKeySQL = "toUInt16(if(proto IN (6, 17, 132) AND reply = 1, least(dst_port, 32768), dst_port))"
+	AuditSrcPortKeySQL = "toUInt16(multiIf(proto NOT IN (6, 17, 132), src_port, service_side = 'dst', least(src_port, 32768), " +
+		"service_side = '' AND src_port > dst_port, least(src_port, greatest(32768, dst_port + 1)), src_port))"
+	AuditDstPortKeySQL = "toUInt16(multiIf(proto NOT IN (6, 17, 132), dst_port, service_side = 'src', least(dst_port, 32768), " +
+		"service_side = '' AND dst_port > src_port, least(dst_port, greatest(32768, src_port + 1)), dst_port))"
 )
 
 // FlowTimeSQL is FlowSpan's start in SQL over flows, to the second:

@@ -210,6 +210,12 @@ func TestAuditRecommendScenario(t *testing.T) {
 		t.Errorf("recommendation differs from %s (times replaced by TIME; -update rewrites it):\n%s", golden, normalized)
 	}
 
+	// The same rules through the policy exporter.
+	nft := a.run(t, "audit", "recommend", "--format", "nftables")
+	if !strings.Contains(nft.stdout, "table inet") || !strings.Contains(nft.stdout, "app-to-db-as-svc-app") {
+		t.Errorf("recommend --format nftables: no ruleset naming the rules:\n%s", nft.stdout)
+	}
+
 	draft := mustMatcher(t, draftPath)
 	base := mustMatcher(t, segOnly)
 	// No rule names an ephemeral port.

@@ -6,7 +6,7 @@ CREATE TABLE IF NOT EXISTS flowaudit.audit_edges_1d
     src_port_key UInt16 COMMENT 'src_port, or 32768 for a client port >= 32768',
     dst_port_key UInt16 COMMENT 'dst_port, or 32768 for a client port >= 32768',
     proto UInt8,
-    reply UInt8 COMMENT '1 when the source end offers the service',
+    service_side LowCardinality(String) COMMENT 'as in flows: dst, src or empty',
     src_identity LowCardinality(String),
     dst_identity LowCardinality(String),
     verdict LowCardinality(String),
@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS flowaudit.audit_edges_1d
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
-ORDER BY (day, src_addr, dst_addr, src_port_key, dst_port_key, proto, reply, src_identity, dst_identity, verdict, rule)
+ORDER BY (day, src_addr, dst_addr, src_port_key, dst_port_key, proto, service_side, src_identity, dst_identity, verdict, rule)
 TTL toDateTime(day) + INTERVAL 90 DAY
 SETTINGS index_granularity = 8192
 COMMENT 'Daily address-pair rollup for audit recommend and simulate, filled from flows'
