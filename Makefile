@@ -4,7 +4,7 @@ BIN       := bin/flowaudit
 PKGS      := ./...
 TEST_TIMEOUT ?= 60m
 
-.PHONY: all build demo test test-short bench fuzz lint fmt clean
+.PHONY: all build demo test test-short bench fuzz lint fmt clean lab
 
 all: build
 
@@ -35,6 +35,12 @@ bench:
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout=60m ./bench/audit
 	$(GO) run ./bench/e2e
 
+# The segmented lab (root only): namespaces web, app, db and outside behind
+# an nftables router enforcing `flowaudit policy export --format nftables`,
+# real nginx, sshd and softflowd; runs the probe acceptance tests in it.
+lab:
+	$(GO) test -count=1 -v -run 'TestLab' ./internal/testutil/netlab ./cmd/flowaudit
+
 # Short fuzzing of every parser of outside input.
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeNetFlow -fuzztime=30s ./ingest/flow/decoder
@@ -51,6 +57,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeCheckpoint -fuzztime=20s ./detect
 	$(GO) test -run='^$$' -fuzz=FuzzUnmarshalAlert -fuzztime=20s ./schemas
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=20s ./internal/config
+	$(GO) test -run='^$$' -fuzz=FuzzEchoInside -fuzztime=10s ./probe
 
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
