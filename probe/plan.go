@@ -79,9 +79,7 @@ type Plan struct {
 // declared segments: never External, never the prober's own segment
 // (intra-segment traffic does not cross the boundary a segmentation test
 // proves). The expectation of each check is the matcher's Decide on a
-// new connection from src; a verdict Decide reaches only through its
-// reply heuristic counts as deny, since a stateful firewall refuses a
-// new connection the other way round.
+// new connection from src (the destination serves).
 //
 // Checks are sorted by destination segment, address, protocol and port.
 func BuildPlan(m *policy.Matcher, src Source, opts PlanOptions) (Plan, error) {
@@ -236,7 +234,10 @@ const (
 // expect is the policy's expectation for a new connection; ok is false
 // when only an identity-restricted rule would allow it.
 func expect(m *policy.Matcher, src, dst *policy.Endpoint, port uint16, proto uint8) (Expectation, string, bool) {
-	k := policy.FlowKey{Src: src, Dst: dst, DstPort: port, Proto: proto}
+	// The prober is the client: ServiceDst keeps Decide from taking the
+	// attempt for the reply of a connection the other way round, which a
+	// stateful firewall would refuse as a new connection.
+	k := policy.FlowKey{Src: src, Dst: dst, DstPort: port, Proto: proto, ServiceSide: schemas.ServiceDst}
 	switch proto {
 	case policy.ProtoICMP:
 		k.DstPort = icmpEchoRequest << 8
@@ -244,25 +245,13 @@ func expect(m *policy.Matcher, src, dst *policy.Endpoint, port uint16, proto uin
 		k.DstPort = icmpv6EchoRequest << 8
 	}
 	v, rule := m.Decide(&k)
-	if v == policy.VerdictAllowed && (rule == policy.DefaultRule || forward(m.Policy(), rule, src.Segment, dst.Segment, k.DstPort, proto)) {
+	if v == policy.VerdictAllowed {
 		return ExpectAllow, rule, true
 	}
 	if identityRuleCovers(m.Policy(), src.Segment, dst.Segment, k.DstPort, proto) {
 		return "", "", false
 	}
 	return ExpectDeny, "", true
-}
-
-// forward reports whether the rule named name allows (src, dst, port,
-// proto) as a new connection, not only as the reply Decide also accepts.
-// A rule it cannot find is trusted as Decide returned it.
-func forward(p *policy.Policy, name, src, dst string, port uint16, proto uint8) bool {
-	for _, r := range p.Rules {
-		if r.Name == name {
-			return covers(&r, src, dst, port, proto)
-		}
-	}
-	return true
 }
 
 // covers reports whether r's from side can hold segment src, its to side
