@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -333,6 +334,9 @@ func (w *flowWriter) insert(ctx context.Context, conn driver.Conn, database stri
 	if w.attempted {
 		// The previous attempt failed, perhaps after the server took
 		// the rows: ask it before sending them again.
+		if err := waitRunningInserts(ctx, conn, database); err != nil {
+			return err
+		}
 		progress, err := readProgress(ctx, conn, database)
 		if err != nil {
 			return err
@@ -369,6 +373,52 @@ func (w *flowWriter) insert(ctx context.Context, conn driver.Conn, database stri
 	w.attempted = true
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("send %d rows to flows: %w", w.cols.len(), err)
+	}
+	return nil
+}
+
+// waitRunningInserts waits until the INSERTs into flows the server is
+// running now have finished. An INSERT whose sender died after sending
+// its rows still completes on the server, a moment later: its rows (and
+// their sink_progress) must be in before a restarted sink reads what
+// ClickHouse has, or the sink would insert them again.
+func waitRunningInserts(ctx context.Context, conn driver.Conn, database string) error {
+	prefix := "INSERT INTO " + schemas.QuoteIdent(database) + ".flows"
+	running := func() (map[string]bool, error) {
+		rows, err := conn.Query(ctx, "SELECT query_id FROM system.processes WHERE position(query, ?) = 1", prefix)
+		if err != nil {
+			return nil, fmt.Errorf("read system.processes: %w", err)
+		}
+		defer rows.Close()
+		ids := map[string]bool{}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return nil, fmt.Errorf("read system.processes: %w", err)
+			}
+			ids[id] = true
+		}
+		return ids, rows.Err()
+	}
+	waitFor, err := running()
+	if err != nil {
+		return err
+	}
+	for len(waitFor) > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d INSERTs into flows still running: %w", len(waitFor), ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+		now, err := running()
+		if err != nil {
+			return err
+		}
+		for id := range waitFor {
+			if !now[id] {
+				delete(waitFor, id)
+			}
+		}
 	}
 	return nil
 }

@@ -419,6 +419,10 @@ func (c *Component) onAssigned(ctx context.Context, cl *kgo.Client, assigned map
 	defer cancel()
 	var progress map[int32]map[uint16]int64
 	if err := c.retry(rctx, "read sink_progress", func(ctx context.Context) (err error) {
+		// An INSERT a dead sink sent may still be running: it lands first.
+		if err := waitRunningInserts(ctx, c.conn, c.deps.ClickHouse.Database); err != nil {
+			return err
+		}
 		progress, err = readProgress(ctx, c.conn, c.deps.ClickHouse.Database)
 		return err
 	}); err != nil {

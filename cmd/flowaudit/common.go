@@ -91,6 +91,8 @@ type lifecycle struct {
 	exit     func(code int)
 	sig      chan os.Signal
 	stopping atomic.Pointer[string]
+	// cause, when set, names a fault known to make components fail.
+	cause func() error
 }
 
 type startedComponent struct {
@@ -129,7 +131,16 @@ func (l *lifecycle) wait() error {
 		l.log.Info("stopping", "signal", s.String(), "deadline", l.deadline)
 		return nil
 	case err := <-fatal:
-		l.log.Error("a component failed; stopping", "err", err, "deadline", l.deadline)
+		attrs := []any{"err", err, "deadline", l.deadline}
+		if l.cause != nil {
+			// The failure is often the consequence of a fault elsewhere
+			// (a full disk under the broker): name it.
+			if c := l.cause(); c != nil {
+				attrs = append(attrs, "cause", c.Error())
+				err = fmt.Errorf("%w (cause: %w)", err, c)
+			}
+		}
+		l.log.Error("a component failed; stopping", attrs...)
 		return err
 	}
 }

@@ -148,6 +148,7 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "flowaudit: unable to initialize broker: %v\n", err)
 			return 1
 		}
+		broker.ReportTo(r)
 	}
 	if st.collect {
 		if collector, err = flow.New(r, cfg.Ingest.Flows, flow.Dependencies{Kafka: cfg.Kafka, DataDir: cfg.DataDir}); err != nil {
@@ -195,6 +196,9 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 	}
 
 	lc := &lifecycle{log: logger, deadline: shutdownDeadline(cfg)}
+	if broker != nil {
+		lc.cause = broker.Fault
+	}
 	fail := func(err error) int {
 		logger.Error(err.Error())
 		_ = lc.stop()
