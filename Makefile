@@ -52,6 +52,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzFrameReader -fuzztime=20s ./ingest/access
 	$(GO) test -run='^$$' -fuzz=FuzzBodyDecode -fuzztime=20s ./ingest/access
 	$(GO) test -run='^$$' -fuzz=FuzzParsePolicy -fuzztime=20s ./policy
+	$(GO) test -run='^$$' -fuzz=FuzzDecodeNetworkPolicies -fuzztime=20s ./policy/enforce
 	$(GO) test -run='^$$' -fuzz=FuzzIdentitySnapshot -fuzztime=20s ./enrich
 	$(GO) test -run='^$$' -fuzz=FuzzKeyedUnmarshal -fuzztime=20s ./detect/engine
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeCheckpoint -fuzztime=20s ./detect
