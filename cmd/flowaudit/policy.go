@@ -32,12 +32,12 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) int {
 }
 
 const policyUsage = `Usage: flowaudit policy validate FILE
-       flowaudit policy export --format nftables|networkpolicy FILE
+       flowaudit policy export --format nftables|networkpolicy|cilium FILE
        flowaudit policy import --format networkpolicy --inventory BASE FILE...
 
 validate  check a policy file; every error names its line and field
 export    the policy as enforceable rules (an nftables ruleset, Kubernetes
-          NetworkPolicies)
+          NetworkPolicies, Cilium CiliumNetworkPolicies)
 import    Kubernetes NetworkPolicies as a flowaudit policy, to audit them
 
 Run "flowaudit policy SUBCOMMAND --help" for the flags of each.`
@@ -65,7 +65,7 @@ there is any. A valid file prints a one-line summary.`, stderr)
 }
 
 func cmdPolicyExport(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("policy export", "--format nftables|networkpolicy [--out FILE] FILE", `
+	fs := newFlagSet("policy export", "--format nftables|networkpolicy|cilium [--out FILE] FILE", `
 Translate a policy file into rules an enforcement point loads:
 
   nftables       a ruleset for a router forwarding between the segments
@@ -76,10 +76,12 @@ Translate a policy file into rules an enforcement point loads:
                  namespace per segment: default deny, intra-namespace
                  allows, and per allow rule an ingress policy in the
                  destination namespace and an egress one in the source
+  cilium         cilium.io/v2 CiliumNetworkPolicies (YAML): ingress per
+                 rule and destination, deny rules as ingressDeny, ICMP
 Staged rules are not exported, and conditions a target cannot enforce
 (identities at L3/L4) are dropped; each such case is printed on stderr
 as a note. The output is deterministic.`, stderr)
-	format := fs.String("format", "", "nftables or networkpolicy (required)")
+	format := fs.String("format", "", "nftables, networkpolicy or cilium (required)")
 	out := fs.String("out", "", "write to this file instead of stdout")
 	pos, code, done := parseInterspersed(fs, args)
 	if done {
@@ -104,11 +106,13 @@ as a note. The output is deterministic.`, stderr)
 		text, notes = enforce.Nftables(p, pos[0])
 	case "networkpolicy":
 		text, notes, err = enforce.NetworkPolicyYAML(p)
+	case "cilium":
+		text, notes, err = enforce.CiliumYAML(p)
 	case "":
-		fmt.Fprintln(stderr, "flowaudit policy export: --format is required: nftables or networkpolicy")
+		fmt.Fprintln(stderr, "flowaudit policy export: --format is required: nftables, networkpolicy or cilium")
 		return 2
 	default:
-		fmt.Fprintf(stderr, "flowaudit policy export: --format %q is not nftables or networkpolicy\n", *format)
+		fmt.Fprintf(stderr, "flowaudit policy export: --format %q is not nftables, networkpolicy or cilium\n", *format)
 		return 2
 	}
 	if err != nil {
