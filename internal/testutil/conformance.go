@@ -15,8 +15,9 @@ const EnvConformance = "FLOWAUDIT_CONFORMANCE"
 // (captures and log samples with another project's expected decodings),
 // which lives outside the repository: ../shared/conformance relative to the
 // repository root, or $FLOWAUDIT_CONFORMANCE. The test is skipped when the
-// folder is absent, and fails instead when RequireExternal (CI); the
-// corpus is never copied into the repository.
+// folder is absent (it lives outside the repository, which never holds a
+// copy of it), even in CI: the corpus is reference data, not a tool the
+// project installs.
 func ConformanceDir(t testing.TB, sub string) string {
 	t.Helper()
 	base := os.Getenv(EnvConformance)
@@ -29,9 +30,6 @@ func ConformanceDir(t testing.TB, sub string) string {
 	}
 	dir := filepath.Join(base, sub)
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-		if RequireExternal() {
-			t.Fatalf("conformance corpus %s absent (CI clones the repository beside shared/; %s names another folder)", dir, EnvConformance)
-		}
 		t.Skipf("conformance corpus %s absent (set %s to its folder to run this test)", dir, EnvConformance)
 	}
 	return dir
