@@ -61,6 +61,7 @@ type Component struct {
 
 	engine     *engine.Engine
 	dispatcher *webhook.Dispatcher
+	commits    *commitTracker // webhook consumer offsets
 
 	topics                                 []string
 	enriched, access, keyed, alerts, state string
@@ -129,6 +130,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 		return nil, err
 	}
 	c.dispatcher = d
+	c.commits = newCommitTracker()
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	return c, nil
 }
@@ -169,6 +171,8 @@ func (c *Component) Start() error {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsRevoked(c.webhookPartitionsGone),
+		kgo.OnPartitionsLost(c.webhookPartitionsGone),
 	)...)
 	if err != nil {
 		client.Close()
@@ -204,12 +208,18 @@ func (c *Component) Stop() error {
 		c.client.AllowRebalance()
 		c.client.Close()
 	}
-	if c.hooks != nil {
-		c.hooks.AllowRebalance()
-		c.hooks.Close()
-	}
+	// The dispatcher drains first, so what it still delivers is
+	// committed; what it leaves (ErrStopped) is not, and the next owner
+	// delivers it.
 	if err := c.dispatcher.Stop(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.hooks != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c.commitDone(ctx)
+		cancel()
+		c.hooks.AllowRebalance()
+		c.hooks.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -53,6 +54,23 @@ type hook struct {
 type item struct {
 	alert    *schemas.Alert
 	enqueued time.Time
+
+	// remaining counts the endpoints not yet done with the alert; the
+	// last one to finish calls onDone (set by EnqueueDone).
+	remaining atomic.Int32
+	stopped   atomic.Bool // some endpoint left it at shutdown (ErrStopped)
+	onDone    func(final bool)
+}
+
+// end records that one endpoint is done with it: delivered or given up
+// (stopped: given up with ErrStopped, so it is not final).
+func (it *item) end(stopped bool) {
+	if stopped {
+		it.stopped.Store(true)
+	}
+	if it.remaining.Add(-1) == 0 && it.onDone != nil {
+		it.onDone(!it.stopped.Load())
+	}
 }
 
 func newHook(e Endpoint, m *metrics) (*hook, error) {
@@ -164,8 +182,9 @@ func (d *Dispatcher) run(h *hook) {
 	defer d.wg.Done()
 	for {
 		if it, ok := h.take(); ok {
-			d.deliver(h, it)
+			stopped := d.deliver(h, it)
 			h.done()
+			it.end(stopped)
 			continue
 		}
 		select {
@@ -181,13 +200,14 @@ func (d *Dispatcher) run(h *hook) {
 }
 
 // deliver posts it until a 2xx, a permanent error, the last attempt or
-// the drain deadline, whichever comes first.
-func (d *Dispatcher) deliver(h *hook, it *item) {
+// the drain deadline, whichever comes first. It reports whether it gave
+// up because of Stop (ErrStopped).
+func (d *Dispatcher) deliver(h *hook, it *item) (stopped bool) {
 	body, err := h.encode(it.alert)
 	if err != nil {
 		h.failed.WithLabelValues(reasonEncode).Inc()
 		d.giveUp(h, it.alert, fmt.Errorf("cannot encode alert: %w", err))
-		return
+		return false
 	}
 	signature := ""
 	if h.cfg.Secret != "" {
@@ -199,23 +219,23 @@ func (d *Dispatcher) deliver(h *hook, it *item) {
 	for attempt := 1; ; attempt++ {
 		if d.ctx.Err() != nil {
 			d.giveUp(h, it.alert, stoppedError(attempt-1, last))
-			return
+			return true
 		}
 		f := d.post(h, it.alert, body, signature, attempt)
 		if f == nil {
 			h.sent.Inc()
 			h.delivery.Observe(time.Since(it.enqueued).Seconds())
-			return
+			return false
 		}
 		last = f.err
 		h.failed.WithLabelValues(f.reason).Inc()
 		if f.reason == reasonShutdown {
 			d.giveUp(h, it.alert, stoppedError(attempt, last))
-			return
+			return true
 		}
 		if !f.retryable || attempt >= h.cfg.MaxAttempts {
 			d.giveUp(h, it.alert, fmt.Errorf("after %d attempt(s): %w", attempt, f.err))
-			return
+			return false
 		}
 		wait := backoff(h.cfg.InitialBackoff, h.cfg.MaxBackoff, attempt)
 		if f.retryAfter > wait {

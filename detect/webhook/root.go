@@ -208,6 +208,7 @@ func (d *Dispatcher) Stop() error {
 			}
 			d.giveUp(h, it.alert, ErrStopped)
 			h.done()
+			it.end(true)
 			left++
 		}
 	}
@@ -225,23 +226,36 @@ func (d *Dispatcher) Stop() error {
 // finding once. Enqueue copies *a; the caller may reuse it. After Stop it
 // takes nothing and reports a undelivered (ErrStopped) to the endpoints
 // that would have taken it.
-func (d *Dispatcher) Enqueue(a *schemas.Alert) int {
+func (d *Dispatcher) Enqueue(a *schemas.Alert) int { return d.EnqueueDone(a, nil) }
+
+// EnqueueDone is Enqueue, and calls done once every endpoint that took a
+// has delivered it or given up on it; final is false when some endpoint
+// gave up because of Stop (ErrStopped), so a's source offset should not
+// be committed. done is called from an endpoint's worker, or from the
+// goroutine calling EnqueueDone or Stop; it must not block for long.
+// When no endpoint's min_severity admits a, done is not called (the
+// result is 0); after Stop it is called with final false.
+func (d *Dispatcher) EnqueueDone(a *schemas.Alert, done func(final bool)) int {
 	if a == nil || a.Update {
 		return 0
 	}
-	var it *item
+	var takers []*hook
+	for _, h := range d.hooks {
+		if a.Severity >= h.minSeverity {
+			takers = append(takers, h)
+		}
+	}
+	if len(takers) == 0 {
+		return 0
+	}
+	c := *a
+	it := &item{alert: &c, enqueued: time.Now(), onDone: done}
+	it.remaining.Store(int32(len(takers)))
 	var dropped, refused []*hook
 	var droppedItems []*item
 	taken := 0
 	d.mu.RLock()
-	for _, h := range d.hooks {
-		if a.Severity < h.minSeverity {
-			continue
-		}
-		if it == nil {
-			c := *a
-			it = &item{alert: &c, enqueued: time.Now()}
-		}
+	for _, h := range takers {
 		if d.stopped {
 			refused = append(refused, h)
 			continue
@@ -257,18 +271,19 @@ func (d *Dispatcher) Enqueue(a *schemas.Alert) int {
 	for i, h := range dropped {
 		h.dropped.Inc()
 		d.giveUp(h, droppedItems[i].alert, ErrQueueFull)
+		droppedItems[i].end(false)
 	}
 	for _, h := range refused {
 		d.giveUp(h, it.alert, ErrStopped)
+		it.end(true)
 	}
 	return taken
 }
 
 // Flush waits until every alert enqueued before the call is delivered or
-// given up (every queue empty and no request in flight), or ctx ends. The
-// detect stage calls it before committing offsets, so an alert is
-// acknowledged only once its webhooks are done with it. Before Start it
-// waits for ctx (nothing drains the queues).
+// given up (every queue empty and no request in flight), or ctx ends.
+// (The detect stage does not flush: it commits per alert through
+// EnqueueDone.) Before Start it waits for ctx (nothing drains the queues).
 func (d *Dispatcher) Flush(ctx context.Context) error {
 	for _, h := range d.hooks {
 		h.mu.Lock()
