@@ -177,7 +177,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 func cmdAuditRecommend(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("audit recommend", "[--since 7d] [--granularity segment|workload] [--format table|policy|nftables|json]", `
+	fs := newFlagSet("audit recommend", "[--since 7d] [--granularity segment|workload] [--format table|json|policy|nftables|networkpolicy|cilium]", `
 Recommend the least-privilege allow rules that cover every service edge
 observed in the window and crossing a segment boundary of the configured
 policy (with --granularity workload: also every edge between inventory
@@ -196,10 +196,11 @@ it is listed as held, with the alert ids.
 
 --format policy writes a complete policy file (the configured segments and
 inventory, the recommended rules) that "flowaudit policy validate" accepts
-and "flowaudit audit simulate" can replay; --format nftables renders that
-policy with the exporter of "flowaudit policy export".`, stderr)
+and "flowaudit audit simulate" can replay; --format nftables, networkpolicy
+and cilium render that policy with the exporters of "flowaudit policy
+export".`, stderr)
 	var af auditFlags
-	af.register(fs, "7d", "table, json, policy or nftables", "held or none")
+	af.register(fs, "7d", "table, json, policy, nftables, networkpolicy or cilium", "held or none")
 	gran := fs.String("granularity", audit.GranularitySegment, "rule `ends`: segment, or workload (inventory workloads where known)")
 	share := fs.Float64("identity-share", 0.95, "`share` of an edge's flows one identity must carry to scope the rule to it")
 	generalize := fs.Int("generalize-ports", 16, "distinct ports of one protocol on an edge from which the rule names their range (`n`; 0 never)")
@@ -239,15 +240,13 @@ policy with the exporter of "flowaudit policy export".`, stderr)
 	}
 	switch af.format {
 	case "table", "json", "policy":
-	case "nftables":
+	case "nftables", "networkpolicy", "cilium":
 		if *gran != audit.GranularitySegment && err == nil {
-			err = errors.New("--format nftables needs --granularity segment")
+			err = fmt.Errorf("--format %s needs --granularity segment", af.format)
 		}
-	case "networkpolicy", "cilium":
-		err = fmt.Errorf("--format %s: flowaudit policy export has no %s exporter in this build; use --format policy or nftables", af.format, af.format)
 	default:
 		if err == nil {
-			err = fmt.Errorf("--format: %q is not table, json, policy or nftables", af.format)
+			err = fmt.Errorf("--format: %q is not table, json, policy, nftables, networkpolicy or cilium", af.format)
 		}
 	}
 	if err != nil {
@@ -279,13 +278,26 @@ policy with the exporter of "flowaudit policy export".`, stderr)
 		err = audit.WriteJSON(stdout, rec)
 	case "policy":
 		err = audit.WritePolicy(stdout, env.policy.Policy(), rec)
-	case "nftables":
-		// The policy exporter renders the recommended policy: one exporter.
-		text, notes := enforce.Nftables(audit.RecommendedPolicy(env.policy.Policy(), rec), "recommended by flowaudit audit recommend")
+	case "nftables", "networkpolicy", "cilium":
+		// The policy exporters render the recommended policy: one exporter
+		// per target, shared with "flowaudit policy export".
+		recommended := audit.RecommendedPolicy(env.policy.Policy(), rec)
+		var text string
+		var notes []string
+		switch af.format {
+		case "nftables":
+			text, notes = enforce.Nftables(recommended, "recommended by flowaudit audit recommend")
+		case "networkpolicy":
+			text, notes, err = enforce.NetworkPolicyYAML(recommended)
+		default:
+			text, notes, err = enforce.CiliumYAML(recommended)
+		}
 		for _, n := range notes {
 			fmt.Fprintf(stderr, "note: %s\n", n)
 		}
-		_, err = io.WriteString(stdout, text)
+		if err == nil {
+			_, err = io.WriteString(stdout, text)
+		}
 	default:
 		err = audit.WriteRecommendationTable(stdout, rec)
 	}

@@ -19,7 +19,9 @@ import (
 	"github.com/flowaudit/flowaudit/internal/simulate"
 	"github.com/flowaudit/flowaudit/internal/testutil"
 	"github.com/flowaudit/flowaudit/policy"
+	"github.com/flowaudit/flowaudit/policy/enforce"
 	"github.com/flowaudit/flowaudit/schemas"
+	k8syaml "sigs.k8s.io/yaml"
 )
 
 var updateGolden = flag.Bool("update", false, "rewrite golden files under testdata/")
@@ -214,6 +216,48 @@ func TestAuditRecommendScenario(t *testing.T) {
 	nft := a.run(t, "audit", "recommend", "--format", "nftables")
 	if !strings.Contains(nft.stdout, "table inet") || !strings.Contains(nft.stdout, "app-to-db-as-svc-app") {
 		t.Errorf("recommend --format nftables: no ruleset naming the rules:\n%s", nft.stdout)
+	}
+
+	// And as Kubernetes objects: each decodes strictly into its API type,
+	// and the documents, times aside, equal their golden files.
+	np := a.run(t, "audit", "recommend", "--format", "networkpolicy")
+	nps, err := enforce.DecodeNetworkPolicies([]byte(np.stdout), "recommend")
+	if err != nil || len(nps) == 0 {
+		t.Errorf("recommend --format networkpolicy: %d policies, %v:\n%s", len(nps), err, np.stdout)
+	}
+	cil := a.run(t, "audit", "recommend", "--format", "cilium")
+	var cilDocs int
+	for _, doc := range strings.Split(cil.stdout, "\n---\n") {
+		if strings.TrimSpace(doc) == "" || strings.TrimSpace(doc) == "---" {
+			continue
+		}
+		var c enforce.CiliumNetworkPolicy
+		if err := k8syaml.UnmarshalStrict([]byte(doc), &c); err != nil {
+			t.Errorf("recommend --format cilium: a document does not decode strictly: %v\n%s", err, doc)
+		}
+		cilDocs++
+	}
+	if cilDocs == 0 {
+		t.Errorf("recommend --format cilium: no policies:\n%s", cil.stdout)
+	}
+	for name, text := range map[string]string{
+		"audit-recommend-scenario.networkpolicy.yaml": np.stdout,
+		"audit-recommend-scenario.cilium.yaml":        cil.stdout,
+	} {
+		path := filepath.Join("testdata", name)
+		text = rfc3339RE.ReplaceAllString(text, "TIME")
+		if *updateGolden {
+			if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (run with -update to create it)", err)
+		}
+		if text != string(want) {
+			t.Errorf("recommend output differs from %s (-update rewrites it):\n%s", path, text)
+		}
 	}
 
 	draft := mustMatcher(t, draftPath)
