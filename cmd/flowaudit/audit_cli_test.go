@@ -34,7 +34,7 @@ func TestAuditUsageErrors(t *testing.T) {
 		{[]string{"audit", "nope"}, `unknown subcommand "nope"`},
 		{[]string{"audit", "recommend", "--since", "7x"}, `--since: "7x" is not a duration`},
 		{[]string{"audit", "recommend", "--granularity", "host"}, `--granularity: "host" is not segment or workload`},
-		{[]string{"audit", "recommend", "--format", "xml"}, `--format: "xml" is not table, json, policy or nftables`},
+		{[]string{"audit", "recommend", "--format", "xml"}, `--format: "xml" is not table, json, policy, nftables, networkpolicy or cilium`},
 		{[]string{"audit", "recommend", "--identity-share", "1.5"}, "--identity-share: 1.5 is not in (0, 1]"},
 		{[]string{"audit", "recommend", "extra"}, `unexpected argument "extra"`},
 		{[]string{"audit", "recommend"}, "no policy.file"},
