@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -311,4 +312,87 @@ func (p *prometheusRegistry) counter(t *testing.T, name, endpoint string) float6
 	}
 	t.Fatalf("no %s{endpoint=%q}", name, endpoint)
 	return 0
+}
+
+// TestWebhookRestartWithHangingEndpoint: stopped while an endpoint hangs,
+// the stage leaves that endpoint's alerts uncommitted; after the restart
+// the healthy endpoint receives again only alerts at or after the offset
+// committed at the stop (the documented at-least-once bound), and each of
+// those at most once more.
+func TestWebhookRestartWithHangingEndpoint(t *testing.T) {
+	healthy, healthyURL := newReceiver(t)
+	g := newHookRig(t, webhook.Configuration{Webhooks: []webhook.Endpoint{
+		{URL: hangingEndpoint(t), Name: "hanging", QueueSize: 4},
+		{URL: healthyURL, Name: "healthy"},
+	}})
+	c, _ := g.start()
+	g.produce(10)
+	waitFor(t, time.Now().Add(10*time.Second), "10 alerts at the healthy endpoint", func() bool {
+		f, _ := healthy.snapshot()
+		return len(f) == 10
+	})
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	atStop := g.committed()
+	c2, _ := g.start()
+	defer c2.Stop()
+	ids := g.produce(5)
+	waitFor(t, g.stored[ids[len(ids)-1]].Add(10*time.Second), "the 5 new alerts at the healthy endpoint", func() bool {
+		_, n := healthy.snapshot()
+		for _, id := range ids {
+			if n[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	_, count := healthy.snapshot()
+	if len(count) != 15 {
+		t.Errorf("healthy endpoint got %d distinct alerts, want 15", len(count))
+	}
+	for id, n := range count {
+		off := g.offsets[id]
+		switch {
+		case off < atStop && n != 1:
+			t.Errorf("%s (offset %d, committed %d at the stop) delivered %d times, want 1", id, off, atStop, n)
+		case n > 2:
+			t.Errorf("%s (offset %d) delivered %d times, want at most 2", id, off, n)
+		}
+	}
+}
+
+func TestCommitTracker(t *testing.T) {
+	tr := newCommitTracker()
+	var es []*trackEntry
+	for off := range int64(5) {
+		es = append(es, tr.add(&kgo.Record{Topic: "a", Partition: 0, Offset: off, LeaderEpoch: 1}))
+	}
+	other := tr.add(&kgo.Record{Topic: "a", Partition: 1, Offset: 7})
+	type step struct {
+		done  []int // indexes into es, all final
+		stop  int   // index into es done with final=false, -1 none
+		other bool
+		want  map[string]map[int32]kgo.EpochOffset
+	}
+	steps := []step{
+		{done: []int{1, 2}, stop: -1, want: nil},
+		{done: []int{0}, stop: -1, want: map[string]map[int32]kgo.EpochOffset{"a": {0: {Epoch: 1, Offset: 3}}}},
+		{done: nil, stop: 3, other: true, want: map[string]map[int32]kgo.EpochOffset{"a": {1: {Epoch: 0, Offset: 8}}}},
+		{done: []int{4}, stop: -1, want: nil}, // stuck behind the stopped offset 3
+	}
+	for i, s := range steps {
+		for _, j := range s.done {
+			tr.done(es[j], true)
+		}
+		if s.stop >= 0 {
+			tr.done(es[s.stop], false)
+		}
+		if s.other {
+			tr.done(other, true)
+		}
+		if diff := cmp.Diff(tr.ready(), s.want); diff != "" {
+			t.Errorf("step %d: ready() (-got +want):\n%s", i, diff)
+		}
+	}
 }
