@@ -26,6 +26,7 @@ func commands() []command {
 		{"policy", "check a policy file: flowaudit policy validate FILE", cmdPolicy},
 		{"audit", "segmentation audit: recommend rules from traffic, simulate a draft policy", cmdAudit},
 		{"probe", "active segmentation test from this host: expected vs real connection attempts", cmdProbe},
+		{"console", "serve the read-only web console: segment map, flows, alerts, audit", cmdConsole},
 		{"simulate", "send simulated flows (or access logs) to a collector", cmdSimulate},
 		{"version", "print the version", cmdVersion},
 	}

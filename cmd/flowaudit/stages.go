@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/flowaudit/flowaudit/console"
 	"github.com/flowaudit/flowaudit/detect"
 	"github.com/flowaudit/flowaudit/enrich"
 	"github.com/flowaudit/flowaudit/ingest/access"
@@ -23,6 +24,7 @@ import (
 type stages struct {
 	broker, collect, enrich, detect, sink bool
 	probe                                 bool // scheduled probes (probe.schedule), in run only
+	console                               bool // the web console (console.listen), in run only
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -30,14 +32,14 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 Run every stage in one process: the embedded Kafka-protocol broker (when
 kafka.brokers is empty), the flow and access-log collectors, the enrich
 stage (segments, identities, verdicts from policy.file), the detect stage
-(alerts, webhooks) and the ClickHouse sink.
+(alerts, webhooks), the ClickHouse sink and the web console (console.listen).
 Stops cleanly on SIGINT or SIGTERM, flushing what it holds.`, stderr)
 	var sf stageFlags
 	sf.register(fs)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	return runStages(sf, stages{broker: true, collect: true, enrich: true, detect: true, sink: true, probe: true}, stdout, stderr)
+	return runStages(sf, stages{broker: true, collect: true, enrich: true, detect: true, sink: true, probe: true, console: true}, stdout, stderr)
 }
 
 func cmdCollect(args []string, stdout, stderr io.Writer) int {
@@ -186,6 +188,16 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	var consoleSrv *console.Server
+	if st.console && cfg.Console.Listen != "" {
+		srv, closeConn, err := newConsole(cfg, logger)
+		if err != nil {
+			fmt.Fprintf(stderr, "flowaudit: unable to initialize console: %v\n", err)
+			return 1
+		}
+		defer closeConn()
+		consoleSrv = srv
+	}
 	if sf.check {
 		fmt.Fprintln(stdout, "configuration OK")
 		return 0
@@ -247,6 +259,13 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 	if prober != nil {
 		if err := lc.start("prober", prober.Start, prober.Stop); err != nil {
 			return fail(err)
+		}
+	}
+	if consoleSrv != nil {
+		// The console is read-only and beside the pipeline: a console that
+		// cannot listen (the port is taken) must not stop the pipeline.
+		if err := lc.start("console", consoleSrv.Start, consoleSrv.Stop); err != nil {
+			logger.Error("the console is not served; set console.listen to a free address, or \"\" to disable it", "err", err)
 		}
 	}
 	logger.Info("flowaudit running", "version", version(), "collect", st.collect, "enrich", st.enrich, "detect", st.detect, "sink", st.sink, "embedded_broker", broker != nil)

@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/flowaudit/flowaudit/console"
 	"github.com/flowaudit/flowaudit/detect"
 	"github.com/flowaudit/flowaudit/detect/webhook"
 	"github.com/flowaudit/flowaudit/enrich"
@@ -38,6 +39,7 @@ type Configuration struct {
 	Detect     detect.Configuration       `yaml:"detect"`
 	Alerts     webhook.Configuration      `yaml:"alerts"`
 	Probe      probe.Configuration        `yaml:"probe"`
+	Console    console.Configuration      `yaml:"console"`
 	Metrics    reporter.Configuration     `yaml:"metrics"`
 	Log        LogConfiguration           `yaml:"log"`
 }
@@ -77,6 +79,7 @@ func Default() Configuration {
 		Detect:  detect.DefaultConfiguration(),
 		Alerts:  webhook.DefaultConfiguration(),
 		Probe:   probe.DefaultConfiguration(),
+		Console: console.DefaultConfiguration(),
 		Metrics: reporter.DefaultConfiguration(),
 		Log:     LogConfiguration{Level: "info", Format: "text"},
 	}
@@ -134,7 +137,7 @@ func (c Configuration) Validate() error {
 			errs = append(errs, fmt.Errorf("policy.file: %v (check the path; run \"flowaudit policy validate FILE\")", err))
 		}
 	}
-	for _, err := range []error{c.Detect.Validate(), c.Alerts.Validate(), c.Probe.Validate()} {
+	for _, err := range []error{c.Detect.Validate(), c.Alerts.Validate(), c.Probe.Validate(), c.Console.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}
