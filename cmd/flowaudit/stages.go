@@ -297,19 +297,27 @@ func topicsFor(k kafka.Configuration) []string {
 }
 
 func cmdMigrate(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("migrate", "[--config FILE] [--check]", `
+	fs := newFlagSet("migrate", "[--config FILE] [--check] [--print [--server-version X.Y]]", `
 Create the ClickHouse database clickhouse.database and every flowaudit
 table, or add columns missing from existing ones. Reads version() first:
 ClickHouse >= 23.8 gets IPv6, LowCardinality, codecs and a TTL; older
-servers get the compatible fallbacks. Safe to run repeatedly.`, stderr)
+servers get the compatible fallbacks. Safe to run repeatedly.
+
+--print prints the DDL for --server-version (default 23.8) instead,
+without connecting: one statement per paragraph, each ending in ";".`, stderr)
 	var sf stageFlags
 	sf.register(fs)
+	var mf migratePrintFlags
+	mf.register(fs)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
 	cfg, ok := loadConfig(sf.config, stderr)
 	if !ok {
 		return 1
+	}
+	if mf.print || mf.serverVersion != "" {
+		return printMigration(cfg, mf, stdout, stderr)
 	}
 	if sf.check {
 		fmt.Fprintln(stdout, "configuration OK")
