@@ -175,9 +175,10 @@ func layout(edges []query.SegmentEdge, m *policy.Matcher, p params) segmentMap {
 		me.Selected = p.Selected && p.Client == e.Client && p.Server == e.Server
 		if e.Client == e.Server {
 			// A loop outside the node, away from the centre.
-			ang := math.Atan2(a.Y-cy, a.X-cx)
+			// Turned off the outward direction, where the node's label is.
+			ang := math.Atan2(a.Y-cy, a.X-cx) + 1.1
 			if len(sm.Nodes) == 1 {
-				ang = -math.Pi / 2
+				ang = -math.Pi/2 + 1.1
 			}
 			s1 := ang - 0.5
 			s2 := ang + 0.5

@@ -57,7 +57,8 @@ func parseParams(q url.Values, now time.Time, defRange string) (params, error) {
 	if p.Metric != "flows" && p.Metric != "bytes" {
 		return p, fmt.Errorf("metric: %q is not flows or bytes", p.Metric)
 	}
-	if p.From != "" || p.To != "" {
+	// A range chosen in a form wins over the from and to it carries along.
+	if p.Range == "" && (p.From != "" || p.To != "") {
 		from, err := time.Parse(time.RFC3339, p.From)
 		if err != nil {
 			return p, fmt.Errorf("from: %q is not an RFC 3339 time such as 2026-12-01T10:00:00Z", p.From)
@@ -72,6 +73,7 @@ func parseParams(q url.Values, now time.Time, defRange string) (params, error) {
 		p.window = query.Window{From: from.UTC(), To: to.UTC()}
 		p.Range = ""
 	} else {
+		p.From, p.To = "", ""
 		if p.Range == "" {
 			p.Range = defRange
 		}
