@@ -77,9 +77,9 @@ type nativeBatch struct {
 	sent   bool
 }
 
-func (b *nativeBatch) Abort() error         { return nil }
+func (b *nativeBatch) Abort() error          { return nil }
 func (b *nativeBatch) Append(v ...any) error { return b.block.Append(v...) }
-func (b *nativeBatch) Rows() int            { return b.block.Rows() }
+func (b *nativeBatch) Rows() int             { return b.block.Rows() }
 func (b *nativeBatch) Column(i int) driver.BatchColumn {
 	return nativeColumn{b.block.Columns[i]}
 }
