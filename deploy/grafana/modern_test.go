@@ -40,7 +40,7 @@ func TestDashboardsOnModernClickHouse(t *testing.T) {
 		}
 		var res struct {
 			Meta []struct{ Name, Type string } `json:"meta"`
-			Rows int                            `json:"rows"`
+			Rows int                           `json:"rows"`
 		}
 		if err := json.Unmarshal(out, &res); err != nil {
 			t.Errorf("ClickHouse 26.7: %s: %v", q, err)
