@@ -768,10 +768,32 @@ var ProbeResultsTable = Table{
 	OrderBy:     "(toStartOfHour(time), run_id, dst_segment, dst_addr, dst_port, proto)",
 }
 
+// ReportsTable indexes the compliance evidence packs written by
+// `flowaudit report` and report.schedule: one row per pack, where it was
+// written, the SHA-256 of its MANIFEST.sha256 (which names every file's
+// hash), and its summary as JSON. It is compliance evidence itself, so it
+// has no TTL.
+var ReportsTable = Table{
+	Name:    "reports",
+	Comment: "Compliance evidence packs, one row per pack",
+	Columns: []Column{
+		{Name: "report_id", Type: TypeString, Comment: "framework and generation time, as the pack's directory name"},
+		{Name: "framework", Type: TypeLowString, Comment: "pci-dss-4, soc2 or iso27001"},
+		{Name: "generated_at", Type: TypeDateTime},
+		{Name: "window_from", Type: TypeDateTime, Comment: "start of the history the pack covers"},
+		{Name: "window_to", Type: TypeDateTime, Comment: "end of it (exclusive)"},
+		{Name: "path", Type: TypeString, Comment: "directory of the pack on the host that wrote it"},
+		{Name: "sha256", Type: TypeString, Comment: "SHA-256 of the pack's MANIFEST.sha256, hex"},
+		{Name: "summary", Type: TypeString, Comment: "the summary object of report.json"},
+	},
+	Engine:  "ReplacingMergeTree",
+	OrderBy: "(framework, generated_at, report_id)",
+}
+
 // Tables returns every table, in creation order.
 func Tables() []Table {
 	return []Table{FlowsTable, AccessEventsTable, AlertsTable, KafkaOffsetsTable, SegmentMatrixTable, ObservedEdgesTable,
-		RuleHitsTable, PolicyVersionsTable, ProbeResultsTable, SinkProgressTable, AuditEdgesTable}
+		RuleHitsTable, PolicyVersionsTable, ProbeResultsTable, SinkProgressTable, AuditEdgesTable, ReportsTable}
 }
 
 // ViewSQL returns the CREATE MATERIALIZED VIEW statement of a table with

@@ -25,6 +25,7 @@ func commands() []command {
 		{"migrate", "create or update the ClickHouse database and tables", cmdMigrate},
 		{"policy", "check a policy file: flowaudit policy validate FILE", cmdPolicy},
 		{"audit", "segmentation audit: recommend rules from traffic, simulate a draft policy", cmdAudit},
+		{"report", "compliance evidence pack (PCI DSS 4.0, SOC 2, ISO 27001): html, pdf, json, csv, signed manifest", cmdReport},
 		{"probe", "active segmentation test from this host: expected vs real connection attempts", cmdProbe},
 		{"console", "serve the read-only web console: segment map, flows, alerts, audit", cmdConsole},
 		{"simulate", "send simulated flows (or access logs) to a collector", cmdSimulate},

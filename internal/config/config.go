@@ -21,6 +21,7 @@ import (
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/internal/reporter"
 	"github.com/flowaudit/flowaudit/probe"
+	"github.com/flowaudit/flowaudit/report"
 	"github.com/flowaudit/flowaudit/sink"
 )
 
@@ -40,6 +41,7 @@ type Configuration struct {
 	Alerts     webhook.Configuration      `yaml:"alerts"`
 	Probe      probe.Configuration        `yaml:"probe"`
 	Console    console.Configuration      `yaml:"console"`
+	Report     report.Configuration       `yaml:"report"`
 	Metrics    reporter.Configuration     `yaml:"metrics"`
 	Log        LogConfiguration           `yaml:"log"`
 }
@@ -80,6 +82,7 @@ func Default() Configuration {
 		Alerts:  webhook.DefaultConfiguration(),
 		Probe:   probe.DefaultConfiguration(),
 		Console: console.DefaultConfiguration(),
+		Report:  report.DefaultConfiguration(),
 		Metrics: reporter.DefaultConfiguration(),
 		Log:     LogConfiguration{Level: "info", Format: "text"},
 	}
@@ -137,7 +140,7 @@ func (c Configuration) Validate() error {
 			errs = append(errs, fmt.Errorf("policy.file: %v (check the path; run \"flowaudit policy validate FILE\")", err))
 		}
 	}
-	for _, err := range []error{c.Detect.Validate(), c.Alerts.Validate(), c.Probe.Validate(), c.Console.Validate()} {
+	for _, err := range []error{c.Detect.Validate(), c.Alerts.Validate(), c.Probe.Validate(), c.Console.Validate(), c.Report.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}
