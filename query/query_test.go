@@ -59,10 +59,10 @@ func insertFlows(t *testing.T, r *Reader, flows []testFlow) {
 		sel = append(sel, fmt.Sprintf(`SELECT toDateTime(%d) AS time_received, IPv6StringToNum('%s') AS src_addr, IPv6StringToNum('%s') AS dst_addr,
   toUInt16(%d) AS src_port, toUInt16(%d) AS dst_port, toUInt8(%d) AS proto, toUInt64(%d) AS bytes,
   '%s' AS src_identity, '%s' AS dst_identity, '%s' AS verdict, '%s' AS rule, '%s' AS src_segment, '%s' AS dst_segment,
-  '%s' AS service_side`,
+  '%s' AS service_side, multiIf(service_side = 'src', src_port, service_side = 'dst', dst_port, toUInt16(0)) AS service_port`,
 			f.t.Unix(), mapped(f.src), mapped(f.dst), f.sport, f.dport, f.proto, f.bytes, f.srcID, f.dstID, verdict, f.rule, f.srcSeg, f.dstSeg, f.side))
 	}
-	q := "INSERT INTO flowaudit.flows (time_received, src_addr, dst_addr, src_port, dst_port, proto, bytes, src_identity, dst_identity, verdict, rule, src_segment, dst_segment, service_side) " +
+	q := "INSERT INTO flowaudit.flows (time_received, src_addr, dst_addr, src_port, dst_port, proto, bytes, src_identity, dst_identity, verdict, rule, src_segment, dst_segment, service_side, service_port) " +
 		strings.Join(sel, " UNION ALL ")
 	if err := r.conn.Exec(context.Background(), q); err != nil {
 		t.Fatalf("insert: %v", err)
