@@ -47,6 +47,7 @@ var renderers = []struct {
 	render func(p *Pack) ([]byte, error)
 }{
 	{FileJSON, renderJSON},
+	{FileHTML, RenderHTML},
 }
 
 func renderJSON(p *Pack) ([]byte, error) {
@@ -201,6 +202,15 @@ func Verify(dir string, pub ed25519.PublicKey) (*Verification, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("report verify: %w", err)
+	}
+	if page, err := os.ReadFile(filepath.Join(dir, FileHTML)); err == nil {
+		ext, err := ExternalURLs(page)
+		if err != nil {
+			v.Problems = append(v.Problems, fmt.Sprintf("%s: %v", FileHTML, err))
+		}
+		for _, e := range ext {
+			v.Problems = append(v.Problems, fmt.Sprintf("%s loads from outside the pack: %s", FileHTML, e))
+		}
 	}
 	sig, err := os.ReadFile(filepath.Join(dir, FileSignature))
 	switch {

@@ -159,3 +159,37 @@ func TestWriteVerify(t *testing.T) {
 		}
 	}
 }
+
+func TestHTMLSelfContained(t *testing.T) {
+	p, err := Build(testInputs(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := RenderHTML(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := ExternalURLs(page)
+	if err != nil || len(ext) != 0 {
+		t.Errorf("index.html refers outside the pack: %v %v", ext, err)
+	}
+	for _, want := range []string{"<svg", "1.2.3/1.2.4", "evidence/cde_inbound.csv", "CDE", "Executive summary"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("index.html lacks %q", want)
+		}
+	}
+	again, _ := RenderHTML(p)
+	if string(again) != string(page) {
+		t.Error("two renderings of one pack differ")
+	}
+	for _, bad := range []string{
+		`<img src="https://cdn.example/x.png">`, `<div style="background:url(http://x/y.png)"></div>`,
+		`<a href="//cdn.example/x">x</a>`, `<style>@import "https://fonts.example/css";</style>`,
+		`<svg><image xlink:href="http://x/y.png"/></svg>`, `<script>fetch("/x")</script>`,
+	} {
+		ext, err := ExternalURLs([]byte("<!DOCTYPE html><html><body>" + bad + "</body></html>"))
+		if err != nil || len(ext) == 0 {
+			t.Errorf("ExternalURLs(%s) found nothing", bad)
+		}
+	}
+}

@@ -146,6 +146,20 @@ func TestReportScenario(t *testing.T) {
 		t.Fatalf("report.json: %v", err)
 	}
 
+	// index.html loads nothing from outside the pack.
+	page, err := os.ReadFile(filepath.Join(out, "index.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ext, err := report.ExternalURLs(page); err != nil || len(ext) > 0 {
+		t.Errorf("index.html refers outside the pack: %v %v", ext, err)
+	}
+	for _, c := range rep.Controls {
+		if !strings.Contains(string(page), c.ID) {
+			t.Errorf("index.html has no section %s", c.ID)
+		}
+	}
+
 	// Independent queries, written against flows and access_events.
 	win := fmt.Sprintf("time_received >= toDateTime(%d) AND time_received < toDateTime(%d)", from.Unix(), until.Unix())
 	q := func(sql string) uint64 { return a.ch.QueryUint64(t, sql) }
