@@ -339,6 +339,48 @@ func TestBrowser(t *testing.T) {
 	b.screenshot(t, "flows-port-5432")
 	b.checkClean(t, "/flows filtered", base)
 
+	// The explorer: split by client identity, top 2, by form; the URL
+	// carries the view and opening it again shows the same chart.
+	do("explorer split",
+		chromedp.Navigate(base+"/flows?"+fixtureRange),
+		chromedp.SetValue(chromedp.CSS("#f-dim"), "client_identity"),
+		chromedp.SetValue(chromedp.CSS("#f-top"), "2"),
+		chromedp.Click(chromedp.CSS("#f-apply")),
+		chromedp.WaitVisible(chromedp.CSS(`#series-legend tr[data-key="other"]`)))
+	legend := b.text(t, "#series-legend tbody")
+	loc = b.location(t)
+	if u, _ := url.Parse(loc); u.Query().Get("dim") != "client_identity" || u.Query().Get("top") != "2" {
+		t.Errorf("explorer URL %s lacks dim=client_identity&top=2", loc)
+	}
+	// (none) 6, then alice and svc-checkout tie at 4 (by name), other: bob 2.
+	if want := "(none)\t6\t37.5 %\n\talice\t4\t25.0 %\n\tother\t6\t37.5 %"; !strings.Contains(legend, want) {
+		t.Errorf("explorer legend %q lacks %q", legend, want)
+	}
+	bars := strs(`[...document.querySelectorAll('#series rect.bar')].map(r => r.dataset.key + '=' + r.dataset.value)`)
+	sankey := strs(`[...document.querySelectorAll('#sankey g.snode')].map(n => n.dataset.stage + ':' + n.dataset.name + '=' + n.dataset.value)`)
+	do("explorer shared URL", chromedp.Navigate(loc), chromedp.WaitVisible(chromedp.CSS("#sankey")))
+	if again := b.text(t, "#series-legend tbody"); again != legend {
+		t.Errorf("the explorer URL opened again: %q, want %q", again, legend)
+	}
+	if d := cmp.Diff(bars, strs(`[...document.querySelectorAll('#series rect.bar')].map(r => r.dataset.key + '=' + r.dataset.value)`)); d != "" || len(bars) == 0 {
+		t.Errorf("bars differ on the shared URL:\n%s", d)
+	}
+	if d := cmp.Diff(sankey, strs(`[...document.querySelectorAll('#sankey g.snode')].map(n => n.dataset.stage + ':' + n.dataset.name + '=' + n.dataset.value)`)); d != "" || len(sankey) == 0 {
+		t.Errorf("sankey differs on the shared URL:\n%s", d)
+	}
+	b.screenshot(t, "flows-explorer")
+	b.checkClean(t, "/flows explorer", base)
+
+	// Clicking a segment zooms into its workloads.
+	do("map zoom", chromedp.Navigate(base+"/map?"+fixtureRange),
+		chromedp.Click(chromedp.CSS(`#segment-map a.node-link[data-node="db"] circle`)),
+		chromedp.WaitVisible(chromedp.CSS("#zoom")))
+	if u, _ := url.Parse(b.location(t)); u.Query().Get("segment") != "db" {
+		t.Errorf("after clicking db the URL is %s, want segment=db", b.location(t))
+	}
+	b.screenshot(t, "map-zoom-db")
+	b.checkClean(t, "/map zoom", base)
+
 	// Alerts: the list, then the detail by clicking.
 	do("/alerts", chromedp.Navigate(base+"/alerts?"+fixtureRange), chromedp.WaitVisible(chromedp.CSS(`tr[data-id="a-web-db"]`)))
 	b.screenshot(t, "alerts")

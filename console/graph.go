@@ -3,7 +3,6 @@ package console
 import (
 	"fmt"
 	"math"
-	"net/url"
 	"sort"
 	"strings"
 
@@ -26,6 +25,7 @@ const (
 // mapNode is one segment on the map.
 type mapNode struct {
 	Name, Label string
+	Href        string // zoom in (or out); "" = none
 	X, Y, R     float64
 	Flows       uint64
 	Bytes       uint64
@@ -78,13 +78,28 @@ func sensitive(tags []string) bool {
 	return false
 }
 
-func layout(edges []query.SegmentEdge, m *policy.Matcher, p params) segmentMap {
+// view is what a map shows as its nodes: segments, the workloads of one
+// segment (zoomed in), or tag groups of segments (above groupAbove).
+type view struct {
+	tags  func(node string) []string
+	label func(node string) string
+	// nodeHref and edgeHref link a node and an edge ("" = no link).
+	nodeHref func(node string) string
+	edgeHref func(e query.SegmentEdge) string
+}
+
+// segmentTags are the tags of each segment of the policy (nil without one).
+func segmentTags(m *policy.Matcher) map[string][]string {
 	tags := map[string][]string{}
 	if m != nil {
 		for _, s := range m.Policy().Segments {
 			tags[s.Name] = s.Tags
 		}
 	}
+	return tags
+}
+
+func layout(edges []query.SegmentEdge, v view, p params) segmentMap {
 	metric := func(e query.SegmentEdge) float64 {
 		if p.Metric == "bytes" {
 			return float64(e.Bytes)
@@ -139,8 +154,9 @@ func layout(edges []query.SegmentEdge, m *policy.Matcher, p params) segmentMap {
 		if maxNodeV > 0 {
 			r = minNode + (maxNode-minNode)*math.Sqrt(nodeV(n)/maxNodeV)
 		}
-		node := mapNode{Name: n, Label: segLabel(n), X: round(x), Y: round(y), R: round(r),
-			Flows: totals[n].flows, Bytes: totals[n].bytes, Tags: strings.Join(tags[n], ", "), Sensitive: sensitive(tags[n])}
+		tags := v.tags(n)
+		node := mapNode{Name: n, Label: v.label(n), X: round(x), Y: round(y), R: round(r), Href: v.nodeHref(n),
+			Flows: totals[n].flows, Bytes: totals[n].bytes, Tags: strings.Join(tags, ", "), Sensitive: sensitive(tags)}
 		// Labels outside the circle.
 		lx, ly := x+(r+8)*math.Cos(angle), y+(r+8)*math.Sin(angle)
 		node.Anchor = "middle"
@@ -161,7 +177,7 @@ func layout(edges []query.SegmentEdge, m *policy.Matcher, p params) segmentMap {
 	}
 	for _, e := range edges {
 		a, b := sm.Nodes[pos[e.Client]], sm.Nodes[pos[e.Server]]
-		me := mapEdge{SegmentEdge: e, ClassName: e.Class(), ClientName: segLabel(e.Client), ServerName: segLabel(e.Server)}
+		me := mapEdge{SegmentEdge: e, ClassName: e.Class(), ClientName: v.label(e.Client), ServerName: v.label(e.Server)}
 		me.Width = minEdge
 		if maxEdgeV > 0 {
 			me.Width = round(minEdge + (maxEdge-minEdge)*math.Sqrt(metric(e)/maxEdgeV))
@@ -171,7 +187,7 @@ func layout(edges []query.SegmentEdge, m *policy.Matcher, p params) segmentMap {
 		} else {
 			me.Label = fmt.Sprint(e.Flows)
 		}
-		me.Href = "/map?" + string(p.Query()) + "&client=" + url.QueryEscape(e.Client) + "&server=" + url.QueryEscape(e.Server)
+		me.Href = v.edgeHref(e)
 		me.Selected = p.Selected && p.Client == e.Client && p.Server == e.Server
 		if e.Client == e.Server {
 			// A loop outside the node, away from the centre.

@@ -31,6 +31,7 @@ var funcs = template.FuncMap{
 	"seg":      segLabel,
 	"ranges":   func() []string { return RangeChoices },
 	"verdicts": func() []string { return VerdictChoices },
+	"dims":     func() []string { return query.Dimensions },
 	"dash": func(s string) string {
 		if s == "" {
 			return "-"
@@ -41,6 +42,7 @@ var funcs = template.FuncMap{
 	"url":   func(s string) template.URL { return template.URL(s) },
 	"list3": func() []string { return []string{"allowed", "violation", query.VerdictStaged} },
 	"add1":  func(r float64) float64 { return r + 5 },
+	"add1f": func(a, b float64) float64 { return a + b },
 	"sevs":  func() []string { return []string{"critical", "high", "medium", "low"} },
 }
 
@@ -78,6 +80,10 @@ type mapData struct {
 	Edge      *query.SegmentEdge
 	PolicyErr string
 	FlowsHref string
+	Zoom      string // zoomed into this segment's workloads
+	Grouped   bool   // segments grouped by tag
+	Group     string // the expanded group
+	Back      string // the map without zoom or expansion
 }
 
 func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
@@ -96,7 +102,28 @@ func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
 	if perr != nil {
 		d.PolicyErr = perr.Error()
 	}
-	d.Map = layout(edges, m, p)
+	tags := segmentTags(m)
+	shown := edges
+	v := segmentView(tags, p)
+	switch {
+	case p.Segment != "":
+		if shown, err = s.deps.Reader.WorkloadEdges(r.Context(), p.window, p.filter.EdgeFilter, p.Segment); err != nil {
+			s.fail(w, pg, http.StatusBadGateway, err)
+			return
+		}
+		v = workloadView(tags, p)
+		d.Zoom = p.Segment
+		d.Back = "/map?" + string(p.Query())
+		pg.Title = "Segment map: workloads of " + segLabel(p.Segment)
+	case distinctSegments(edges) > groupAbove:
+		var counts map[string]int
+		shown, counts = groupEdges(edges, tags, p.Group)
+		v = groupView(tags, counts, p)
+		d.Grouped = true
+		d.Group = p.Group
+		d.Back = "/map?" + string(p.Query())
+	}
+	d.Map = layout(shown, v, p)
 	if p.Selected {
 		for i := range edges {
 			if edges[i].Client == p.Client && edges[i].Server == p.Server {
@@ -163,6 +190,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 type flowsData struct {
+	Series     seriesChart
+	Sankey     sankeyChart
 	Flows      []query.FlowRow
 	Total      uint64
 	First      int
@@ -171,7 +200,12 @@ type flowsData struct {
 }
 
 func (p params) flowsQuery(kv ...string) string {
-	base := []string{"src_segment", p.SrcSegment, "dst_segment", p.DstSegment, "addr", p.Addr, "exporter", p.Exporter}
+	top := ""
+	if p.Top != defaultTop {
+		top = strconv.Itoa(p.Top)
+	}
+	base := []string{"src_segment", p.SrcSegment, "dst_segment", p.DstSegment, "addr", p.Addr, "exporter", p.Exporter,
+		"dim", p.Dim, "top", top}
 	return string(p.Query(append(base, kv...)...))
 }
 
@@ -186,7 +220,19 @@ func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, pg, http.StatusBadGateway, err)
 		return
 	}
-	d := flowsData{Flows: rows, Total: total, First: (p.Page-1)*flowsPerPage + 1, Last: (p.Page-1)*flowsPerPage + len(rows)}
+	step := stepFor(p.window)
+	keys, err := s.deps.Reader.FlowSeries(r.Context(), p.window, p.filter, p.Dim, step)
+	if err != nil {
+		s.fail(w, pg, http.StatusBadGateway, err)
+		return
+	}
+	paths, err := s.deps.Reader.SankeyPaths(r.Context(), p.window, p.filter)
+	if err != nil {
+		s.fail(w, pg, http.StatusBadGateway, err)
+		return
+	}
+	d := flowsData{Flows: rows, Total: total, First: (p.Page-1)*flowsPerPage + 1, Last: (p.Page-1)*flowsPerPage + len(rows),
+		Series: buildSeries(keys, p.window, step, p), Sankey: buildSankey(paths, p)}
 	if p.Page > 1 {
 		d.Prev = "/flows?" + p.flowsQuery("page", strconv.Itoa(p.Page-1))
 	}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flowaudit/flowaudit/query"
@@ -27,10 +28,27 @@ type params struct {
 	Page                                   int
 	// alerts
 	Severity, Kind string
+	// map: zoomed into a segment's workloads; the expanded tag group
+	Segment, Group string
+	// flows explorer: the time series' dimension and how many values of
+	// each dimension stay apart from "other"
+	Dim string
+	Top int
 
 	window query.Window
 	filter query.FlowFilter
 }
+
+// defaultTop and maxTop bound the explorer's top-N.
+const defaultTop, maxTop = 8, 50
+
+var dimensionSet = func() map[string]bool {
+	m := map[string]bool{}
+	for _, d := range query.Dimensions {
+		m[d] = true
+	}
+	return m
+}()
 
 var ranges = map[string]time.Duration{"1h": time.Hour, "6h": 6 * time.Hour, "24h": 24 * time.Hour,
 	"7d": 7 * 24 * time.Hour, "30d": 30 * 24 * time.Hour}
@@ -49,6 +67,21 @@ func parseParams(q url.Values, now time.Time, defRange string) (params, error) {
 		Client: q.Get("client"), Server: q.Get("server"),
 		SrcSegment: q.Get("src_segment"), DstSegment: q.Get("dst_segment"), Addr: q.Get("addr"), Exporter: q.Get("exporter"),
 		Severity: q.Get("severity"), Kind: q.Get("kind"),
+		Segment: q.Get("segment"), Group: q.Get("group"), Dim: q.Get("dim"),
+	}
+	if p.Dim == "" {
+		p.Dim = "server_segment"
+	}
+	if _, ok := dimensionSet[p.Dim]; !ok {
+		return p, fmt.Errorf("dim: %q is not one of %s", p.Dim, strings.Join(query.Dimensions, ", "))
+	}
+	p.Top = defaultTop
+	if s := q.Get("top"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxTop {
+			return p, fmt.Errorf("top: %q is not a number from 1 to %d", s, maxTop)
+		}
+		p.Top = n
 	}
 	p.Selected = q.Has("client") && q.Has("server")
 	if p.Metric == "" {
