@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +44,14 @@ import (
 type Dependencies struct {
 	Kafka      kafka.Configuration
 	ClickHouse clickhousedb.Configuration
-	PolicyFile string // segment tags set severities; "" = none
-	Webhooks   webhook.Configuration
+	// Policy is the compiled policy.file (segment tags set severities);
+	// nil = none. Reloads arrive through ApplyPolicy.
+	Policy   *policy.Matcher
+	Webhooks webhook.Configuration
+	// SchemaReady, when set, closes once ClickHouse's tables exist (the
+	// sink of the same process has migrated): the new_edge baseline is
+	// read after it, so a first start does not query a missing table.
+	SchemaReady <-chan struct{}
 }
 
 // Component is the detect stage.
@@ -72,10 +77,8 @@ type Component struct {
 	produceErr                             error
 	errMu                                  sync.Mutex
 
-	// nextMatcher is a reloaded policy waiting for the detection loop;
-	// policyStamp is the file as first loaded.
+	// nextMatcher is a reloaded policy waiting for the detection loop.
 	nextMatcher atomic.Pointer[policy.Matcher]
-	policyStamp policyStamp
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -108,20 +111,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 		fatal:    make(chan error, 1),
 	}
 	c.topics = []string{c.enriched, c.access, c.keyed}
-	var m *policy.Matcher
-	if deps.PolicyFile != "" {
-		if st, err := os.Stat(deps.PolicyFile); err == nil {
-			c.policyStamp = policyStamp{st.ModTime(), st.Size()}
-		}
-		p, err := policy.Load(deps.PolicyFile)
-		if err != nil {
-			return nil, fmt.Errorf("policy.file: %w", err)
-		}
-		if m, err = policy.Compile(p); err != nil {
-			return nil, fmt.Errorf("policy.file: %w", err)
-		}
-	}
-	c.engine = engine.New(cfg.Config, m, c.emit, c.forward)
+	c.engine = engine.New(cfg.Config, deps.Policy, c.emit, c.forward)
 	// A short drain: alerts not delivered by then are uncommitted and go
 	// out after the restart; draining longer would only risk sending one
 	// now and again then.
@@ -135,8 +125,9 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 	return c, nil
 }
 
-// Start creates the internal topics, restores the last checkpoint, loads
-// the new_edge baseline and starts consuming.
+// Start creates the internal topics, restores the last checkpoint and
+// starts consuming; the consuming goroutine first loads the new_edge
+// baseline (after deps.SchemaReady).
 func (c *Component) Start() error {
 	c.ready.NotReady("restoring detector state")
 	if err := c.ensureInternalTopics(); err != nil {
@@ -144,9 +135,6 @@ func (c *Component) Start() error {
 	}
 	if err := c.restore(); err != nil {
 		return err
-	}
-	if c.cfg.Baseline {
-		c.loadBaseline()
 	}
 	client, err := kgo.NewClient(append(kafka.ClientOptions(c.deps.Kafka, "detect"),
 		kgo.ConsumeTopics(c.topics...),
@@ -185,15 +173,11 @@ func (c *Component) Start() error {
 	c.wg.Add(2)
 	go c.loop()
 	go c.webhookLoop()
-	if c.deps.PolicyFile != "" {
-		c.wg.Add(1)
-		go c.reloadLoop()
-	}
-	c.ready.Ready()
 	return nil
 }
 
-// Done returns a channel that receives an error if the stage stops.
+// Done returns a channel that receives an error if the stage dies: its
+// consumer closed under it or one of its loops panicked.
 func (c *Component) Done() <-chan error { return c.fatal }
 
 // Stop checkpoints, then closes.
@@ -253,6 +237,26 @@ func (c *Component) ensureInternalTopics() error {
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return fmt.Errorf("creating topic %s: %w", topic, err)
 		}
+	}
+	return nil
+}
+
+// schemaWait bounds how long Start waits for the sink's migration: past
+// it detect runs without a baseline rather than not at all.
+const schemaWait = 60 * time.Second
+
+// waitSchema waits for deps.SchemaReady, if set.
+func (c *Component) waitSchema() error {
+	if c.deps.SchemaReady == nil {
+		return nil
+	}
+	c.ready.NotReady("waiting for the sink to migrate ClickHouse")
+	select {
+	case <-c.deps.SchemaReady:
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	case <-time.After(schemaWait):
+		c.log.Warn("ClickHouse not migrated yet; starting without waiting longer", "waited", schemaWait)
 	}
 	return nil
 }
@@ -324,8 +328,35 @@ func (c *Component) produced(_ *kgo.Record, err error) {
 	}
 }
 
+// die reports a fatal error once: the process stops rather than run
+// with a detection stage that no longer consumes.
+func (c *Component) die(err error) {
+	c.ready.NotReady(err.Error())
+	select {
+	case c.fatal <- err:
+	default:
+	}
+}
+
+// guard turns a panic of a stage goroutine into a fatal error naming it.
+func (c *Component) guard(what string) {
+	if r := recover(); r != nil {
+		c.die(fmt.Errorf("detect: %s panicked: %v", what, r))
+	}
+}
+
 func (c *Component) loop() {
 	defer c.wg.Done()
+	defer c.guard("detection loop")
+	// The baseline is read before the first flow is judged, here rather
+	// than in Start so that a slow ClickHouse delays no other stage.
+	if c.cfg.Baseline {
+		if c.waitSchema() != nil {
+			return
+		}
+		c.loadBaseline()
+	}
+	c.ready.Ready()
 	lastCheckpoint := time.Now()
 	var batch schemas.FlowBatch
 	var ev schemas.AccessEvent
@@ -335,6 +366,9 @@ func (c *Component) loop() {
 		fetches := c.client.PollRecords(pctx, 10_000)
 		cancel()
 		if fetches.IsClientClosed() {
+			if c.ctx.Err() == nil {
+				c.die(errors.New("detect: the consumer closed while the stage was running"))
+			}
 			return
 		}
 		fetches.EachRecord(func(rec *kgo.Record) {

@@ -47,6 +47,7 @@ func (s *seenIDs) add(id string) bool {
 // the tracker commits the contiguous done prefix of each partition.
 func (c *Component) webhookLoop() {
 	defer c.wg.Done()
+	defer c.guard("webhook loop")
 	seen := newSeenIDs(100_000)
 	var a schemas.Alert
 	for c.ctx.Err() == nil {
@@ -54,6 +55,9 @@ func (c *Component) webhookLoop() {
 		fetches := c.hooks.PollRecords(pctx, 1000)
 		cancel()
 		if fetches.IsClientClosed() {
+			if c.ctx.Err() == nil {
+				c.die(errors.New("detect: the webhook consumer closed while the stage was running"))
+			}
 			return
 		}
 		fetches.EachRecord(func(rec *kgo.Record) {

@@ -7,9 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,9 +25,14 @@ import (
 // StageDependencies are what the enrich stage needs from the process.
 type StageDependencies struct {
 	Kafka kafka.Configuration
-	// PolicyFile is policy.file; "" runs without a policy: every address
-	// is external and every verdict unknown.
-	PolicyFile string
+	// Policy is the compiled policy.file; nil runs without a policy:
+	// every address is external and every verdict unknown. Reloads
+	// arrive through ApplyPolicy.
+	Policy *policy.Matcher
+	// PolicyContent is the file Policy was compiled from, and PolicyFile
+	// its path: both are recorded in policy_versions.
+	PolicyContent []byte
+	PolicyFile    string
 }
 
 // Stage is the enrich component: it consumes flowaudit.flows.v1 in a
@@ -52,7 +55,8 @@ type Stage struct {
 	enricher *Enricher
 	geo      *GeoDB // nil without GeoIP databases
 	policyMu sync.Mutex
-	stamp    fileStamp
+	// published is nudged when a policy version is queued.
+	published chan struct{}
 	// pendingVersions are applied policies not yet on the policy topic.
 	pendingVersions []schemas.PolicyVersion
 	policyTopic     string
@@ -68,13 +72,7 @@ type Stage struct {
 	fatal  chan error
 }
 
-type fileStamp struct {
-	mod  time.Time
-	size int64
-}
-
-// NewStage validates the configuration and loads the policy file; an
-// invalid policy is an error naming its line.
+// NewStage validates the configuration and prepares the stage.
 func NewStage(r *reporter.Reporter, cfg Configuration, deps StageDependencies) (*Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -94,17 +92,12 @@ func NewStage(r *reporter.Reporter, cfg Configuration, deps StageDependencies) (
 		policyTopic:   deps.Kafka.Topic(kafka.TopicPolicy),
 		deadTopic:     deps.Kafka.Topic(kafka.TopicDeadLetter),
 		fatal:         make(chan error, 1),
+		published:     make(chan struct{}, 1),
 	}
-	var m *policy.Matcher
-	if deps.PolicyFile != "" {
-		var err error
-		var content []byte
-		if m, s.stamp, content, err = loadPolicy(deps.PolicyFile); err != nil {
-			return nil, fmt.Errorf("policy.file: %w", err)
-		}
-		s.applied(m, content)
+	if deps.Policy != nil {
+		s.applied(deps.Policy, deps.PolicyContent)
 	}
-	s.enricher = NewEnricher(m, s.ids)
+	s.enricher = NewEnricher(deps.Policy, s.ids)
 	if cfg.GeoIPCountryDB != "" || cfg.GeoIPASNDB != "" {
 		geo, err := OpenGeo(cfg.GeoIPCountryDB, cfg.GeoIPASNDB)
 		if err != nil {
@@ -114,26 +107,6 @@ func NewStage(r *reporter.Reporter, cfg Configuration, deps StageDependencies) (
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
-}
-
-func loadPolicy(path string) (*policy.Matcher, fileStamp, []byte, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fileStamp{}, nil, err
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fileStamp{}, nil, fmt.Errorf("unable to read policy file: %w", err)
-	}
-	p, err := policy.Parse(data, path)
-	if err != nil {
-		return nil, fileStamp{}, nil, err
-	}
-	m, err := policy.Compile(p)
-	if err != nil {
-		return nil, fileStamp{}, nil, err
-	}
-	return m, fileStamp{st.ModTime(), st.Size()}, data, nil
 }
 
 // applied queues the record of a policy now in force for
@@ -245,7 +218,7 @@ func (s *Stage) Start() error {
 			s.fatal <- err
 		}
 	}()
-	go s.reloadLoop()
+	go s.publishLoop()
 	return nil
 }
 
@@ -576,62 +549,45 @@ func partitionOf(a schemas.Addr, n int32) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// reloadLoop re-reads the policy file when it changes or on SIGHUP. An
-// invalid file keeps the current policy and says why.
-func (s *Stage) reloadLoop() {
+// publishLoop records applied policy versions on the policy topic: at
+// once when one is applied, and again every policy_reload_interval for
+// what the broker did not take.
+func (s *Stage) publishLoop() {
 	defer s.wg.Done()
-	if s.deps.PolicyFile == "" {
-		return
-	}
 	s.publishVersions()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	t := time.NewTicker(s.cfg.PolicyReloadInterval)
 	defer t.Stop()
 	for {
-		force := false
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
-		case <-hup:
-			force = true
+		case <-s.published:
 		}
-		s.Reload(force)
 		s.publishVersions()
 	}
 }
 
-// Reload re-reads the policy file if it changed (or when force is set)
-// and swaps it in without stopping the flow. It reports whether a new
-// policy is in force.
-func (s *Stage) Reload(force bool) bool {
+// ApplyPolicy puts a reloaded policy in force without stopping the flow
+// and queues its record for policy_versions. The process's one policy
+// loader calls it (with the Matcher it gives the detect stage too). Safe
+// to call from any goroutine.
+func (s *Stage) ApplyPolicy(m *policy.Matcher, content []byte) {
 	s.policyMu.Lock()
-	defer s.policyMu.Unlock()
-	st, err := os.Stat(s.deps.PolicyFile)
-	if err != nil {
-		if ok, _ := s.sampler.Allow("reload-stat"); ok {
-			s.log.Warn("cannot read policy file; keeping the current policy", "file", s.deps.PolicyFile, "err", err)
-		}
-		return false
-	}
-	if !force && st.ModTime().Equal(s.stamp.mod) && st.Size() == s.stamp.size {
-		return false
-	}
-	m, stamp, content, err := loadPolicy(s.deps.PolicyFile)
-	if err != nil {
-		s.stamp = fileStamp{st.ModTime(), st.Size()} // do not retry the same bad file every tick
-		s.metrics.policyReloads.WithLabelValues("invalid").Inc()
-		s.log.Error("new policy is invalid; keeping the current one", "file", s.deps.PolicyFile, "err", err)
-		return false
-	}
-	s.stamp = stamp
 	s.enricher.SetMatcher(m)
 	s.applied(m, content)
+	s.policyMu.Unlock()
 	s.metrics.policyReloads.WithLabelValues("ok").Inc()
-	s.log.Info("policy reloaded", "file", s.deps.PolicyFile)
-	return true
+	select {
+	case s.published <- struct{}{}:
+	default:
+	}
+}
+
+// RejectPolicy counts a changed policy file the loader refused; the
+// current policy stays in force.
+func (s *Stage) RejectPolicy(error) {
+	s.metrics.policyReloads.WithLabelValues("invalid").Inc()
 }
 
 // addGeo sets the flow's countries, and its AS numbers where the exporter

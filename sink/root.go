@@ -62,6 +62,8 @@ type Component struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	fatal  chan error
+	// migrated closes once the schema is up to date.
+	migrated chan struct{}
 }
 
 type flowRow struct {
@@ -87,19 +89,20 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Component{
-		r:       r,
-		log:     r.Logger.With("component", "sink"),
-		cfg:     cfg,
-		deps:    deps,
-		metrics: newMetrics(r.Registry),
-		ready:   r.Readiness("sink"),
-		sampler: reporter.NewSampler(10 * time.Second),
-		conn:    conn,
-		writers: map[string]topicWriter{},
-		ctx:     ctx,
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		fatal:   make(chan error, 1),
+		r:        r,
+		log:      r.Logger.With("component", "sink"),
+		cfg:      cfg,
+		deps:     deps,
+		metrics:  newMetrics(r.Registry),
+		ready:    r.Readiness("sink"),
+		sampler:  reporter.NewSampler(10 * time.Second),
+		conn:     conn,
+		writers:  map[string]topicWriter{},
+		ctx:      ctx,
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		fatal:    make(chan error, 1),
+		migrated: make(chan struct{}),
 	}, nil
 }
 
@@ -111,6 +114,10 @@ func (c *Component) Start() error {
 	go c.run()
 	return nil
 }
+
+// Migrated returns a channel closed once the sink has migrated
+// ClickHouse: readers of its tables in the same process start after it.
+func (c *Component) Migrated() <-chan struct{} { return c.migrated }
 
 // Done returns a channel that receives an error if the sink stops working.
 func (c *Component) Done() <-chan error { return c.fatal }
@@ -137,6 +144,7 @@ func (c *Component) run() {
 	for {
 		c.version, err = Migrate(c.ctx, c.conn, c.deps.ClickHouse.Database, c.deps.ClickHouse.Retention, c.log)
 		if err == nil {
+			close(c.migrated)
 			break
 		}
 		if c.ctx.Err() != nil {

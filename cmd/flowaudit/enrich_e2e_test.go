@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -203,6 +204,11 @@ func TestPolicyHotReload(t *testing.T) {
 	fs := newFlowSender(t, p.NetFlowAddr)
 	fs.send("10.1.0.5", 51001, "10.2.0.10", 22, 5) // violation under the first policy
 	waitCount(t, ch, countFlows, 5, 30*time.Second)
+	// A first start: detect reads its baseline after the sink migrated.
+	p.waitLog("new_edge baseline loaded from ClickHouse", 30*time.Second)
+	if strings.Contains(p.Logs(), "doesn't exist") {
+		t.Errorf("a first start queried a table before the migration:\n%s", p.Logs())
+	}
 
 	withSSH := testPolicy + `  - name: web-to-db-ssh
     from: [web]

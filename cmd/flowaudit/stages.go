@@ -162,16 +162,12 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	if st.enrich {
-		if enricher, err = enrich.NewStage(r, cfg.Enrich, enrich.StageDependencies{Kafka: cfg.Kafka, PolicyFile: cfg.Policy.File}); err != nil {
-			fmt.Fprintf(stderr, "flowaudit: unable to initialize enrich stage: %v\n", err)
-			return 1
-		}
-	}
-	if st.detect {
-		if detector, err = detect.New(r, cfg.Detect, detect.Dependencies{Kafka: cfg.Kafka, ClickHouse: cfg.ClickHouse,
-			PolicyFile: cfg.Policy.File, Webhooks: cfg.Alerts}); err != nil {
-			fmt.Fprintf(stderr, "flowaudit: unable to initialize detect stage: %v\n", err)
+	// One reader of policy.file for every stage that judges by it, so
+	// enrich and detect apply the same version.
+	var policies *policyLoader
+	if st.enrich || st.detect {
+		if policies, err = newPolicyLoader(cfg.Policy.File, cfg.Enrich.PolicyReloadInterval, logger); err != nil {
+			fmt.Fprintf(stderr, "flowaudit: unable to load the policy: %v\n", err)
 			return 1
 		}
 	}
@@ -180,6 +176,28 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "flowaudit: unable to initialize sink: %v\n", err)
 			return 1
 		}
+	}
+	if st.enrich {
+		m, content := policies.current()
+		if enricher, err = enrich.NewStage(r, cfg.Enrich, enrich.StageDependencies{Kafka: cfg.Kafka,
+			Policy: m, PolicyContent: content, PolicyFile: cfg.Policy.File}); err != nil {
+			fmt.Fprintf(stderr, "flowaudit: unable to initialize enrich stage: %v\n", err)
+			return 1
+		}
+		policies.use(enricher)
+	}
+	if st.detect {
+		m, _ := policies.current()
+		deps := detect.Dependencies{Kafka: cfg.Kafka, ClickHouse: cfg.ClickHouse, Policy: m, Webhooks: cfg.Alerts}
+		if sinkComp != nil {
+			// The baseline reads observed_edges: after the migration.
+			deps.SchemaReady = sinkComp.Migrated()
+		}
+		if detector, err = detect.New(r, cfg.Detect, deps); err != nil {
+			fmt.Fprintf(stderr, "flowaudit: unable to initialize detect stage: %v\n", err)
+			return 1
+		}
+		policies.use(detector)
 	}
 	if st.probe && cfg.Probe.Schedule != "" {
 		if prober, err = probe.New(r, cfg.Probe, probe.Dependencies{PolicyFile: cfg.Policy.File,
@@ -256,6 +274,11 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		}
 		lc.watch(accessCol.Done())
 	}
+	if policies != nil {
+		if err := lc.start("policy loader", policies.Start, policies.Stop); err != nil {
+			return fail(err)
+		}
+	}
 	if prober != nil {
 		if err := lc.start("prober", prober.Start, prober.Stop); err != nil {
 			return fail(err)
@@ -282,10 +305,10 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 }
 
 // shutdownDeadline is how long a stop may take before the process exits
-// anyway: the sink's final flush (sink.shutdown_timeout) plus room for
-// an insert already in flight and the other stages' own bounded stops.
+// anyway: shutdown_timeout, one number for the whole process, however
+// many components stop within it.
 func shutdownDeadline(cfg config.Configuration) time.Duration {
-	return cfg.Sink.ShutdownTimeout + 45*time.Second
+	return cfg.ShutdownTimeout
 }
 
 func topicsFor(k kafka.Configuration) []string {

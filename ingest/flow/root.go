@@ -198,8 +198,23 @@ func (c *Component) Addrs() []string {
 }
 
 // Done returns a channel that receives an error if the collector can no
-// longer work.
+// longer work: a listener's socket closed or failing (the process then
+// stops, rather than receiving nothing while looking alive).
 func (c *Component) Done() <-chan error { return c.fatal }
+
+// readFailureLimit is how long a socket may fail every read before the
+// collector gives up on it.
+const readFailureLimit = 5 * time.Second
+
+// die reports a fatal error once; later ones are dropped (the first
+// names the cause).
+func (c *Component) die(err error) {
+	c.ready.NotReady(err.Error())
+	select {
+	case c.fatal <- err:
+	default:
+	}
+}
 
 // Stop closes the sockets, flushes the producer within 10 s and saves the
 // templates.
@@ -240,16 +255,38 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 	buf := make([]byte, 65536)
 	var batch schemas.FlowBatch
 	cache := map[schemas.Addr]*exporterCounters{}
+	var failingSince time.Time
 	for {
 		n, from, err := conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			if c.stopping.Load() || errors.Is(err, net.ErrClosed) {
+			if c.stopping.Load() {
 				return
 			}
-			c.r.Logger.Error("reading flow datagram failed", "listener", l.name, "err", err)
-			time.Sleep(10 * time.Millisecond)
+			if errors.Is(err, net.ErrClosed) {
+				// Not closed by Stop: the listener is gone for good.
+				c.die(fmt.Errorf("ingest.flows.listen: %s: socket closed: %w", l.name, err))
+				return
+			}
+			// Transient errors (ICMP-induced ECONNREFUSED, ENOBUFS) are
+			// retried; a socket failing without a single read for
+			// readFailureLimit is dead.
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+			} else if time.Since(failingSince) > readFailureLimit {
+				c.die(fmt.Errorf("ingest.flows.listen: %s: reads failing for %s: %w", l.name, readFailureLimit, err))
+				return
+			}
+			if ok, n := c.sampler.Allow("read/" + l.name); ok {
+				c.r.Logger.Error("reading flow datagram failed", "listener", l.name, "err", err, "suppressed", n)
+			}
+			select {
+			case <-c.stopCh:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
 			continue
 		}
+		failingSince = time.Time{}
 		c.metrics.datagramsTotal.Inc()
 		received := uint64(time.Now().UnixNano())
 		exporter := schemas.AddrFromNetip(from.Addr())

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -30,20 +31,26 @@ import (
 type Configuration struct {
 	// DataDir holds the embedded broker's log, NetFlow templates and other
 	// state that must survive a restart.
-	DataDir    string                     `yaml:"data_dir"`
-	Kafka      kafka.Configuration        `yaml:"kafka"`
-	ClickHouse clickhousedb.Configuration `yaml:"clickhouse"`
-	Ingest     IngestConfiguration        `yaml:"ingest"`
-	Sink       sink.Configuration         `yaml:"sink"`
-	Policy     PolicyConfiguration        `yaml:"policy"`
-	Enrich     enrich.Configuration       `yaml:"enrich"`
-	Detect     detect.Configuration       `yaml:"detect"`
-	Alerts     webhook.Configuration      `yaml:"alerts"`
-	Probe      probe.Configuration        `yaml:"probe"`
-	Console    console.Configuration      `yaml:"console"`
-	Report     report.Configuration       `yaml:"report"`
-	Metrics    reporter.Configuration     `yaml:"metrics"`
-	Log        LogConfiguration           `yaml:"log"`
+	DataDir string `yaml:"data_dir"`
+	// ShutdownTimeout is the one deadline of a stop (SIGINT, SIGTERM or
+	// a component failing): past it the process exits with status 1,
+	// having flushed what it could. Components stop in reverse start
+	// order within it; the sink's final flush (sink.shutdown_timeout)
+	// must fit inside.
+	ShutdownTimeout time.Duration              `yaml:"shutdown_timeout"`
+	Kafka           kafka.Configuration        `yaml:"kafka"`
+	ClickHouse      clickhousedb.Configuration `yaml:"clickhouse"`
+	Ingest          IngestConfiguration        `yaml:"ingest"`
+	Sink            sink.Configuration         `yaml:"sink"`
+	Policy          PolicyConfiguration        `yaml:"policy"`
+	Enrich          enrich.Configuration       `yaml:"enrich"`
+	Detect          detect.Configuration       `yaml:"detect"`
+	Alerts          webhook.Configuration      `yaml:"alerts"`
+	Probe           probe.Configuration        `yaml:"probe"`
+	Console         console.Configuration      `yaml:"console"`
+	Report          report.Configuration       `yaml:"report"`
+	Metrics         reporter.Configuration     `yaml:"metrics"`
+	Log             LogConfiguration           `yaml:"log"`
 }
 
 // IngestConfiguration is the ingest section.
@@ -69,9 +76,10 @@ type LogConfiguration struct {
 // Default returns the configuration used when a key is absent.
 func Default() Configuration {
 	return Configuration{
-		DataDir:    "./var",
-		Kafka:      kafka.DefaultConfiguration(),
-		ClickHouse: clickhousedb.DefaultConfiguration(),
+		DataDir:         "./var",
+		ShutdownTimeout: 60 * time.Second,
+		Kafka:           kafka.DefaultConfiguration(),
+		ClickHouse:      clickhousedb.DefaultConfiguration(),
 		Ingest: IngestConfiguration{
 			Flows:  flow.DefaultConfiguration(),
 			Access: access.DefaultConfiguration(),
@@ -123,6 +131,12 @@ func (c Configuration) Validate() error {
 	var errs []error
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data_dir: must not be empty (state such as templates and the embedded broker's log lives there)"))
+	}
+	if c.ShutdownTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("shutdown_timeout: must be at least 1s, got %s", c.ShutdownTimeout))
+	} else if c.Sink.ShutdownTimeout >= c.ShutdownTimeout {
+		errs = append(errs, fmt.Errorf("sink.shutdown_timeout: %s must be below shutdown_timeout (%s), the deadline of the whole stop; lower it or raise shutdown_timeout",
+			c.Sink.ShutdownTimeout, c.ShutdownTimeout))
 	}
 	for _, err := range []error{
 		c.Kafka.Validate(), c.ClickHouse.Validate(), c.Ingest.Flows.Validate(), c.Ingest.Access.Validate(),
