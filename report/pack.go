@@ -48,6 +48,7 @@ var renderers = []struct {
 }{
 	{FileJSON, renderJSON},
 	{FileHTML, RenderHTML},
+	{FilePDF, RenderPDF},
 }
 
 func renderJSON(p *Pack) ([]byte, error) {

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"os"
@@ -191,5 +192,37 @@ func TestHTMLSelfContained(t *testing.T) {
 		if err != nil || len(ext) == 0 {
 			t.Errorf("ExternalURLs(%s) found nothing", bad)
 		}
+	}
+}
+
+// TestPDFRenders checks report.pdf with poppler: pdftoppm makes pages of
+// it and pdftotext finds every section heading, the contents' page
+// numbers and every number of the summary.
+func TestPDFRenders(t *testing.T) {
+	p, err := Build(testInputs(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := RenderPDF(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := RenderPDF(p)
+	if !bytes.Equal(doc, again) {
+		t.Error("two renderings of one pack differ")
+	}
+	text := PDFCheck(t, doc)
+	for _, c := range p.Report.Controls {
+		if !strings.Contains(text, c.ID+" "+c.Title) {
+			t.Errorf("pdftotext finds no heading %q", c.ID+" "+c.Title)
+		}
+	}
+	for _, row := range SummaryRows(p.Report.Summary) {
+		if !strings.Contains(text, row[0]+" "+row[1]) {
+			t.Errorf("pdftotext finds no summary line %q", row[0]+" "+row[1])
+		}
+	}
+	if !strings.Contains(text, "Page 1 of ") || !strings.Contains(text, "Contents") {
+		t.Errorf("no page numbers or contents:\n%s", text)
 	}
 }

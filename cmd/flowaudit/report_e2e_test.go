@@ -160,6 +160,20 @@ func TestReportScenario(t *testing.T) {
 		}
 	}
 
+	// report.pdf renders: pages by pdftoppm, every heading and summary
+	// number by pdftotext.
+	pdfText := pdfToText(t, filepath.Join(out, "report.pdf"))
+	for _, c := range rep.Controls {
+		if !strings.Contains(pdfText, c.ID+" "+c.Title) {
+			t.Errorf("report.pdf: pdftotext finds no heading %q", c.ID+" "+c.Title)
+		}
+	}
+	for _, row := range report.SummaryRows(rep.Summary) {
+		if !strings.Contains(pdfText, row[0]+" "+row[1]) {
+			t.Errorf("report.pdf: pdftotext finds no summary line %q", row[0]+" "+row[1])
+		}
+	}
+
 	// Independent queries, written against flows and access_events.
 	win := fmt.Sprintf("time_received >= toDateTime(%d) AND time_received < toDateTime(%d)", from.Unix(), until.Unix())
 	q := func(sql string) uint64 { return a.ch.QueryUint64(t, sql) }
@@ -329,4 +343,23 @@ func TestReportScenario(t *testing.T) {
 			t.Errorf("%s summary differs from pci-dss-4's: %+v", fw, gs)
 		}
 	}
+}
+
+// pdfToText turns the PDF at path into page images (pdftoppm, poppler)
+// and returns its text (pdftotext) with whitespace folded.
+func pdfToText(t *testing.T, path string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("pdftoppm", "-r", "30", "-png", path, filepath.Join(dir, "page")).CombinedOutput(); err != nil {
+		t.Fatalf("pdftoppm %s: %v\n%s (install poppler-utils)", path, err, out)
+	}
+	pages, _ := filepath.Glob(filepath.Join(dir, "page*.png"))
+	if len(pages) < 3 {
+		t.Errorf("pdftoppm made %d pages of %s", len(pages), path)
+	}
+	text, err := exec.Command("pdftotext", "-layout", path, "-").Output()
+	if err != nil {
+		t.Fatalf("pdftotext %s: %v", path, err)
+	}
+	return strings.Join(strings.Fields(string(text)), " ")
 }
