@@ -137,6 +137,40 @@ if [ "$GOT" -ge "$SENT" ] && [ "$SENT" -gt 0 ] && [ "$GOTA" -ge "$LINES" ] && [ 
 else
   echo; echo "MISMATCH: $SENT flows sent, $GOT rows; $LINES access-log lines sent, $GOTA rows (see var/demo.log)"; exit 1
 fi
+
+# The console over the demo's data, left running for you: `flowaudit
+# console` on 127.0.0.1:8088 (DEMO_CONSOLE=0 skips it). The map's range is
+# whole hours from the demo's start to after the scenario's event times.
+step "Console (flowaudit console --config deploy/demo-detect.yaml)"
+FROM=$(date -u -d "@$(( START / 3600 * 3600 ))" +%Y-%m-%dT%H:%M:%SZ)
+TO=$(date -u -d "@$(( ($(date -u -d "$UNTIL" +%s) / 3600 + 1) * 3600 ))" +%Y-%m-%dT%H:%M:%SZ)
+CONSOLE_URL="http://127.0.0.1:8088/map?from=$FROM&to=$TO"
+if [ -f var/demo-console.pid ] && kill -0 "$(cat var/demo-console.pid)" 2>/dev/null; then
+  kill -TERM "$(cat var/demo-console.pid)"   # the previous demo's console
+  for i in $(seq 1 20); do kill -0 "$(cat var/demo-console.pid)" 2>/dev/null || break; sleep 0.25; done
+fi
+rm -f var/demo-console.pid
+CONSOLE_CMD="bin/flowaudit console --config deploy/demo-detect.yaml"
+if [ "${DEMO_CONSOLE:-1}" = "1" ]; then
+  nohup setsid $CONSOLE_CMD >var/demo-console.log 2>&1 </dev/null &
+  echo $! >var/demo-console.pid
+  for i in $(seq 1 40); do
+    curl -fsS -o /dev/null "$CONSOLE_URL" 2>/dev/null && break
+    kill -0 "$(cat var/demo-console.pid)" 2>/dev/null || break
+    sleep 0.25
+  done
+  if curl -fsS -o /dev/null "$CONSOLE_URL" 2>/dev/null; then
+    EDGES=$(curl -fsS "http://127.0.0.1:8088/api/edges?from=$FROM&to=$TO" | grep -c '"client"' || true)
+    echo "console running (pid $(cat var/demo-console.pid), log var/demo-console.log): $EDGES segment edges on the map"
+    echo "stop it with:  kill \$(cat var/demo-console.pid)"
+  else
+    echo "the console did not start (see var/demo-console.log); start it yourself: $CONSOLE_CMD"
+    rm -f var/demo-console.pid
+  fi
+else
+  echo "start it with:  $CONSOLE_CMD"
+fi
+
 cat <<TXT
 
 Try a query of your own:
@@ -148,3 +182,6 @@ Try a query of your own:
   bin/flowaudit audit simulate var/demo-recommended.yaml --config deploy/demo-detect.yaml --since 2h --until $UNTIL
 Run it again:   make demo        Stop ClickHouse:  kill \$(cat var/clickhouse/pid)
 TXT
+echo
+echo "Console, the segment map of the demo's data:"
+echo "  $CONSOLE_URL"

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"gopkg.in/yaml.v3"
 
 	"github.com/flowaudit/flowaudit/internal/testutil"
@@ -324,10 +326,33 @@ func TestDashboardsOnClickHouse18(t *testing.T) {
 			t.Fatalf("fixture: %v\n%s", err, s)
 		}
 	}
+	kinds := runQueries(t, conn, queries, db, rangeFrom, rangeTo)
+	var got []string
+	for k := range kinds {
+		got = append(got, k)
+	}
+	sort.Strings(got)
+	for _, want := range []string{"heatmap", "nodeGraph", "table", "timeseries"} {
+		if !kinds[want] {
+			t.Errorf("no %s panel among %v", want, got)
+		}
+	}
+	var version string
+	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d panel queries ran on ClickHouse %s", len(queries), version)
+}
+
+// runQueries runs every query over [from, to] on conn and checks each
+// result; it returns the panel types seen.
+func runQueries(t *testing.T, conn driver.Conn, queries []panelQuery, db string, from, to time.Time) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
 	kinds := map[string]bool{}
 	for _, q := range queries {
 		kinds[q.PanelType] = true
-		sql, err := expand(q.SQL, db, rangeFrom, rangeTo, interval)
+		sql, err := expand(q.SQL, db, from, to, interval)
 		if err != nil {
 			t.Errorf("%s: %v", q, err)
 			continue
@@ -351,21 +376,26 @@ func TestDashboardsOnClickHouse18(t *testing.T) {
 		rows.Close()
 		checkResult(t, "ClickHouse 18.16", q, rows.Columns(), types, n)
 	}
-	var got []string
-	for k := range kinds {
-		got = append(got, k)
+	return kinds
+}
+
+// TestDashboardsOnDemo runs the panels on a live `make demo` database
+// (FLOWAUDIT_DEMO_CLICKHOUSE=127.0.0.1:9000 after make demo; database
+// flowaudit_demo) over the last three whole hours.
+func TestDashboardsOnDemo(t *testing.T) {
+	addr := os.Getenv("FLOWAUDIT_DEMO_CLICKHOUSE")
+	if addr == "" {
+		t.Skip("FLOWAUDIT_DEMO_CLICKHOUSE is not set (run make demo, then set it to 127.0.0.1:9000)")
 	}
-	sort.Strings(got)
-	for _, want := range []string{"heatmap", "nodeGraph", "table", "timeseries"} {
-		if !kinds[want] {
-			t.Errorf("no %s panel among %v", want, got)
-		}
-	}
-	var version string
-	if err := conn.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+	queries := loadQueries(t)
+	conn, err := clickhouse.Open(&clickhouse.Options{Addr: []string{addr}, Auth: clickhouse.Auth{Database: "default", Username: "default"}})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d panel queries ran on ClickHouse %s", len(queries), version)
+	defer conn.Close()
+	to := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
+	runQueries(t, conn, queries, "flowaudit_demo", to.Add(-3*time.Hour), to)
+	t.Logf("%d panel queries ran on the demo's data", len(queries))
 }
 
 func TestProvisioning(t *testing.T) {
