@@ -4,9 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/netip"
 	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/flowaudit/flowaudit/policy"
@@ -544,8 +546,8 @@ func (g *gapper) ruleFindings() {
 			used := sortedKeys(u.ports)
 			util := float64(len(used)) / float64(span)
 			if util < g.opt.BroadMaxUtilisation {
-				g.add(KindBroadPorts, "medium", r.Name, "", fmt.Sprintf("allow rule %q opens %d ports (%s) but only %d were used (%.2f%%); narrow it to the ports in use",
-					r.Name, span, strings.Join(specStrings(r.Ports), ", "), len(used), 100*util),
+				g.add(KindBroadPorts, "medium", r.Name, "", fmt.Sprintf("allow rule %q opens %d ports (%s) but only %s used (%.2f%%): %s; narrow it to the ports in use",
+					r.Name, span, strings.Join(specStrings(r.Ports), ", "), count(len(used), "was", "were"), 100*util, strings.Join(used, ", ")),
 					GapEvidence{Ports: specStrings(r.Ports), UsedPorts: used, PortSpan: span, Utilisation: round4(util),
 						Flows: u.flows, FirstSeen: ts(u.first), LastSeen: ts(u.last)}, r.Name)
 			}
@@ -573,6 +575,15 @@ func (g *gapper) defaultAction() string {
 		return policy.DefaultAllow
 	}
 	return policy.DefaultDeny
+}
+
+// count writes n with the singular or plural word: "1 flow", "2 flows"
+// ("1 was" for a bare verb).
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func round4(f float64) float64 { return float64(int64(f*10000+0.5)) / 10000 }
@@ -722,8 +733,8 @@ func (g *gapper) unlabelled() {
 		if len(ev.Addresses) > 10 {
 			ev.Addresses = ev.Addresses[:10]
 		}
-		g.add(KindUnlabelledSpace, "medium", "", policy.External, fmt.Sprintf("%d private addresses in %s are in no segment and count as external (talking to %s); add them to the segment they belong to",
-			len(addrs), pfx, strings.Join(ev.Peers, ", ")), ev, pfx.String())
+		g.add(KindUnlabelledSpace, "medium", "", policy.External, fmt.Sprintf("private address space %s: %s in no segment, counted as external (talking to %s); add them to the segment they belong to",
+			pfx, count(len(addrs), "address", "addresses"), strings.Join(ev.Peers, ", ")), ev, pfx.String())
 	}
 }
 
@@ -777,7 +788,7 @@ func (g *gapper) exposed() {
 			sev = "critical"
 			ev.Flows, ev.Ports = se.flows, sortedKeys(se.ports)
 		}
-		g.add(KindExposedSensitive, sev, "", s.Name, fmt.Sprintf("sensitive segment %q is reachable %s; restrict it to named internal peers and ports",
+		g.add(KindExposedSensitive, sev, "", s.Name, fmt.Sprintf("sensitive segment %q is exposed: %s; restrict it to named internal peers and ports",
 			s.Name, strings.Join(reasons, "; ")), ev, s.Name)
 	}
 }
@@ -800,8 +811,8 @@ func (g *gapper) hotspots(vs []query.ViolationEdge) {
 			what = "traffic the policy denies on purpose keeps coming: find its source"
 		}
 		g.add(KindViolationHotspot, sev, strings.Join(rules, ","), v.ServerSegment,
-			fmt.Sprintf("violations from %s to %s on %s recur in %d hours (%d flows): %s",
-				v.ClientSegment, v.ServerSegment, pp, v.Hours, v.Flows, what),
+			fmt.Sprintf("violations from %s to %s on %s recur in %d hours (%s): %s",
+				v.ClientSegment, v.ServerSegment, pp, v.Hours, count(int(v.Flows), "flow", "flows"), what),
 			GapEvidence{Flows: v.Flows, Bytes: v.Bytes, Hours: v.Hours, Ports: []string{pp}, Rules: rules,
 				FirstSeen: ts(v.FirstHour), LastSeen: ts(v.LastSeen), UsedPairs: []string{v.ClientSegment + " -> " + v.ServerSegment}},
 			v.ClientSegment, v.ServerSegment, pp)
@@ -855,7 +866,7 @@ func (g *gapper) envCrossing() {
 			what = append(what, "allowed by "+quoteJoin(c.rules))
 		}
 		if c.flows > 0 {
-			what = append(what, fmt.Sprintf("%d flows observed on %s", c.flows, strings.Join(sortedKeys(c.ports), ", ")))
+			what = append(what, fmt.Sprintf("%s observed on %s", count(int(c.flows), "flow", "flows"), strings.Join(sortedKeys(c.ports), ", ")))
 		}
 		g.add(KindEnvCrossing, "high", strings.Join(c.rules, ","), pr[0], fmt.Sprintf("%s (%s) reaches %s (%s): %s; environments should not talk to each other",
 			pr[0], envs[0], pr[1], envs[1], strings.Join(what, "; ")),
@@ -1021,12 +1032,12 @@ func (g *gapper) reviews(versions []query.AppliedPolicy) {
 func (g *gapper) enforcement(ms []query.EnforcementMismatch) {
 	for _, e := range ms {
 		pp := portProto(e.Port, e.Proto)
-		sev, msg := "critical", fmt.Sprintf("the device %s %d flows from %s to %s on %s that the policy denies; the enforcement point does not implement the policy",
-			e.FwAction, e.Flows, e.ClientSegment, e.ServerSegment, pp)
+		sev, msg := "critical", fmt.Sprintf("the device %s %s from %s to %s on %s that the policy denies; the enforcement point does not implement the policy",
+			e.FwAction, count(int(e.Flows), "flow", "flows"), e.ClientSegment, e.ServerSegment, pp)
 		if e.Verdict == policy.VerdictAllowed.String() {
 			sev = "high"
-			msg = fmt.Sprintf("the device %s %d flows from %s to %s on %s that the policy allows (rule %q); the enforcement point is stricter than the policy",
-				e.FwAction, e.Flows, e.ClientSegment, e.ServerSegment, pp, e.Rule)
+			msg = fmt.Sprintf("the device %s %s from %s to %s on %s that the policy allows (rule %q); the enforcement point is stricter than the policy",
+				e.FwAction, count(int(e.Flows), "flow", "flows"), e.ClientSegment, e.ServerSegment, pp, e.Rule)
 		}
 		g.add(KindEnforcementGap, sev, e.Rule, e.ServerSegment, msg,
 			GapEvidence{Flows: e.Flows, Bytes: e.Bytes, Verdict: e.Verdict, FwAction: e.FwAction, Ports: []string{pp},
@@ -1034,4 +1045,19 @@ func (g *gapper) enforcement(ms []query.EnforcementMismatch) {
 				UsedPairs: []string{e.ClientSegment + " -> " + e.ServerSegment}},
 			e.ClientSegment, e.ServerSegment, pp, e.Verdict, e.FwAction)
 	}
+}
+
+// WriteGapsTable writes rep as a summary line and one row per finding.
+func WriteGapsTable(w io.Writer, rep *GapReport) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var counts []string
+	for i := len(Severities) - 1; i >= 0; i-- {
+		counts = append(counts, fmt.Sprintf("%d %s", rep.Summary[Severities[i]], Severities[i]))
+	}
+	fmt.Fprintf(tw, "Findings (window %s to %s): %d (%s)\n", ts(rep.From), ts(rep.To), len(rep.Findings), strings.Join(counts, ", "))
+	fmt.Fprintln(tw, "SEVERITY\tID\tRULE\tSEGMENT\tMESSAGE")
+	for _, f := range rep.Findings {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.Severity, f.ID, dash(f.Rule), dash(f.Segment), f.Message)
+	}
+	return tw.Flush()
 }

@@ -13,7 +13,7 @@ import (
 func TestAuditHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"audit", "--help"}, {"audit", "recommend", "--help"}, {"audit", "simulate", "--help"},
-		{"audit", "simulate", "draft.yaml", "-h"},
+		{"audit", "simulate", "draft.yaml", "-h"}, {"audit", "gaps", "--help"},
 	} {
 		res := runCLI(t, args...)
 		if res.code != 0 {
@@ -41,6 +41,11 @@ func TestAuditUsageErrors(t *testing.T) {
 		{[]string{"audit", "simulate"}, "give exactly one DRAFT policy file"},
 		{[]string{"audit", "simulate", "missing.yaml", "--since", "1d"}, "draft: unable to read policy file"},
 		{[]string{"audit", "simulate", "a.yaml", "--format", "csv"}, `--format: "csv" is not table or json`},
+		{[]string{"audit", "gaps", "--format", "csv"}, `--format: "csv" is not table or json`},
+		{[]string{"audit", "gaps", "--fail-on", "severe"}, `--fail-on: "severe" is not low, medium, high, critical or none`},
+		{[]string{"audit", "gaps", "--review-age", "x"}, `--review-age: "x" is not a duration`},
+		{[]string{"audit", "gaps", "extra"}, `unexpected argument "extra"`},
+		{[]string{"audit", "gaps"}, "no policy.file"},
 	} {
 		res := runCLI(t, tc.args...)
 		if res.code != 2 || !strings.Contains(res.stderr, tc.want) {
