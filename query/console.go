@@ -311,11 +311,14 @@ func (f FlowFilter) where() string {
 		c = append(c, "dst_segment = "+quoteList([]string{f.DstSegment}))
 	}
 	if f.Addr.IsValid() {
+		// Compared as text: IPv6NumToString reads FixedString(16) and
+		// IPv6 alike, while IPv6StringToNum(...) compared with an IPv6
+		// column is parsed as an address string on modern servers.
 		a := quoteList([]string{mappedString(f.Addr)})
-		c = append(c, fmt.Sprintf("(src_addr = IPv6StringToNum(%s) OR dst_addr = IPv6StringToNum(%s))", a, a))
+		c = append(c, fmt.Sprintf("(IPv6NumToString(src_addr) = %s OR IPv6NumToString(dst_addr) = %s)", a, a))
 	}
 	if f.Exporter.IsValid() {
-		c = append(c, fmt.Sprintf("exporter = IPv6StringToNum(%s)", quoteList([]string{mappedString(f.Exporter)})))
+		c = append(c, "IPv6NumToString(exporter) = "+quoteList([]string{mappedString(f.Exporter)}))
 	}
 	return s + joinAnd(c)
 }
