@@ -88,6 +88,37 @@ var generationCases = []generationCase{
 		return r.Alerts(ctx, genAll, []string{"address_scan", "port_scan"})
 	}},
 	{"AlertByID", func(ctx context.Context, r *Reader) (any, error) { return r.AlertByID(ctx, "a1") }},
+	{"FlowSeries by every dimension", func(ctx context.Context, r *Reader) (any, error) {
+		var out []any
+		for _, dim := range Dimensions {
+			series, err := r.FlowSeries(ctx, genPartial, FlowFilter{}, dim, time.Hour)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", dim, err)
+			}
+			out = append(out, series)
+		}
+		return out, nil
+	}},
+	{"FlowSeries filtered", func(ctx context.Context, r *Reader) (any, error) {
+		return r.FlowSeries(ctx, genAll, FlowFilter{EdgeFilter: EdgeFilter{Verdict: "violation"}, SrcSegment: "app"}, "dst_segment", 5*time.Minute)
+	}},
+	{"SankeyPaths", func(ctx context.Context, r *Reader) (any, error) { return r.SankeyPaths(ctx, genAll, FlowFilter{}) }},
+	{"WorkloadEdges", func(ctx context.Context, r *Reader) (any, error) {
+		return r.WorkloadEdges(ctx, genAll, EdgeFilter{}, "db")
+	}},
+	{"WorkloadEdges partial hours", func(ctx context.Context, r *Reader) (any, error) {
+		return r.WorkloadEdges(ctx, genPartial, EdgeFilter{Identity: "alice"}, "web")
+	}},
+	{"ViolationEdges", func(ctx context.Context, r *Reader) (any, error) { return r.ViolationEdges(ctx, genAll) }},
+	{"EnforcementMismatches", func(ctx context.Context, r *Reader) (any, error) { return r.EnforcementMismatches(ctx, genAll) }},
+	{"AppliedPolicies", func(ctx context.Context, r *Reader) (any, error) { return r.AppliedPolicies(ctx) }},
+	{"ServiceRows", func(ctx context.Context, r *Reader) (any, error) { return r.ServiceRows(ctx, genAll) }},
+	{"ServiceRows partial hours", func(ctx context.Context, r *Reader) (any, error) { return r.ServiceRows(ctx, genPartial) }},
+	{"AccessSources", func(ctx context.Context, r *Reader) (any, error) { return r.AccessSources(ctx, genAll) }},
+	{"FailedAccesses", func(ctx context.Context, r *Reader) (any, error) { return r.FailedAccesses(ctx, genAll) }},
+	{"Retention", func(ctx context.Context, r *Reader) (any, error) { return r.Retention(ctx) }},
+	{"ProbeRuns", func(ctx context.Context, r *Reader) (any, error) { return r.ProbeRuns(ctx, genAll) }},
+	{"PolicyVersions", func(ctx context.Context, r *Reader) (any, error) { return r.PolicyVersions(ctx) }},
 	{"LatestProbeRun", func(ctx context.Context, r *Reader) (any, error) { return r.LatestProbeRun(ctx) }},
 	{"ProbeCoverage", func(ctx context.Context, r *Reader) (any, error) { return r.ProbeCoverage(ctx, "r1", 10*time.Minute) }},
 }
@@ -99,7 +130,7 @@ func generateSQL(database, addr string) []string {
 	t0 := genT0.Unix()
 	flows := fmt.Sprintf(`INSERT INTO %[1]s.flows (time_received, time_start, time_end, flow_type, exporter, sampling_rate, src_addr, dst_addr,
     src_port, dst_port, proto, bytes, packets, src_segment, dst_segment, src_workload, dst_workload, src_identity, dst_identity,
-    verdict, rule, staged_verdict, staged_rule, service_side, service_port)
+    verdict, rule, staged_verdict, staged_rule, service_side, service_port, fw_action)
 SELECT toDateTime(%[2]d + n * 431) AS tr, toDateTime(%[2]d + n * 431 - 3), toDateTime(%[2]d + n * 431 - 1),
     ['ipfix', 'netflow_v5', 'sflow'][n %% 3 + 1], %[3]s(concat('::ffff:192.0.2.', toString(n %% 2 + 1))), toUInt32(n %% 2 + 1),
     %[3]s(if(n %% 5 = 0, concat('2001:db8:1::', toString(n %% 4 + 1)), concat('::ffff:10.', toString(n %% 3 + 1), '.0.', toString(n %% 4 + 10)))),
@@ -115,7 +146,8 @@ SELECT toDateTime(%[2]d + n * 431) AS tr, toDateTime(%[2]d + n * 431 - 3), toDat
     if(v = 'allowed', concat('r-', dseg), '') AS rl,
     if(n %% 5 = 1, 'violation', v), if(n %% 5 = 1, 'staged-deny', rl),
     if(n %% 11 = 0, '', if(n %% 6 = 0, 'src', 'dst')) AS side,
-    toUInt16(if(side = '', 0, if(n %% 6 = 0, 5432, dp)))
+    toUInt16(if(side = '', 0, if(n %% 6 = 0, 5432, dp))),
+    ['', 'forwarded', 'dropped', 'denied', 'forwarded'][n %% 5 + 1]
 FROM (SELECT number AS n FROM system.numbers LIMIT 700)`, database, t0, addr)
 	alert := func(id, kind, src string, first, last int64, version int) string {
 		return fmt.Sprintf(`INSERT INTO %s.alerts (alert_id, time, kind, severity, src_addr, dst_addr, src_segment, dst_segment, src_identity, dst_port, proto, first_seen, last_seen, count, bytes, summary, evidence, version)
@@ -132,7 +164,11 @@ SELECT toDateTime(%[2]d + n * 977), toDateTime(%[2]d + n * 977 + 1), ['sshd', 'n
     %[3]s(if(n %% 4 = 0, '2001:db8:1::9', concat('::ffff:10.1.0.', toString(n %% 5)))), %[3]s('::ffff:10.2.0.10'), toUInt16(22),
     ['login', 'login', 'logout', 'GET'][n %% 4 + 1], ['success', 'failure', 'denied'][n %% 3 + 1]
 FROM (SELECT number AS n FROM system.numbers LIMIT 200)`, database, t0, addr)
-	return []string{flows, access,
+	policies := fmt.Sprintf(`INSERT INTO %[1]s.policy_versions (version, loaded_at, path, content, host, summary)
+SELECT concat('v', toString(n %% 3)), toDateTime(%[2]d + n * 3600), '/etc/flowaudit/policy.yaml', concat('rules: ', toString(n %% 3)),
+    ['enrich-1', 'enrich-2'][n %% 2 + 1], '3 segments, 2 rules, default deny'
+FROM (SELECT number AS n FROM system.numbers LIMIT 7)`, database, t0)
+	return []string{flows, access, policies,
 		alert("a1", "address_scan", "::ffff:10.3.2.66", 600, 660, 1),
 		alert("a1", "address_scan", "::ffff:10.3.2.66", 600, 720, 2),
 		alert("a2", "policy_violation", "2001:db8:1::7", 90000, 90000, 1),

@@ -99,13 +99,13 @@ func (r *rows) Scan(dest ...any) error {
 	return nil
 }
 
-func (r *rows) ScanStruct(any) error      { return fmt.Errorf("modernch: ScanStruct is not supported") }
-func (r *rows) Totals(...any) error       { return fmt.Errorf("modernch: Totals is not supported") }
-func (r *rows) Close() error              { return nil }
-func (r *rows) Err() error                { return nil }
-func (r *rows) HasData() bool             { return len(r.blocks) > 0 && r.blocks[0].Rows() > 0 }
-func (r *rows) Columns() []string         { return r.first().ColumnsNames() }
-func (r *rows) first() *proto.Block       { return r.blocks[0] }
+func (r *rows) ScanStruct(any) error { return fmt.Errorf("modernch: ScanStruct is not supported") }
+func (r *rows) Totals(...any) error  { return fmt.Errorf("modernch: Totals is not supported") }
+func (r *rows) Close() error         { return nil }
+func (r *rows) Err() error           { return nil }
+func (r *rows) HasData() bool        { return len(r.blocks) > 0 && r.blocks[0].Rows() > 0 }
+func (r *rows) Columns() []string    { return r.first().ColumnsNames() }
+func (r *rows) first() *proto.Block  { return r.blocks[0] }
 func (r *rows) ColumnTypes() []driver.ColumnType {
 	if len(r.blocks) == 0 {
 		return nil
