@@ -127,6 +127,9 @@ echo "as a policy file: $(bin/flowaudit policy validate var/demo-recommended.yam
 step "Audit: what the stricter draft deploy/demo-draft-strict.yaml would have changed (flowaudit audit simulate)"
 bin/flowaudit audit simulate deploy/demo-draft-strict.yaml --config deploy/demo-detect.yaml --since 2h --until "$UNTIL"
 
+step "Audit: the same draft as a semantic policy diff (flowaudit audit diff)"
+bin/flowaudit audit diff deploy/scenario-policy.yaml deploy/demo-draft-strict.yaml
+
 step "Stopping flowaudit (clean stop flushes and commits)"
 kill -TERM $PID; wait $PID || true
 trap - EXIT

@@ -30,6 +30,7 @@ Subcommands:
   recommend   least-privilege allow rules covering every observed service edge
   simulate    what a draft policy would have changed over the stored history
   gaps        findings: unused, shadowed, redundant, broad rules; segment, exposure and review gaps
+  diff        connections one policy file allows and another does not
 
 Every subcommand takes --help. Exit codes: 0 done, 1 findings at or above
 --fail-on, 2 usage or runtime error.`
@@ -49,6 +50,8 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		return cmdAuditSimulate(args[1:], stdout, stderr)
 	case "gaps":
 		return cmdAuditGaps(args[1:], stdout, stderr)
+	case "diff":
+		return cmdAuditDiff(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "flowaudit audit: unknown subcommand %q\n\n%s\n", args[0], auditUsage)
 	return 2
