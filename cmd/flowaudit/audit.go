@@ -31,6 +31,7 @@ Subcommands:
   simulate    what a draft policy would have changed over the stored history
   gaps        findings: unused, shadowed, redundant, broad rules; segment, exposure and review gaps
   diff        connections one policy file allows and another does not
+  identities  per user and service account: what it reached, under which rule
 
 Every subcommand takes --help. Exit codes: 0 done, 1 findings at or above
 --fail-on, 2 usage or runtime error.`
@@ -52,6 +53,8 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		return cmdAuditGaps(args[1:], stdout, stderr)
 	case "diff":
 		return cmdAuditDiff(args[1:], stdout, stderr)
+	case "identities":
+		return cmdAuditIdentities(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "flowaudit audit: unknown subcommand %q\n\n%s\n", args[0], auditUsage)
 	return 2

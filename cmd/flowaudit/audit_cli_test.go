@@ -14,6 +14,7 @@ func TestAuditHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"audit", "--help"}, {"audit", "recommend", "--help"}, {"audit", "simulate", "--help"},
 		{"audit", "simulate", "draft.yaml", "-h"}, {"audit", "gaps", "--help"},
+		{"audit", "identities", "--help"},
 	} {
 		res := runCLI(t, args...)
 		if res.code != 0 {
@@ -46,6 +47,11 @@ func TestAuditUsageErrors(t *testing.T) {
 		{[]string{"audit", "gaps", "--review-age", "x"}, `--review-age: "x" is not a duration`},
 		{[]string{"audit", "gaps", "extra"}, `unexpected argument "extra"`},
 		{[]string{"audit", "gaps"}, "no policy.file"},
+		{[]string{"audit", "identities", "--format", "xml"}, `--format: "xml" is not table, json or csv`},
+		{[]string{"audit", "identities", "--fail-on", "all"}, `--fail-on: "all" is not violation, dormant, unattributed or none`},
+		{[]string{"audit", "identities", "extra"}, `unexpected argument "extra"`},
+		{[]string{"audit", "identities", "--since", "0d"}, `--since: "0d" must be positive`},
+		{[]string{"audit", "identities"}, "no policy.file"},
 	} {
 		res := runCLI(t, tc.args...)
 		if res.code != 2 || !strings.Contains(res.stderr, tc.want) {
