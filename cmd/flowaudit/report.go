@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -240,4 +241,30 @@ Exit codes: 0 verified, 1 verification failed, 2 usage or runtime error.`, stder
 		return 1
 	}
 	return 0
+}
+
+// newReportSchedule builds the report.schedule component of run (nil
+// when run does not schedule reports or report.schedule is empty) with
+// its own ClickHouse connection, closed by the returned function. Packs
+// are announced to the endpoints of alerts.webhooks.
+func newReportSchedule(enabled bool, cfg config.Configuration, logger *slog.Logger) (*report.Component, func(), error) {
+	if !enabled || cfg.Report.Schedule == "" {
+		return nil, func() {}, nil
+	}
+	conn, err := clickhousedb.Open(cfg.ClickHouse)
+	if err != nil {
+		return nil, nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	var hooks []report.Hook
+	for _, e := range cfg.Alerts.Webhooks {
+		hooks = append(hooks, report.Hook{URL: e.URL, Secret: e.Secret, Format: e.Format, Headers: e.Headers,
+			Timeout: e.Timeout, MaxAttempts: e.MaxAttempts})
+	}
+	c, err := report.New(cfg.Report, report.Dependencies{Conn: conn, Database: cfg.ClickHouse.Database, PolicyFile: cfg.Policy.File,
+		RetentionTTL: cfg.ClickHouse.Retention, Hooks: hooks, Log: logger})
+	if err != nil {
+		_ = conn.Close()
+		return nil, nil, err
+	}
+	return c, func() { _ = conn.Close() }, nil
 }

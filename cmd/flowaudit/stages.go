@@ -25,6 +25,7 @@ type stages struct {
 	broker, collect, enrich, detect, sink bool
 	probe                                 bool // scheduled probes (probe.schedule), in run only
 	console                               bool // the web console (console.listen), in run only
+	report                                bool // scheduled compliance reports (report.schedule), in run only
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -39,7 +40,7 @@ Stops cleanly on SIGINT or SIGTERM, flushing what it holds.`, stderr)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	return runStages(sf, stages{broker: true, collect: true, enrich: true, detect: true, sink: true, probe: true, console: true}, stdout, stderr)
+	return runStages(sf, stages{broker: true, collect: true, enrich: true, detect: true, sink: true, probe: true, console: true, report: true}, stdout, stderr)
 }
 
 func cmdCollect(args []string, stdout, stderr io.Writer) int {
@@ -206,6 +207,12 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	reports, closeReports, err := newReportSchedule(st.report, cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "flowaudit: unable to initialize report schedule: %v\n", err)
+		return 1
+	}
+	defer closeReports()
 	var consoleSrv *console.Server
 	if st.console && cfg.Console.Listen != "" {
 		srv, closeConn, err := newConsole(cfg, logger)
@@ -281,6 +288,11 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 	}
 	if prober != nil {
 		if err := lc.start("prober", prober.Start, prober.Stop); err != nil {
+			return fail(err)
+		}
+	}
+	if reports != nil {
+		if err := lc.start("report schedule", reports.Start, reports.Stop); err != nil {
 			return fail(err)
 		}
 	}
