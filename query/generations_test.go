@@ -121,6 +121,9 @@ var generationCases = []generationCase{
 	{"PolicyVersions", func(ctx context.Context, r *Reader) (any, error) { return r.PolicyVersions(ctx) }},
 	{"LatestProbeRun", func(ctx context.Context, r *Reader) (any, error) { return r.LatestProbeRun(ctx) }},
 	{"ProbeCoverage", func(ctx context.Context, r *Reader) (any, error) { return r.ProbeCoverage(ctx, "r1", 10*time.Minute) }},
+	{"IdentityEdges", func(ctx context.Context, r *Reader) (any, error) { return r.IdentityEdges(ctx, genAll) }},
+	{"IdentityEdges partial days", func(ctx context.Context, r *Reader) (any, error) { return r.IdentityEdges(ctx, genPartial) }},
+	{"AccessSessions", func(ctx context.Context, r *Reader) (any, error) { return r.AccessSessions(ctx, genAll) }},
 }
 
 // generateSQL returns the statements that fill database with the test
