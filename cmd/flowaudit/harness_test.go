@@ -87,6 +87,7 @@ type pipelineOptions struct {
 	extraYAML  string // appended to the generated configuration
 	accessYAML string // more keys under ingest.access, indented by 4 spaces
 	sinkYAML   string // more keys under sink, indented by 2 spaces
+	kafkaYAML  string // more keys under kafka, indented by 2 spaces
 }
 
 func newPipeline(t testing.TB, ch *testutil.ClickHouseServer, opts pipelineOptions) *pipeline {
@@ -103,6 +104,7 @@ func newPipeline(t testing.TB, ch *testutil.ClickHouseServer, opts pipelineOptio
 kafka:
   embedded_listen: %s
   partitions: 2
+%s
 clickhouse:
   addr: %s
 ingest:
@@ -119,7 +121,7 @@ sink:
 %s
 metrics:
   listen: %s
-%s`, filepath.Join(p.dir, "var"), p.KafkaAddr, ch.Addr, p.NetFlowAddr, p.SFlowAddr,
+%s`, filepath.Join(p.dir, "var"), p.KafkaAddr, opts.kafkaYAML, ch.Addr, p.NetFlowAddr, p.SFlowAddr,
 		p.SyslogUDP, p.SyslogTCP, p.HTTPAddr, opts.accessYAML, opts.sinkYAML, p.MetricsAddr, opts.extraYAML)
 	p.config = filepath.Join(p.dir, "flowaudit.yaml")
 	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
