@@ -117,9 +117,9 @@ func TestBrokerFaultsLoseNothing(t *testing.T) {
 	stopped = true
 	total := sent.Load()
 
-	got := waitCount(t, ch, countFlows, total, 120*time.Second)
+	waitCount(t, ch, countFlows, total, 120*time.Second)
 	p.waitSinkDrained(60 * time.Second)
-	got = ch.QueryUint64(t, countFlows)
+	got := ch.QueryUint64(t, countFlows)
 	received := uint64(p.Metric("flowaudit_ingest_flows_total"))
 	t.Logf("sent %d flows, collector received %d, ClickHouse has %d; faults injected: %v", total, received, got, f.injected)
 	if received != total {
