@@ -36,7 +36,11 @@ func printMigration(cfg config.Configuration, m migratePrintFlags, stdout, stder
 			return 2
 		}
 	}
-	for _, stmt := range schemas.DDL(cfg.ClickHouse.Database, v, cfg.ClickHouse.Retention) {
+	stmts := schemas.DDL(cfg.ClickHouse.Database, v, cfg.ClickHouse.Retention)
+	if cfg.ClickHouse.Cluster != "" {
+		stmts = schemas.ClusterDDL(cfg.ClickHouse.Database, cfg.ClickHouse.Cluster, v, cfg.ClickHouse.Retention)
+	}
+	for _, stmt := range stmts {
 		if _, err := fmt.Fprintf(stdout, "%s;\n\n", stmt); err != nil {
 			fmt.Fprintf(stderr, "flowaudit migrate: %v\n", err)
 			return 1

@@ -106,3 +106,26 @@ func TestMigratePrintUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestMigratePrintCluster: clickhouse.cluster makes --print emit the ON
+// CLUSTER DDL (golden-tested in schemas, executed in part in sink).
+func TestMigratePrintCluster(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "flowaudit.yaml")
+	if err := os.WriteFile(cfg, []byte("clickhouse:\n  addr: 192.0.2.1:9\n  cluster: prod\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := runCLI(t, "migrate", "--print", "--config", cfg)
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	want := strings.Join(schemas.ClusterDDL("flowaudit", "prod", schemas.ServerVersion{Major: 23, Minor: 8}, 30*24*time.Hour), ";\n\n") + ";\n\n"
+	if res.stdout != want {
+		t.Errorf("migrate --print with clickhouse.cluster prints something else than schemas.ClusterDDL:\n%s", res.stdout)
+	}
+	if err := os.WriteFile(cfg, []byte("clickhouse:\n  cluster: \"prod; DROP\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := runCLI(t, "migrate", "--print", "--config", cfg); res.code == 0 || !strings.Contains(res.stderr, "clickhouse.cluster") {
+		t.Errorf("a bad cluster name: exit %d, stderr %q; want an error naming clickhouse.cluster", res.code, res.stderr)
+	}
+}

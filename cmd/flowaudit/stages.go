@@ -373,7 +373,7 @@ without connecting: one statement per paragraph, each ending in ";".`, stderr)
 		fmt.Fprintf(stderr, "flowaudit migrate: clickhouse.addr %s: %v\n", cfg.ClickHouse.Addr, err)
 		return 1
 	}
-	v, err := sink.Migrate(ctx, conn, cfg.ClickHouse.Database, cfg.ClickHouse.Retention, logger)
+	v, err := sink.MigrateConfigured(ctx, conn, cfg.ClickHouse, logger)
 	if err != nil {
 		fmt.Fprintf(stderr, "flowaudit migrate: %v\n", err)
 		return 1

@@ -27,6 +27,11 @@ type Configuration struct {
 	// Retention is how long flows are kept: a TTL on modern servers,
 	// partition drops on old ones. 0 keeps everything.
 	Retention time.Duration `yaml:"retention"`
+	// Cluster, when set, makes migrate create the tables ON CLUSTER with
+	// Replicated engines and Distributed tables in front (see
+	// schemas.DDL), and inserts wait for every shard
+	// (insert_distributed_sync).
+	Cluster string `yaml:"cluster"`
 }
 
 // DefaultConfiguration returns defaults for a local server.
@@ -57,6 +62,9 @@ func (c Configuration) Validate() error {
 	if c.DialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("clickhouse.dial_timeout: must be positive, got %s", c.DialTimeout))
 	}
+	if c.Cluster != "" && !identRE.MatchString(c.Cluster) {
+		errs = append(errs, fmt.Errorf("clickhouse.cluster: %q must be a cluster name of remote_servers (letters, digits, underscore), or empty for a single server", c.Cluster))
+	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("clickhouse.retention: must be 0 (keep forever) or positive, got %s", c.Retention))
 	}
@@ -66,8 +74,15 @@ func (c Configuration) Validate() error {
 // Open returns a connection pool to the server. It does not dial; use
 // Ping to wait for the server.
 func Open(c Configuration) (driver.Conn, error) {
+	var settings clickhouse.Settings
+	if c.Cluster != "" {
+		// An INSERT into a Distributed table returns once every shard
+		// has its rows (and their sink_progress), not when queued.
+		settings = clickhouse.Settings{"insert_distributed_sync": 1}
+	}
 	conn, err := clickhouse.Open(&clickhouse.Options{
-		Addr: []string{c.Addr},
+		Settings: settings,
+		Addr:     []string{c.Addr},
 		Auth: clickhouse.Auth{
 			Database: "default", // the flowaudit database may not exist yet
 			Username: c.Username,
