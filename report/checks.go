@@ -1,12 +1,14 @@
 package report
 
 import (
+	"bytes"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/flowaudit/flowaudit/audit"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/query"
 )
@@ -336,6 +338,26 @@ func (b *builder) ruleReviewCheck() Check {
 		}
 	}
 	b.summary.UnusedRules = unused
+	evidence := []string{"evidence/rules.csv"}
+	gapNums := map[string]uint64{}
+	if g := b.in.Gaps; g != nil {
+		// The audit layer's gap analysis adds what the policy alone shows:
+		// rules shadowed by earlier ones, redundant rules, broad peers.
+		var grows [][]string
+		kinds := map[string]uint64{}
+		for _, f := range g.Findings {
+			grows = append(grows, []string{f.ID, f.Kind, f.Severity, f.Rule, f.Segment, f.Message})
+			kinds[f.Kind]++
+			switch f.Kind {
+			case audit.KindShadowedRule, audit.KindRedundantRule, audit.KindBroadPeers, audit.KindBroadPorts:
+				find = append(find, fmt.Sprintf("%s (audit gaps %s): %s", f.Kind, f.ID, f.Message))
+			}
+		}
+		for _, k := range []string{audit.KindShadowedRule, audit.KindRedundantRule, audit.KindBroadPorts, audit.KindBroadPeers} {
+			gapNums["gaps_"+strings.ToLower(k)] = kinds[k]
+		}
+		evidence = append(evidence, b.table("gaps.csv", []string{"id", "kind", "severity", "rule", "segment", "message"}, grows))
+	}
 	var rows [][]string
 	var last time.Time
 	var changes uint64
@@ -351,6 +373,9 @@ func (b *builder) ruleReviewCheck() Check {
 	ev := b.table("policy_versions.csv", []string{"version", "loaded_at", "path", "host", "summary"}, rows)
 	nums := map[string]uint64{"rules": uint64(len(b.in.Policy.Policy().Rules)), "unused_rules": unused, "overdue_reviews": overdue,
 		"missing_review_date": noDate, "broad_rules": broadN, "policy_versions_in_window": changes}
+	for k, v := range gapNums {
+		nums[k] = v
+	}
 	lastText := "no policy version is recorded in policy_versions"
 	if !last.IsZero() {
 		lastText = "the policy last changed (was applied) at " + ts(last)
@@ -360,11 +385,15 @@ func (b *builder) ruleReviewCheck() Check {
 		Check: checkRuleReview, Title: "Rule review status",
 		Checked: "Each rule's review_by date against the report date (six-monthly reviews), its hits in the window (rule_hits_1h / flows: " +
 			"a rule no flow matched is unused), overly broad port ranges, and the policy versions the enrichers applied.",
-		Numbers: nums, Findings: limit(find), Evidence: []string{"evidence/rules.csv", ev},
+		Numbers: nums, Findings: limit(find), Evidence: append(evidence, ev),
 	}
 	if len(find) > 0 {
 		c.Result = Findings
-		c.Reason = fmt.Sprintf("%d unused, %d overdue, %d without a review date and %d broad rules; %s", unused, overdue, noDate, broadN, lastText)
+		c.Reason = fmt.Sprintf("%d unused, %d overdue, %d without a review date and %d broad rules", unused, overdue, noDate, broadN)
+		if b.in.Gaps != nil {
+			c.Reason += fmt.Sprintf(", %d shadowed and %d redundant (audit gaps)", gapNums["gaps_shadowed_rule"], gapNums["gaps_redundant_rule"])
+		}
+		c.Reason += "; " + lastText
 	} else {
 		c.Result, c.Reason = Met, "every rule was used, is within its review date and is narrow; "+lastText
 	}
@@ -566,12 +595,37 @@ func (b *builder) identitiesCheck() Check {
 	b.summary.IdentitiesReachingCDE = uint64(len(ids))
 	b.summary.UnattributedIntoCDE = unattributed
 	ev := b.table("identities.csv", []string{"identity", "server_segment", "service_port", "proto", "verdict", "rule", "flows", "first_seen", "last_seen"}, rows)
+	evidence := []string{ev}
+	var dormant uint64
+	if rev := b.in.Identities; rev != nil {
+		// The audit layer's identity review: every identity's reach (not
+		// only into the CDE, access-log sessions too) and the dormant
+		// entitlements of identity-scoped rules.
+		var buf bytes.Buffer
+		if err := audit.WriteIdentityCSV(&buf, rev); err == nil {
+			b.tables = append(b.tables, Table{Name: "identity_review.csv", Raw: buf.Bytes()})
+			evidence = append(evidence, "evidence/identity_review.csv")
+		}
+		var drows [][]string
+		for _, d := range rev.Dormant {
+			dormant++
+			drows = append(drows, []string{d.Identity, d.Kind, d.Rule, strings.Join(d.From, " "), strings.Join(d.To, " "), strings.Join(d.Ports, " "),
+				strconv.FormatBool(d.Seen), strconv.Itoa(d.Line)})
+			find = append(find, fmt.Sprintf("%s is entitled by rule %s (%s -> %s %s) and never used it (dormant)", d.Identity, d.Rule,
+				strings.Join(d.From, " "), strings.Join(d.To, " "), strings.Join(d.Ports, " ")))
+		}
+		evidence = append(evidence, b.table("dormant_entitlements.csv", []string{"identity", "kind", "rule", "from", "to", "ports", "identity_seen", "line"}, drows))
+	}
 	c := Check{
 		Check: checkIdentities, Title: "Identities with access to the CDE",
 		Checked: "Every user and service account (client identity from access logs and the inventory) with flows into the CDE from outside it: " +
 			"which CDE services each reached, under which rule, first and last seen — the list for the access review.",
 		Numbers:  map[string]uint64{"identities_reaching_cde": uint64(len(ids)), "unattributed_flows_into_cde": unattributed, "flows_into_cde": flows},
-		Findings: limit(find), Evidence: []string{ev},
+		Findings: limit(find), Evidence: evidence,
+	}
+	if b.in.Identities != nil {
+		c.Numbers["dormant_entitlements"] = dormant
+		c.Numbers["identities_reviewed"] = uint64(b.in.Identities.Summary.Identities)
 	}
 	switch {
 	case len(b.cde) == 0:
@@ -579,7 +633,7 @@ func (b *builder) identitiesCheck() Check {
 	case flows == 0:
 		c.Result, c.Reason = NotAssessable, "no flow into the CDE was recorded in the window"
 	case len(find) > 0:
-		c.Result, c.Reason = Findings, fmt.Sprintf("%d identities reached the CDE; %d flows were unattributed or not allowed for their identity", len(ids), unattributed)
+		c.Result, c.Reason = Findings, fmt.Sprintf("%d identities reached the CDE; %d flows into it were unattributed; %d dormant entitlements", len(ids), unattributed, dormant)
 	default:
 		c.Result, c.Reason = Met, fmt.Sprintf("every flow into the CDE is attributed to one of %d identities and allowed by a rule; review the list", len(ids))
 	}

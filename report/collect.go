@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/flowaudit/flowaudit/audit"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/query"
 )
@@ -75,5 +76,30 @@ func Generate(ctx context.Context, r *query.Reader, req Request) (*Pack, error) 
 	if in.PolicyVersions, err = r.PolicyVersions(ctx); err != nil {
 		return nil, err
 	}
+	// The audit layer's analyses, as "audit gaps" and "audit identities"
+	// compute them.
+	var gi audit.GapsInput
+	if gi.Edges, err = r.ServiceEdges(ctx, req.Window); err != nil {
+		return nil, err
+	}
+	if gi.Violations, err = r.ViolationEdges(ctx, req.Window); err != nil {
+		return nil, err
+	}
+	if gi.Mismatches, err = r.EnforcementMismatches(ctx, req.Window); err != nil {
+		return nil, err
+	}
+	if gi.Versions, err = r.AppliedPolicies(ctx); err != nil {
+		return nil, err
+	}
+	in.Gaps = audit.Gaps(m, gi, audit.DefaultGapsOptions(req.Window))
+	idEdges, err := r.IdentityEdges(ctx, req.Window)
+	if err != nil {
+		return nil, err
+	}
+	sessions, err := r.AccessSessions(ctx, req.Window)
+	if err != nil {
+		return nil, err
+	}
+	in.Identities = audit.ReviewIdentities(idEdges, sessions, m, audit.IdentityOptions{Window: req.Window})
 	return Build(in)
 }

@@ -61,6 +61,9 @@ func renderJSON(p *Pack) ([]byte, error) {
 
 // RenderCSV returns one evidence table as CSV (RFC 4180, header first).
 func RenderCSV(t Table) ([]byte, error) {
+	if t.Raw != nil {
+		return t.Raw, nil
+	}
 	var buf bytes.Buffer
 	w := csv.NewWriter(&buf)
 	if err := w.Write(t.Header); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/flowaudit/flowaudit/audit"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/query"
 )
@@ -225,4 +226,41 @@ func TestPDFRenders(t *testing.T) {
 	if !strings.Contains(text, "Page 1 of ") || !strings.Contains(text, "Contents") {
 		t.Errorf("no page numbers or contents:\n%s", text)
 	}
+}
+
+func TestBuildWithAuditLayer(t *testing.T) {
+	in := testInputs(t)
+	in.Gaps = &audit.GapReport{Findings: []audit.Finding{{ID: "g1", Kind: audit.KindShadowedRule, Severity: "medium", Rule: "wide", Message: "wide is shadowed"}}}
+	in.Identities = &audit.IdentityReview{Dormant: []audit.DormantEntitlement{{Identity: "bob", Rule: "web-to-db", From: []string{"web"}, To: []string{"db"}, Ports: []string{"5432/tcp"}}}}
+	p, err := Build(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var review, ids Check
+	for _, c := range p.Report.Controls {
+		switch c.ID {
+		case "1.2.7":
+			review = c.Checks[0]
+		case "7.2.4/7.2.5.1":
+			ids = c.Checks[0]
+		}
+	}
+	if review.Numbers["gaps_shadowed_rule"] != 1 || !contains(review.Evidence, "evidence/gaps.csv") || !strings.Contains(strings.Join(review.Findings, "\n"), "wide is shadowed") {
+		t.Errorf("rule review without the gaps finding: %+v", review)
+	}
+	if ids.Numbers["dormant_entitlements"] != 1 || !contains(ids.Evidence, "evidence/identity_review.csv") || !contains(ids.Evidence, "evidence/dormant_entitlements.csv") {
+		t.Errorf("identity review without the dormant entitlement: %+v", ids)
+	}
+	if _, err := Write(filepath.Join(t.TempDir(), "pack"), p, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowaudit/flowaudit/audit"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/query"
 )
@@ -162,6 +163,9 @@ type Table struct {
 	Name   string // file name, such as "cde_inbound.csv"
 	Header []string
 	Rows   [][]string
+	// Raw, when set, is the file's content as another writer rendered it
+	// (Header and Rows are then unused).
+	Raw []byte
 }
 
 // Pack is a built report and its evidence, ready to be written.
@@ -191,6 +195,13 @@ type Inputs struct {
 
 	// RetentionTTL is clickhouse.retention (0: kept forever).
 	RetentionTTL time.Duration
+
+	// Gaps and Identities are the audit layer's rule-gap analysis
+	// (audit gaps) and identity access review (audit identities) over
+	// Window, folded into the rule review (1.2.7) and the access review
+	// (7.2.4); nil leaves them out.
+	Gaps       *audit.GapReport
+	Identities *audit.IdentityReview
 }
 
 // maxFindings bounds a check's findings lines in the report; the evidence
