@@ -14,7 +14,7 @@ import (
 // Kinds of identity.
 const (
 	KindUser           = "user"            // bound by a login (access events)
-	KindServiceAccount = "service_account" // an inventory service account
+	KindServiceAccount = "service_account" // an inventory service account, or a Kubernetes one (system:serviceaccount:NS:NAME)
 )
 
 // Sources of an identity access row.
@@ -110,7 +110,8 @@ type IdentityProfile struct {
 	SrcSegments  []string `json:"src_segments"`
 	DstSegments  []string `json:"dst_segments"`
 	DstWorkloads []string `json:"dst_workloads"`
-	// Ports are the services reached ("5432/tcp").
+	// Ports are the services reached ("5432/tcp"), by protocol number then
+	// port, consecutive TCP and UDP ports as a range ("8000-8029/tcp").
 	Ports          []string  `json:"ports"`
 	Rules          []string  `json:"rules"`
 	Destinations   int       `json:"destinations"`
@@ -181,7 +182,8 @@ type IdentityOptions struct {
 // resolve, else unknown. An access event's target is its destination
 // address, else its destination host as an address or inventory workload
 // name, else the host that wrote the log line as a workload name; sshd
-// logins without a port count as 22/tcp and every access event as TCP.
+// logins without a port count as 22/tcp and every access event as TCP;
+// an event without a port otherwise gets no verdict (unknown).
 func ReviewIdentities(edges []query.IdentityEdge, sessions []query.AccessSession, m *policy.Matcher, opt IdentityOptions) *IdentityReview {
 	if opt.Examples <= 0 {
 		opt.Examples = 3
@@ -198,7 +200,7 @@ func ReviewIdentities(edges []query.IdentityEdge, sessions []query.AccessSession
 		}
 	}
 	kind := func(id string) string {
-		if serviceAccounts[id] {
+		if serviceAccounts[id] || strings.HasPrefix(id, "system:serviceaccount:") {
 			return KindServiceAccount
 		}
 		return KindUser
@@ -316,7 +318,7 @@ func ReviewIdentities(edges []query.IdentityEdge, sessions []query.AccessSession
 			port = 22
 		}
 		verdict, rule := policy.VerdictUnknown, ""
-		if name == "" && s.SrcAddr.IsValid() {
+		if name == "" && s.SrcAddr.IsValid() && port != 0 {
 			k := policy.FlowKey{Src: src, Dst: dst, SrcPort: 0, DstPort: port, Proto: proto, SrcIdentity: s.User}
 			verdict, rule = m.Decide(&k)
 		}
@@ -405,14 +407,17 @@ func ReviewIdentities(edges []query.IdentityEdge, sessions []query.AccessSession
 
 	// Profiles, one per identity with rows or dormant entitlements.
 	profiles := map[string]*IdentityProfile{}
-	type sets struct{ seg, src, dst, wl, ports, rules map[string]bool }
+	type sets struct {
+		seg, src, dst, wl, rules map[string]bool
+		ports                    map[uint32]bool // proto<<16 | port
+	}
 	pset := map[string]*sets{}
 	profile := func(id string) (*IdentityProfile, *sets) {
 		pr := profiles[id]
 		if pr == nil {
 			pr = &IdentityProfile{Identity: id, Kind: kind(id)}
 			profiles[id] = pr
-			pset[id] = &sets{map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}}
+			pset[id] = &sets{map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[uint32]bool{}}
 		}
 		return pr, pset[id]
 	}
@@ -428,7 +433,9 @@ func ReviewIdentities(edges []query.IdentityEdge, sessions []query.AccessSession
 		if r.DstWorkload != "" {
 			s.wl[r.DstWorkload] = true
 		}
-		s.ports[portProto(r.DstPort, r.Proto)] = true
+		if serviceName(r.DstPort, r.Proto) != "" {
+			s.ports[uint32(r.Proto)<<16|uint32(r.DstPort)] = true
+		}
 		for _, rule := range r.Rules {
 			s.rules[rule] = true
 		}
@@ -449,7 +456,7 @@ func ReviewIdentities(edges []query.IdentityEdge, sessions []query.AccessSession
 		s := pset[id]
 		pr.Segments, pr.SrcSegments, pr.DstSegments = sortedKeys(s.seg), sortedKeys(s.src), sortedKeys(s.dst)
 		pr.DstWorkloads, pr.Rules = sortedKeys(s.wl), sortedKeys(s.rules)
-		pr.Ports = sortedPorts(s.ports)
+		pr.Ports = portRanges(s.ports)
 		if pr.Dormant == nil {
 			pr.Dormant = []string{}
 		}
@@ -561,18 +568,40 @@ func ruleEnds(names []string, sels []policy.Selector) []string {
 	return out
 }
 
-// sortedPorts sorts "port/proto" strings by protocol name, then port
-// number.
-func sortedPorts(set map[string]bool) []string {
-	out := sortedKeys(set)
-	key := func(s string) string {
-		port, proto, ok := strings.Cut(s, "/")
-		if !ok {
-			return s + "|00000"
-		}
-		return fmt.Sprintf("%s|%05s", proto, port)
+// serviceName is portProto, or "" for port 0 of a protocol with ports
+// (an access event that named no port).
+func serviceName(port uint16, proto uint8) string {
+	if port == 0 && (proto == policy.ProtoTCP || proto == policy.ProtoUDP) {
+		return ""
 	}
-	sort.Slice(out, func(i, j int) bool { return key(out[i]) < key(out[j]) })
+	return portProto(port, proto)
+}
+
+// portRanges lists services (proto<<16 | port) by protocol number, then
+// port, with runs of consecutive TCP or UDP ports written as one range
+// ("8000-8029/tcp").
+func portRanges(set map[uint32]bool) []string {
+	keys := make([]uint32, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
+	out := []string{}
+	for i := 0; i < len(keys); {
+		proto, lo := uint8(keys[i]>>16), uint16(keys[i])
+		j := i
+		if proto == policy.ProtoTCP || proto == policy.ProtoUDP {
+			for j+1 < len(keys) && keys[j+1] == keys[j]+1 {
+				j++
+			}
+		}
+		if j > i {
+			out = append(out, policy.PortSpec{Lo: lo, Hi: uint16(keys[j]), Proto: proto}.String())
+		} else {
+			out = append(out, portProto(lo, proto))
+		}
+		i = j + 1
+	}
 	return out
 }
 

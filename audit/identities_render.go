@@ -18,7 +18,8 @@ var IdentityCSVHeader = []string{"identity", "kind", "src_segments", "dst_segmen
 	"examples", "reviewer", "acknowledged", "review_notes"}
 
 // WriteIdentityCSV writes one row per identity × destination × service
-// of rev (rev.Identities, in its order) under IdentityCSVHeader.
+// of rev (rev.Identities, in its order) under IdentityCSVHeader. service
+// is empty for access events that named no port (dst_port 0).
 func WriteIdentityCSV(w io.Writer, rev *IdentityReview) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(IdentityCSVHeader); err != nil {
@@ -26,7 +27,7 @@ func WriteIdentityCSV(w io.Writer, rev *IdentityReview) error {
 	}
 	for _, r := range rev.Identities {
 		rec := []string{r.Identity, r.Kind, strings.Join(r.SrcSegments, " "), r.DstSegment, r.DstWorkload,
-			strconv.Itoa(int(r.DstPort)), strconv.Itoa(int(r.Proto)), portProto(r.DstPort, r.Proto), strconv.FormatBool(r.Sensitive),
+			strconv.Itoa(int(r.DstPort)), strconv.Itoa(int(r.Proto)), serviceName(r.DstPort, r.Proto), strconv.FormatBool(r.Sensitive),
 			r.Source, r.Verdict, r.Rule, strings.Join(r.Rules, " "), strconv.FormatUint(r.Flows, 10), strconv.FormatUint(r.Bytes, 10),
 			strconv.FormatUint(r.AccessEvents, 10), strconv.FormatUint(r.ViolationFlows, 10), ts(r.FirstSeen), ts(r.LastSeen),
 			strings.Join(r.Examples, "; "), "", "", ""}
@@ -65,7 +66,7 @@ func WriteIdentityTable(w io.Writer, rev *IdentityReview) error {
 			}
 			rule := strings.Join(r.Rules, ",")
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Identity, dash(strings.Join(r.SrcSegments, ",")), seg,
-				dash(r.DstWorkload), portProto(r.DstPort, r.Proto), r.Verdict, dash(rule), r.Flows, r.AccessEvents,
+				dash(r.DstWorkload), dash(serviceName(r.DstPort, r.Proto)), r.Verdict, dash(rule), r.Flows, r.AccessEvents,
 				ts(r.FirstSeen), ts(r.LastSeen))
 		}
 	}

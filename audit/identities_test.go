@@ -172,3 +172,31 @@ func TestReviewIdentities(t *testing.T) {
 		t.Errorf("--identity mallory: %d rows, %d profiles, %d dormant; want 3, 1, 0", len(one.Identities), len(one.Profiles), len(one.Dormant))
 	}
 }
+
+func TestIdentityProfilePortsAndUnknownPorts(t *testing.T) {
+	m := compile(t, identityPolicy)
+	edges := []query.IdentityEdge{
+		iedge("svc-app", "10.3.0.1", "10.1.0.1", 8002, "violation", "", 1, 0),
+		iedge("svc-app", "10.3.0.1", "10.1.0.1", 8000, "violation", "", 1, 0),
+		iedge("svc-app", "10.3.0.1", "10.1.0.1", 8001, "violation", "", 1, 0),
+		iedge("svc-app", "10.3.0.1", "10.2.0.1", 5432, "allowed", "app-to-db", 1, 0),
+		{Identity: "svc-app", Client: ip("10.3.0.1"), Server: ip("10.2.0.1"), Proto: 1, Verdict: "allowed", Flows: 1},
+	}
+	// A web request names no port: no verdict, no service in the profile.
+	sessions := []query.AccessSession{{User: "svc-app", Source: "nginx", Host: "web-1", SrcAddr: ip("10.3.0.1"), DstAddr: ip("10.2.0.1"), Events: 1}}
+	rev := ReviewIdentities(edges, sessions, m, IdentityOptions{Window: win})
+	var ports []string
+	for _, p := range rev.Profiles {
+		if p.Identity == "svc-app" {
+			ports = p.Ports
+		}
+	}
+	if d := cmp.Diff(ports, []string{"icmp", "5432/tcp", "8000-8002/tcp"}); d != "" {
+		t.Errorf("ports (-got +want):\n%s", d)
+	}
+	for _, r := range rev.Identities {
+		if r.Source == SourceAccess && (r.Verdict != "unknown" || r.DstPort != 0) {
+			t.Errorf("access row without a port: %+v, want verdict unknown", r)
+		}
+	}
+}
