@@ -3,6 +3,7 @@ package audit
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -184,7 +185,8 @@ type ruleUse struct {
 type segEdge struct {
 	flows uint64
 	ports map[string]bool
-	rules map[string]uint64 // allowing rule -> flows
+	rules     map[string]uint64          // allowing rule -> flows
+	rulePorts map[string]map[string]bool // allowing rule -> ports
 }
 
 // traffic is the window's edges relabelled and decided by the policy.
@@ -232,13 +234,17 @@ func (t *traffic) use(rule string, e *query.ServiceEdge, pair [2]string, pp stri
 func addSegEdge(m map[[2]string]*segEdge, k [2]string, flows uint64, pp, rule string) {
 	se := m[k]
 	if se == nil {
-		se = &segEdge{ports: map[string]bool{}, rules: map[string]uint64{}}
+		se = &segEdge{ports: map[string]bool{}, rules: map[string]uint64{}, rulePorts: map[string]map[string]bool{}}
 		m[k] = se
 	}
 	se.flows += flows
 	se.ports[pp] = true
 	if rule != "" {
 		se.rules[rule] += flows
+		if se.rulePorts[rule] == nil {
+			se.rulePorts[rule] = map[string]bool{}
+		}
+		se.rulePorts[rule][pp] = true
 	}
 }
 
@@ -878,7 +884,8 @@ func (g *gapper) envCrossing() {
 // lateral finds, per start (external or a low-trust segment) and
 // sensitive target, the shortest path of two hops or more through allowed
 // segment pairs: once through the rules, once through observed allowed
-// traffic. A direct pair is left to EXPOSED_SENSITIVE.
+// traffic. The direct pair, if allowed, is not a hop of it (direct
+// exposure of a sensitive segment is EXPOSED_SENSITIVE).
 func (g *gapper) lateral() {
 	policyGraph := map[string]map[string]*Hop{}
 	for i := range g.p.Rules {
@@ -910,7 +917,7 @@ func (g *gapper) lateral() {
 		if obsGraph[pr[0]] == nil {
 			obsGraph[pr[0]] = map[string]*Hop{}
 		}
-		obsGraph[pr[0]][pr[1]] = &Hop{From: pr[0], To: pr[1], Rule: rule, Ports: sortedKeys(se.ports), Flows: se.flows}
+		obsGraph[pr[0]][pr[1]] = &Hop{From: pr[0], To: pr[1], Rule: rule, Ports: sortedKeys(se.rulePorts[rule]), Flows: best}
 	}
 	starts := []string{policy.External}
 	var targets []string
@@ -940,12 +947,18 @@ func (g *gapper) lateral() {
 			}
 			sev := "high"
 			var what []string
-			if pp != nil {
-				what = append(what, "the rules allow "+hopString(pp))
-			}
-			if op != nil {
+			switch {
+			case pp != nil && op != nil && hopString(pp) == hopString(op):
 				sev = "critical"
-				what = append(what, "traffic took "+hopString(op))
+				what = append(what, "the rules allow and traffic took "+hopString(pp))
+			default:
+				if pp != nil {
+					what = append(what, "the rules allow "+hopString(pp))
+				}
+				if op != nil {
+					sev = "critical"
+					what = append(what, "traffic took "+hopString(op))
+				}
 			}
 			g.add(KindLateralPath, sev, "", to, fmt.Sprintf("%s can reach sensitive segment %q in several hops: %s; break a hop with a narrower rule",
 				from, to, strings.Join(what, "; ")), GapEvidence{PolicyPath: pp, ObservedPath: op}, from, to)
@@ -962,8 +975,9 @@ func hopString(path []Hop) string {
 	return b.String()
 }
 
-// shortestPath is a breadth-first search over graph, neighbours in name
-// order so the path is deterministic; nil when to is unreachable.
+// shortestPath is a breadth-first search over graph for the shortest path
+// of two hops or more (the direct pair is skipped), neighbours in name
+// order so the path is deterministic; nil when there is none.
 func shortestPath(graph map[string]map[string]*Hop, from, to string) []Hop {
 	prev := map[string]*Hop{from: nil}
 	queue := []string{from}
@@ -974,6 +988,9 @@ func shortestPath(graph map[string]map[string]*Hop, from, to string) []Hop {
 			break
 		}
 		for _, next := range sortedKeys(boolKeys(graph[cur])) {
+			if cur == from && next == to {
+				continue // the direct pair is not a lateral path
+			}
 			if _, seen := prev[next]; seen {
 				continue
 			}
@@ -1045,6 +1062,15 @@ func (g *gapper) enforcement(ms []query.EnforcementMismatch) {
 				UsedPairs: []string{e.ClientSegment + " -> " + e.ServerSegment}},
 			e.ClientSegment, e.ServerSegment, pp, e.Verdict, e.FwAction)
 	}
+}
+
+// WriteGapsJSON writes rep as indented JSON ("->" in messages and pairs
+// left readable, not escaped as HTML).
+func WriteGapsJSON(w io.Writer, rep *GapReport) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(rep)
 }
 
 // WriteGapsTable writes rep as a summary line and one row per finding.

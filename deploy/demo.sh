@@ -130,6 +130,9 @@ bin/flowaudit audit simulate deploy/demo-draft-strict.yaml --config deploy/demo-
 step "Audit: the same draft as a semantic policy diff (flowaudit audit diff)"
 bin/flowaudit audit diff deploy/scenario-policy.yaml deploy/demo-draft-strict.yaml
 
+step "Audit: the top findings of the policy against the demo's traffic (flowaudit audit gaps; --format json for all of them)"
+bin/flowaudit audit gaps --config deploy/demo-detect.yaml --since 2h --until "$UNTIL" | sed -n '1,8p'
+
 step "Stopping flowaudit (clean stop flushes and commits)"
 kill -TERM $PID; wait $PID || true
 trap - EXIT
@@ -183,6 +186,7 @@ Try a query of your own:
   clickhouse-client -q "SELECT kind, severity, src_identity, summary, evidence FROM flowaudit_demo.alerts FINAL ORDER BY time DESC LIMIT 20"
   bin/flowaudit audit recommend --config deploy/demo-detect.yaml --since 2h --until $UNTIL --format json
   bin/flowaudit audit simulate var/demo-recommended.yaml --config deploy/demo-detect.yaml --since 2h --until $UNTIL
+  bin/flowaudit audit gaps --config deploy/demo-detect.yaml --since 2h --until $UNTIL --format json
 Run it again:   make demo        Stop ClickHouse:  kill \$(cat var/clickhouse/pid)
 TXT
 echo

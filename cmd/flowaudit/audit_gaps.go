@@ -83,7 +83,7 @@ untrusted, environments env:NAME. Review ages come from policy_versions.`, stder
 	}
 	rep := audit.Gaps(env.policy, in, opt)
 	if af.format == "json" {
-		err = audit.WriteJSON(stdout, rep)
+		err = audit.WriteGapsJSON(stdout, rep)
 	} else {
 		err = audit.WriteGapsTable(stdout, rep)
 	}

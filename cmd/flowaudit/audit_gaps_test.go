@@ -35,7 +35,7 @@ var gapTraffic = []gapFlow{
 	{"10.5.0.1", "10.3.0.10", 8080, []int{0}, ""},
 	{"10.6.0.1", "10.3.0.10", 8080, []int{1}, ""},
 	{"203.0.113.9", "10.4.0.10", 443, []int{0}, ""},
-	{"10.3.0.10", "10.4.0.10", 8443, []int{0}, ""},
+	{"10.9.0.1", "10.4.0.10", 8443, []int{0}, ""},
 	{"10.9.0.1", "10.1.0.10", 22, []int{0}, ""},
 	{"10.9.0.2", "10.3.0.10", 22, []int{2}, ""},
 	{"10.1.0.10", "10.3.0.10", 9100, []int{0}, ""},
@@ -46,9 +46,9 @@ var gapTraffic = []gapFlow{
 // gapWant is the one finding of each kind the fixture holds: rule|segment.
 var gapWant = map[string]string{
 	"UNUSED_RULE":           "backup|",
-	"SHADOWED_RULE":         "no-app-pay-admin|",
+	"SHADOWED_RULE":         "no-ops-pay-admin|",
 	"REDUNDANT_RULE":        "no-dev-db|",
-	"BROAD_PORTS":           "app-pay|",
+	"BROAD_PORTS":           "ops-pay|",
 	"BROAD_PEERS":           "metrics|",
 	"SILENT_SEGMENT":        "|legacy",
 	"OVERSEGMENTED":         "|branch-a",
