@@ -183,8 +183,8 @@ type ruleUse struct {
 
 // segEdge is observed traffic from one segment to another.
 type segEdge struct {
-	flows uint64
-	ports map[string]bool
+	flows     uint64
+	ports     map[string]bool
 	rules     map[string]uint64          // allowing rule -> flows
 	rulePorts map[string]map[string]bool // allowing rule -> ports
 }
