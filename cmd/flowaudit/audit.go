@@ -32,6 +32,7 @@ Subcommands:
   gaps        findings: unused, shadowed, redundant, broad rules; segment, exposure and review gaps
   diff        connections one policy file allows and another does not
   identities  per user and service account: what it reached, under which rule
+  drift       policy versions applied, what each opened or closed, new edges, violation trend
 
 Every subcommand takes --help. Exit codes: 0 done, 1 findings at or above
 --fail-on, 2 usage or runtime error.`
@@ -55,6 +56,8 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		return cmdAuditDiff(args[1:], stdout, stderr)
 	case "identities":
 		return cmdAuditIdentities(args[1:], stdout, stderr)
+	case "drift":
+		return cmdAuditDrift(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "flowaudit audit: unknown subcommand %q\n\n%s\n", args[0], auditUsage)
 	return 2
