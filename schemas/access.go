@@ -77,4 +77,46 @@ type AccessEvent struct {
 	PeerAddr  Addr
 	Listener  string
 	Untrusted bool
+
+	// Identity sources. Binding says whether the event starts, renews or
+	// ends a session binding of SrcAddr (BindingNone: the login/logout
+	// rules of Action apply). A stop may name no SrcAddr: it then ends
+	// the bindings its SessionID started (Windows 4634, OpenVPN
+	// disconnects). Device is the device behind SrcAddr (MAC address,
+	// DUID, RADIUS Calling-Station-Id, or namespace/pod), DeviceName its
+	// host name, Expires (Unix ns) when the binding ends by itself (DHCP
+	// lease expiry; 0: after enrich.identity_ttl), OuterAddr where a
+	// tunnel session came from (OpenVPN real address) and Labels a
+	// Kubernetes pod's labels ("key=value" sorted by key, comma-separated).
+	Binding    Binding
+	Device     string
+	DeviceName string
+	Expires    uint64
+	OuterAddr  Addr
+	Labels     string
+}
+
+// Binding says what an access event does to the session binding of its
+// address. Numbers are part of the protobuf contract (access.proto).
+type Binding uint8
+
+// Bindings.
+const (
+	BindingNone   Binding = 0 // no explicit session: logins bind for enrich.identity_ttl, logouts end
+	BindingStart  Binding = 1 // a session starts: VPN connect, RADIUS Start, logon, DHCP lease, pod seen
+	BindingUpdate Binding = 2 // the session is still up: RADIUS Interim-Update, lease renewal
+	BindingStop   Binding = 3 // the session ended: VPN disconnect, RADIUS Stop, logoff, release, pod gone
+)
+
+// String returns "", "start", "update" or "stop".
+func (b Binding) String() string {
+	switch b {
+	case BindingStart:
+		return "start"
+	case BindingUpdate:
+		return "update"
+	case BindingStop:
+		return "stop"
+	}
+	return ""
 }

@@ -29,6 +29,12 @@ const (
 	fieldAccessPeerAddr   = 21
 	fieldAccessListener   = 22
 	fieldAccessUntrusted  = 23
+	fieldAccessBinding    = 24
+	fieldAccessDevice     = 25
+	fieldAccessDeviceName = 26
+	fieldAccessExpires    = 27
+	fieldAccessOuterAddr  = 28
+	fieldAccessLabels     = 29
 )
 
 func appendStringField(b []byte, num protowire.Number, s string) []byte {
@@ -66,6 +72,12 @@ func AppendAccessEvent(dst []byte, e *AccessEvent) []byte {
 	if e.Untrusted {
 		dst = appendVarintField(dst, fieldAccessUntrusted, 1)
 	}
+	dst = appendVarintField(dst, fieldAccessBinding, uint64(e.Binding))
+	dst = appendStringField(dst, fieldAccessDevice, e.Device)
+	dst = appendStringField(dst, fieldAccessDeviceName, e.DeviceName)
+	dst = appendVarintField(dst, fieldAccessExpires, e.Expires)
+	dst = appendAddrField(dst, fieldAccessOuterAddr, &e.OuterAddr)
+	dst = appendStringField(dst, fieldAccessLabels, e.Labels)
 	return dst
 }
 
@@ -101,6 +113,10 @@ func UnmarshalAccessEvent(data []byte, e *AccessEvent) error {
 				e.Status = int32(v)
 			case fieldAccessUntrusted:
 				e.Untrusted = v != 0
+			case fieldAccessBinding:
+				e.Binding = Binding(v)
+			case fieldAccessExpires:
+				e.Expires = v
 			}
 		case protowire.BytesType:
 			v, n := protowire.ConsumeBytes(data)
@@ -137,6 +153,14 @@ func UnmarshalAccessEvent(data []byte, e *AccessEvent) error {
 				e.PeerAddr = AddrFromSlice(v)
 			case fieldAccessListener:
 				e.Listener = string(v)
+			case fieldAccessDevice:
+				e.Device = string(v)
+			case fieldAccessDeviceName:
+				e.DeviceName = string(v)
+			case fieldAccessOuterAddr:
+				e.OuterAddr = AddrFromSlice(v)
+			case fieldAccessLabels:
+				e.Labels = string(v)
 			}
 		default:
 			n := protowire.ConsumeFieldValue(num, typ, data)

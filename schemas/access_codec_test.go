@@ -20,6 +20,8 @@ func testAccessEvent() *AccessEvent {
 		AuthMethod: "publickey", Status: -1, UserAgent: "OpenSSH_9.2",
 		ForwardedFor: "2001:db8::7, 10.0.0.1",
 		PeerAddr:     AddrFromNetip(netip.MustParseAddr("192.0.2.9")), Listener: "udp://0.0.0.0:5514", Untrusted: true,
+		Binding: BindingStop, Device: "02:00:5e:10:00:01", DeviceName: "laptop-7", Expires: 1_700_000_360_000_000_000,
+		OuterAddr: AddrFromNetip(netip.MustParseAddr("198.51.100.7")), Labels: "app=web,tier=front",
 	}
 }
 
@@ -42,7 +44,9 @@ func TestAccessEventWireCompatible(t *testing.T) {
 	}
 	if msg.GetUser() != "alice" || msg.GetStatus() != -1 || msg.GetOutcome() != pb.Outcome_OUTCOME_DENIED || msg.GetDstPort() != 22 ||
 		msg.GetForwardedFor() != "2001:db8::7, 10.0.0.1" ||
-		!msg.GetUntrusted() || msg.GetListener() != "udp://0.0.0.0:5514" || len(msg.GetPeerAddr()) != 16 {
+		!msg.GetUntrusted() || msg.GetListener() != "udp://0.0.0.0:5514" || len(msg.GetPeerAddr()) != 16 ||
+		msg.GetBinding() != pb.Binding_BINDING_STOP || msg.GetDevice() != "02:00:5e:10:00:01" || msg.GetDeviceName() != "laptop-7" ||
+		msg.GetExpires() != 1_700_000_360_000_000_000 || len(msg.GetOuterAddr()) != 16 || msg.GetLabels() != "app=web,tier=front" {
 		t.Errorf("generated view = %v", &msg)
 	}
 	wire, err := proto.Marshal(&msg)

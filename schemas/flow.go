@@ -139,6 +139,16 @@ type Flow struct {
 	// when the side is unknown or the protocol has no ports.
 	ServiceSide ServiceSide
 	ServicePort uint16
+	// SrcIdentitySource and DstIdentitySource name the source that
+	// attributed SrcIdentity/DstIdentity (the access event's Source:
+	// openvpn, radius, kerberos, windows, sshd, k8s_pods…; "inventory"
+	// for the policy inventory's service account), or, when no identity
+	// is known but a device is, the device's source (dhcp). SrcDevice and
+	// DstDevice are the device behind each address (DHCP MAC or DUID,
+	// with the host name after a space; RADIUS Calling-Station-Id;
+	// namespace/pod).
+	SrcIdentitySource, DstIdentitySource string
+	SrcDevice, DstDevice                 string
 }
 
 // ServiceSide says which end of a flow offers the service. Numbers are

@@ -47,6 +47,10 @@ const (
 	fieldFlowStagedRule    = 41
 	fieldFlowServiceSide   = 42
 	fieldFlowServicePort   = 43
+	fieldFlowSrcIDSource   = 44
+	fieldFlowDstIDSource   = 45
+	fieldFlowSrcDevice     = 46
+	fieldFlowDstDevice     = 47
 
 	fieldBatchTimeReceived   = 1
 	fieldBatchExporter       = 2
@@ -132,6 +136,10 @@ func flowSize(f *Flow) int {
 	ss(fieldFlowStagedRule, f.StagedRule)
 	vs(fieldFlowServiceSide, uint64(f.ServiceSide))
 	vs(fieldFlowServicePort, uint64(f.ServicePort))
+	ss(fieldFlowSrcIDSource, f.SrcIdentitySource)
+	ss(fieldFlowDstIDSource, f.DstIdentitySource)
+	ss(fieldFlowSrcDevice, f.SrcDevice)
+	ss(fieldFlowDstDevice, f.DstDevice)
 	return n
 }
 
@@ -174,6 +182,10 @@ func appendFlow(b []byte, f *Flow) []byte {
 	b = appendStringField(b, fieldFlowStagedRule, f.StagedRule)
 	b = appendVarintField(b, fieldFlowServiceSide, uint64(f.ServiceSide))
 	b = appendVarintField(b, fieldFlowServicePort, uint64(f.ServicePort))
+	b = appendStringField(b, fieldFlowSrcIDSource, f.SrcIdentitySource)
+	b = appendStringField(b, fieldFlowDstIDSource, f.DstIdentitySource)
+	b = appendStringField(b, fieldFlowSrcDevice, f.SrcDevice)
+	b = appendStringField(b, fieldFlowDstDevice, f.DstDevice)
 	return b
 }
 
@@ -264,7 +276,8 @@ func unmarshalFlow(data []byte, f *Flow) error {
 			return fmt.Errorf("%w: flow tag: %v", ErrMalformed, protowire.ParseError(n))
 		}
 		data = data[n:]
-		if typ == protowire.BytesType && (num >= fieldFlowSrcSegment && num <= fieldFlowDstCountry || num == fieldFlowStagedRule) {
+		if typ == protowire.BytesType && (num >= fieldFlowSrcSegment && num <= fieldFlowDstCountry || num == fieldFlowStagedRule ||
+			num >= fieldFlowSrcIDSource && num <= fieldFlowDstDevice) {
 			v, n := protowire.ConsumeBytes(data)
 			if n < 0 {
 				return fmt.Errorf("%w: flow field %d: %v", ErrMalformed, num, protowire.ParseError(n))
@@ -290,6 +303,14 @@ func unmarshalFlow(data []byte, f *Flow) error {
 				f.SrcCountry = s
 			case fieldFlowStagedRule:
 				f.StagedRule = s
+			case fieldFlowSrcIDSource:
+				f.SrcIdentitySource = s
+			case fieldFlowDstIDSource:
+				f.DstIdentitySource = s
+			case fieldFlowSrcDevice:
+				f.SrcDevice = s
+			case fieldFlowDstDevice:
+				f.DstDevice = s
 			default:
 				f.DstCountry = s
 			}

@@ -30,6 +30,7 @@ func testBatch() *FlowBatch {
 				Verdict: VerdictAllowed, SrcSegment: "web", DstSegment: "db", SrcWorkload: "shop-web", DstWorkload: "orders-db",
 				SrcIdentity: "alice", DstIdentity: "svc-orders", Rule: "web-to-db-postgres", SrcCountry: "AU", DstCountry: "DE",
 				StagedVerdict: VerdictViolation, StagedRule: "deny-web-db", ServiceSide: ServiceDst, ServicePort: 443,
+				SrcIdentitySource: "openvpn", DstIdentitySource: "inventory", SrcDevice: "02:00:5e:10:00:01 laptop-7", DstDevice: "prod/db-0",
 				FwAction:     FwActionDenied,
 				SrcAddrXlate: AddrFromNetip(netip.MustParseAddr("198.51.100.7")),
 				DstAddrXlate: AddrFromNetip(netip.MustParseAddr("2001:db8::77")),
@@ -81,6 +82,9 @@ func TestFlowBatchWireCompatible(t *testing.T) {
 	}
 	if f.GetStagedVerdict() != pb.Verdict_VERDICT_VIOLATION || f.GetStagedRule() != "deny-web-db" || f.GetServiceSide() != 1 || f.GetServicePort() != 443 {
 		t.Errorf("staged and service fields = %v %q %d %d", f.GetStagedVerdict(), f.GetStagedRule(), f.GetServiceSide(), f.GetServicePort())
+	}
+	if f.GetSrcIdentitySource() != "openvpn" || f.GetDstIdentitySource() != "inventory" || f.GetSrcDevice() != "02:00:5e:10:00:01 laptop-7" || f.GetDstDevice() != "prod/db-0" {
+		t.Errorf("identity source fields = %q %q %q %q", f.GetSrcIdentitySource(), f.GetDstIdentitySource(), f.GetSrcDevice(), f.GetDstDevice())
 	}
 	if got, want := msg.GetType(), pb.FlowType_FLOW_TYPE_IPFIX; got != want {
 		t.Errorf("type = %v, want %v", got, want)

@@ -77,6 +77,59 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_access_proto_rawDescGZIP(), []int{0}
 }
 
+// Binding says what an event does to the session binding of its address.
+type Binding int32
+
+const (
+	Binding_BINDING_NONE   Binding = 0 // no explicit session: logins bind for enrich.identity_ttl, logouts end
+	Binding_BINDING_START  Binding = 1 // a session starts (VPN connect, RADIUS Start, logon, lease, pod seen)
+	Binding_BINDING_UPDATE Binding = 2 // the session is still up (RADIUS Interim-Update, lease renewal)
+	Binding_BINDING_STOP   Binding = 3 // the session ended (VPN disconnect, RADIUS Stop, logoff, release, pod gone)
+)
+
+// Enum value maps for Binding.
+var (
+	Binding_name = map[int32]string{
+		0: "BINDING_NONE",
+		1: "BINDING_START",
+		2: "BINDING_UPDATE",
+		3: "BINDING_STOP",
+	}
+	Binding_value = map[string]int32{
+		"BINDING_NONE":   0,
+		"BINDING_START":  1,
+		"BINDING_UPDATE": 2,
+		"BINDING_STOP":   3,
+	}
+)
+
+func (x Binding) Enum() *Binding {
+	p := new(Binding)
+	*p = x
+	return p
+}
+
+func (x Binding) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Binding) Descriptor() protoreflect.EnumDescriptor {
+	return file_access_proto_enumTypes[1].Descriptor()
+}
+
+func (Binding) Type() protoreflect.EnumType {
+	return &file_access_proto_enumTypes[1]
+}
+
+func (x Binding) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Binding.Descriptor instead.
+func (Binding) EnumDescriptor() ([]byte, []int) {
+	return file_access_proto_rawDescGZIP(), []int{1}
+}
+
 // AccessEvent is one access-log record, normalized. Addresses are 16 bytes
 // (IPv4 mapped into IPv6). Empty means "not in the log line".
 type AccessEvent struct {
@@ -103,9 +156,16 @@ type AccessEvent struct {
 	// empty when the client connected directly.
 	ForwardedFor string `protobuf:"bytes,20,opt,name=forwarded_for,json=forwardedFor,proto3" json:"forwarded_for,omitempty"`
 	// Provenance, set by the collector (never by the log line).
-	PeerAddr      []byte `protobuf:"bytes,21,opt,name=peer_addr,json=peerAddr,proto3" json:"peer_addr,omitempty"` // real address of the sender (syslog or HTTP peer); empty for tailed files
-	Listener      string `protobuf:"bytes,22,opt,name=listener,proto3" json:"listener,omitempty"`                 // the listener it came through: udp://0.0.0.0:5514, https://…, file:///var/log/auth.log
-	Untrusted     bool   `protobuf:"varint,23,opt,name=untrusted,proto3" json:"untrusted,omitempty"`              // the sender may not bind identities (ingest.access.trusted_senders, http_token_hosts)
+	PeerAddr  []byte `protobuf:"bytes,21,opt,name=peer_addr,json=peerAddr,proto3" json:"peer_addr,omitempty"` // real address of the sender (syslog or HTTP peer); empty for tailed files
+	Listener  string `protobuf:"bytes,22,opt,name=listener,proto3" json:"listener,omitempty"`                 // the listener it came through: udp://0.0.0.0:5514, https://…, file:///var/log/auth.log
+	Untrusted bool   `protobuf:"varint,23,opt,name=untrusted,proto3" json:"untrusted,omitempty"`              // the sender may not bind identities (ingest.access.trusted_senders, http_token_hosts)
+	// Identity sources (VPN, RADIUS, logons, DHCP, Kubernetes pods).
+	Binding       Binding `protobuf:"varint,24,opt,name=binding,proto3,enum=flowaudit.v1.Binding" json:"binding,omitempty"` // the event starts, renews or ends a session binding of src_addr
+	Device        string  `protobuf:"bytes,25,opt,name=device,proto3" json:"device,omitempty"`                              // the device behind src_addr: MAC (lowercase, colon-separated), DUID, RADIUS Calling-Station-Id, or namespace/pod
+	DeviceName    string  `protobuf:"bytes,26,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`    // the device's host name (DHCP client hostname)
+	Expires       uint64  `protobuf:"varint,27,opt,name=expires,proto3" json:"expires,omitempty"`                           // Unix ns when the binding ends by itself (DHCP lease expiry); 0: enrich.identity_ttl
+	OuterAddr     []byte  `protobuf:"bytes,28,opt,name=outer_addr,json=outerAddr,proto3" json:"outer_addr,omitempty"`       // where a tunnel session came from (OpenVPN real address); 16 bytes
+	Labels        string  `protobuf:"bytes,29,opt,name=labels,proto3" json:"labels,omitempty"`                              // Kubernetes pod labels, "key=value" sorted by key, comma-separated
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -287,11 +347,53 @@ func (x *AccessEvent) GetUntrusted() bool {
 	return false
 }
 
+func (x *AccessEvent) GetBinding() Binding {
+	if x != nil {
+		return x.Binding
+	}
+	return Binding_BINDING_NONE
+}
+
+func (x *AccessEvent) GetDevice() string {
+	if x != nil {
+		return x.Device
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetDeviceName() string {
+	if x != nil {
+		return x.DeviceName
+	}
+	return ""
+}
+
+func (x *AccessEvent) GetExpires() uint64 {
+	if x != nil {
+		return x.Expires
+	}
+	return 0
+}
+
+func (x *AccessEvent) GetOuterAddr() []byte {
+	if x != nil {
+		return x.OuterAddr
+	}
+	return nil
+}
+
+func (x *AccessEvent) GetLabels() string {
+	if x != nil {
+		return x.Labels
+	}
+	return ""
+}
+
 var File_access_proto protoreflect.FileDescriptor
 
 const file_access_proto_rawDesc = "" +
 	"\n" +
-	"\faccess.proto\x12\fflowaudit.v1\"\xdc\x04\n" +
+	"\faccess.proto\x12\fflowaudit.v1\"\x97\x06\n" +
 	"\vAccessEvent\x12\x12\n" +
 	"\x04time\x18\x01 \x01(\x04R\x04time\x12\x1a\n" +
 	"\breceived\x18\x02 \x01(\x04R\breceived\x12\x16\n" +
@@ -317,12 +419,25 @@ const file_access_proto_rawDesc = "" +
 	"\rforwarded_for\x18\x14 \x01(\tR\fforwardedFor\x12\x1b\n" +
 	"\tpeer_addr\x18\x15 \x01(\fR\bpeerAddr\x12\x1a\n" +
 	"\blistener\x18\x16 \x01(\tR\blistener\x12\x1c\n" +
-	"\tuntrusted\x18\x17 \x01(\bR\tuntrusted*\\\n" +
+	"\tuntrusted\x18\x17 \x01(\bR\tuntrusted\x12/\n" +
+	"\abinding\x18\x18 \x01(\x0e2\x15.flowaudit.v1.BindingR\abinding\x12\x16\n" +
+	"\x06device\x18\x19 \x01(\tR\x06device\x12\x1f\n" +
+	"\vdevice_name\x18\x1a \x01(\tR\n" +
+	"deviceName\x12\x18\n" +
+	"\aexpires\x18\x1b \x01(\x04R\aexpires\x12\x1d\n" +
+	"\n" +
+	"outer_addr\x18\x1c \x01(\fR\touterAddr\x12\x16\n" +
+	"\x06labels\x18\x1d \x01(\tR\x06labels*\\\n" +
 	"\aOutcome\x12\x13\n" +
 	"\x0fOUTCOME_UNKNOWN\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n" +
 	"\x0fOUTCOME_FAILURE\x10\x02\x12\x12\n" +
-	"\x0eOUTCOME_DENIED\x10\x03B+Z)github.com/flowaudit/flowaudit/schemas/pbb\x06proto3"
+	"\x0eOUTCOME_DENIED\x10\x03*T\n" +
+	"\aBinding\x12\x10\n" +
+	"\fBINDING_NONE\x10\x00\x12\x11\n" +
+	"\rBINDING_START\x10\x01\x12\x12\n" +
+	"\x0eBINDING_UPDATE\x10\x02\x12\x10\n" +
+	"\fBINDING_STOP\x10\x03B+Z)github.com/flowaudit/flowaudit/schemas/pbb\x06proto3"
 
 var (
 	file_access_proto_rawDescOnce sync.Once
@@ -336,19 +451,21 @@ func file_access_proto_rawDescGZIP() []byte {
 	return file_access_proto_rawDescData
 }
 
-var file_access_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_access_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_access_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_access_proto_goTypes = []any{
 	(Outcome)(0),        // 0: flowaudit.v1.Outcome
-	(*AccessEvent)(nil), // 1: flowaudit.v1.AccessEvent
+	(Binding)(0),        // 1: flowaudit.v1.Binding
+	(*AccessEvent)(nil), // 2: flowaudit.v1.AccessEvent
 }
 var file_access_proto_depIdxs = []int32{
 	0, // 0: flowaudit.v1.AccessEvent.outcome:type_name -> flowaudit.v1.Outcome
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	1, // 1: flowaudit.v1.AccessEvent.binding:type_name -> flowaudit.v1.Binding
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_access_proto_init() }
@@ -361,7 +478,7 @@ func file_access_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_access_proto_rawDesc), len(file_access_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   1,
 			NumExtensions: 0,
 			NumServices:   0,

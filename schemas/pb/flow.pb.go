@@ -234,10 +234,20 @@ type Flow struct {
 	// 1 the destination (the flow goes client to server), 2 the source (the
 	// flow is a reply). service_port is the serving end's port (0 when
 	// unknown or for protocols without ports).
-	ServiceSide   uint32 `protobuf:"varint,42,opt,name=service_side,json=serviceSide,proto3" json:"service_side,omitempty"`
-	ServicePort   uint32 `protobuf:"varint,43,opt,name=service_port,json=servicePort,proto3" json:"service_port,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ServiceSide uint32 `protobuf:"varint,42,opt,name=service_side,json=serviceSide,proto3" json:"service_side,omitempty"`
+	ServicePort uint32 `protobuf:"varint,43,opt,name=service_port,json=servicePort,proto3" json:"service_port,omitempty"`
+	// Identity sources (set on flowaudit.enriched.v1): which source
+	// attributed src_identity/dst_identity (openvpn, radius, kerberos,
+	// windows, sshd, k8s_pods, inventory…; the device's source, dhcp, when
+	// only a device is known) and the device behind each address (MAC or
+	// DUID, Calling-Station-Id, namespace/pod; with the DHCP host name as
+	// "mac hostname").
+	SrcIdentitySource string `protobuf:"bytes,44,opt,name=src_identity_source,json=srcIdentitySource,proto3" json:"src_identity_source,omitempty"`
+	DstIdentitySource string `protobuf:"bytes,45,opt,name=dst_identity_source,json=dstIdentitySource,proto3" json:"dst_identity_source,omitempty"`
+	SrcDevice         string `protobuf:"bytes,46,opt,name=src_device,json=srcDevice,proto3" json:"src_device,omitempty"`
+	DstDevice         string `protobuf:"bytes,47,opt,name=dst_device,json=dstDevice,proto3" json:"dst_device,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Flow) Reset() {
@@ -536,6 +546,34 @@ func (x *Flow) GetServicePort() uint32 {
 	return 0
 }
 
+func (x *Flow) GetSrcIdentitySource() string {
+	if x != nil {
+		return x.SrcIdentitySource
+	}
+	return ""
+}
+
+func (x *Flow) GetDstIdentitySource() string {
+	if x != nil {
+		return x.DstIdentitySource
+	}
+	return ""
+}
+
+func (x *Flow) GetSrcDevice() string {
+	if x != nil {
+		return x.SrcDevice
+	}
+	return ""
+}
+
+func (x *Flow) GetDstDevice() string {
+	if x != nil {
+		return x.DstDevice
+	}
+	return ""
+}
+
 // FlowBatch is the payload of flowaudit.flows.v1 (the flows decoded from
 // one datagram of one exporter, keyed by exporter address) and of
 // flowaudit.enriched.v1 (enriched flows, partitioned by source address).
@@ -722,7 +760,8 @@ var File_flow_proto protoreflect.FileDescriptor
 const file_flow_proto_rawDesc = "" +
 	"\n" +
 	"\n" +
-	"flow.proto\x12\fflowaudit.v1\"\xc4\t\n" +
+	"flow.proto\x12\fflowaudit.v1\"\xe2\n" +
+	"\n" +
 	"\x04Flow\x12\x1d\n" +
 	"\n" +
 	"time_start\x18\x01 \x01(\x04R\ttimeStart\x12\x19\n" +
@@ -769,7 +808,13 @@ const file_flow_proto_rawDesc = "" +
 	"\vstaged_rule\x18) \x01(\tR\n" +
 	"stagedRule\x12!\n" +
 	"\fservice_side\x18* \x01(\rR\vserviceSide\x12!\n" +
-	"\fservice_port\x18+ \x01(\rR\vservicePort\"\x97\x02\n" +
+	"\fservice_port\x18+ \x01(\rR\vservicePort\x12.\n" +
+	"\x13src_identity_source\x18, \x01(\tR\x11srcIdentitySource\x12.\n" +
+	"\x13dst_identity_source\x18- \x01(\tR\x11dstIdentitySource\x12\x1d\n" +
+	"\n" +
+	"src_device\x18. \x01(\tR\tsrcDevice\x12\x1d\n" +
+	"\n" +
+	"dst_device\x18/ \x01(\tR\tdstDevice\"\x97\x02\n" +
 	"\tFlowBatch\x12#\n" +
 	"\rtime_received\x18\x01 \x01(\x04R\ftimeReceived\x12\x1a\n" +
 	"\bexporter\x18\x02 \x01(\fR\bexporter\x12#\n" +
