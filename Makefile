@@ -50,7 +50,9 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeSFlow -fuzztime=30s ./ingest/flow/decoder
 	$(GO) test -run='^$$' -fuzz=FuzzUnmarshalFlowBatch -fuzztime=30s ./schemas
 	$(GO) test -run='^$$' -fuzz=FuzzUnmarshalAccessEvent -fuzztime=30s ./schemas
-	for f in FuzzParseSSHD FuzzParseWeb FuzzParseK8sAudit FuzzParseGateway FuzzParseJSON FuzzParseSyslog; do \
+	for f in FuzzParseSSHD FuzzParseWeb FuzzParseK8sAudit FuzzParseGateway FuzzParseJSON FuzzParseSyslog \
+	    FuzzParseOpenVPN FuzzParseRADIUS FuzzParseKerberos FuzzParseWindows FuzzParseDHCP \
+	    FuzzParseOpenVPNStatus FuzzParseDHCPLeases FuzzParseK8sPods FuzzNextRecord; do \
 	  $(GO) test -run='^$$' -fuzz=$$f -fuzztime=20s ./ingest/access/parser || exit 1; done
 	$(GO) test -run='^$$' -fuzz=FuzzFrameReader -fuzztime=20s ./ingest/access
 	$(GO) test -run='^$$' -fuzz=FuzzBodyDecode -fuzztime=20s ./ingest/access

@@ -177,7 +177,9 @@ type FileConfiguration struct {
 	// Path is the file to tail; it may not exist yet.
 	Path string `yaml:"path"`
 	// Format is a parser format (sshd, nginx, apache, k8s_audit,
-	// gateway, json) or syslog: lines as syslog daemons write them
+	// gateway, json, openvpn, radius, kerberos, windows, dhcp), a
+	// snapshot format (openvpn_status, dhcp_leases, k8s_pods: the file is
+	// re-read whole when it changes, see README "Identity sources") or syslog: lines as syslog daemons write them
 	// ("Jan  2 03:04:05 host sshd[42]: …"), the format then chosen by
 	// the tag as for syslog messages.
 	Format string `yaml:"format"`
@@ -240,7 +242,11 @@ func formatOf(s string, allowSyslog bool) (parser.Format, error) {
 	if allowSyslog && s == string(parser.FormatSyslog) {
 		return parser.FormatSyslog, nil
 	}
-	return parser.ParseFormat(s)
+	f, err := parser.ParseFormat(s)
+	if err == nil && !allowSyslog && parser.IsSnapshot(f) {
+		return "", fmt.Errorf("format %q describes a whole file: use it in ingest.access.files, not for syslog messages", s)
+	}
+	return f, err
 }
 
 // Validate checks the configuration; errors name the key.

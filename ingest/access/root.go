@@ -82,6 +82,8 @@ type Component struct {
 	httpSlots   chan struct{} // http_max_concurrent
 	httpLn      net.Listener
 	tailers     []*tailer
+	// snapshotters follow the files of snapshot formats (snapshot.go).
+	snapshotters []*snapshotter
 
 	wg       sync.WaitGroup
 	stopping atomic.Bool
@@ -93,8 +95,7 @@ type Component struct {
 }
 
 // formats are the parser formats the collector builds a parser for.
-var formats = []parser.Format{parser.FormatSSHD, parser.FormatNginx, parser.FormatApache,
-	parser.FormatK8sAudit, parser.FormatGateway, parser.FormatJSON}
+var formats = parser.Formats()
 
 // New validates the configuration and prepares the collector; Start opens
 // the listeners and files.
@@ -172,6 +173,14 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 	}
 	c.hostname, _ = os.Hostname()
 	for _, f := range cfg.Files {
+		if fm, _ := parser.ParseFormat(f.Format); parser.IsSnapshot(fm) {
+			s, err := c.newSnapshotter(f, fm)
+			if err != nil {
+				return nil, err
+			}
+			c.snapshotters = append(c.snapshotters, s)
+			continue
+		}
 		t, err := c.newTailer(f)
 		if err != nil {
 			return nil, err
@@ -217,6 +226,10 @@ func (c *Component) Start() error {
 	for _, t := range c.tailers {
 		c.wg.Add(1)
 		go t.run()
+	}
+	for _, s := range c.snapshotters {
+		c.wg.Add(1)
+		go s.run()
 	}
 	c.ready.Ready()
 	return nil
@@ -470,6 +483,9 @@ func (c *Component) lineFormatOf(name string) (lineFormat, error) {
 	}
 	if f == parser.FormatSyslog {
 		return syslogFormat, nil
+	}
+	if parser.IsSnapshot(f) {
+		return lineFormat{}, fmt.Errorf("format %q is a whole file, accepted only in ingest.access.files", f)
 	}
 	return lineFormat{format: f, p: c.parsers[f]}, nil
 }

@@ -303,11 +303,21 @@ func (t *tailer) readBatch(final bool) (int, error) {
 	discarding := t.discarding
 	for consumed < len(data) {
 		rest := data[consumed:]
-		i := bytes.IndexByte(rest, '\n')
-		if i < 0 {
-			switch {
-			case discarding:
+		if discarding {
+			i := bytes.IndexByte(rest, '\n')
+			if i < 0 {
 				consumed = len(data)
+				break
+			}
+			consumed += i + 1
+			discarding = false
+			continue
+		}
+		// A record is a line, or a FreeRADIUS detail record up to its
+		// blank line (parser.NextRecord).
+		rec, adv, ok := parser.NextRecord(t.lf.format, rest, false)
+		if !ok {
+			switch {
 			case len(rest) > maxLine:
 				// Too long whether or not it ends later: reject it now
 				// and skip to its end.
@@ -320,12 +330,8 @@ func (t *tailer) readBatch(final bool) (int, error) {
 			}
 			break
 		}
-		consumed += i + 1
-		if discarding {
-			discarding = false
-			continue
-		}
-		t.handle(rest[:i], acks)
+		consumed += adv
+		t.handle(rec, acks)
 	}
 	if consumed == 0 {
 		return 0, nil

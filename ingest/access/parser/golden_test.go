@@ -46,6 +46,13 @@ type goldenEvent struct {
 	UserAgent  string `json:"user_agent,omitempty"`
 	// ForwardedFor is the X-Forwarded-For chain of web lines.
 	ForwardedFor string `json:"forwarded_for,omitempty"`
+	// Identity sources.
+	Binding    string `json:"binding,omitempty"`
+	Device     string `json:"device,omitempty"`
+	DeviceName string `json:"device_name,omitempty"`
+	Expires    string `json:"expires,omitempty"`
+	OuterAddr  string `json:"outer_addr,omitempty"`
+	Labels     string `json:"labels,omitempty"`
 }
 
 func toGolden(ev *schemas.AccessEvent) *goldenEvent {
@@ -55,6 +62,13 @@ func toGolden(ev *schemas.AccessEvent) *goldenEvent {
 		Resource: ev.Resource, Action: ev.Action, Outcome: ev.Outcome.String(),
 		SessionID: ev.SessionID, AuthMethod: ev.AuthMethod, Status: ev.Status, UserAgent: ev.UserAgent,
 		ForwardedFor: ev.ForwardedFor,
+		Binding:      ev.Binding.String(), Device: ev.Device, DeviceName: ev.DeviceName, Labels: ev.Labels,
+	}
+	if ev.Expires != 0 {
+		g.Expires = time.Unix(0, int64(ev.Expires)).UTC().Format(time.RFC3339Nano)
+	}
+	if ev.OuterAddr != (schemas.Addr{}) {
+		g.OuterAddr = ev.OuterAddr.String()
 	}
 	if ev.Time != 0 {
 		g.Time = time.Unix(0, int64(ev.Time)).UTC().Format(time.RFC3339Nano)
@@ -178,6 +192,11 @@ func TestGolden(t *testing.T) {
 		{input: "k8s_audit.jsonl", format: FormatK8sAudit},
 		{input: "gateway.jsonl", format: FormatGateway},
 		{input: "json.jsonl", format: FormatJSON},
+		{input: "openvpn.log", format: FormatOpenVPN},
+		{input: "radius.log", format: FormatRADIUS},
+		{input: "kerberos.log", format: FormatKerberos},
+		{input: "windows.jsonl", format: FormatWindows},
+		{input: "dhcp.log", format: FormatDHCP},
 		{
 			input: "json_custom.jsonl", format: FormatJSON, opts: []Option{WithJSONMapping(custom)},
 			meta: Meta{Location: time.FixedZone("CET", 3600)},

@@ -40,24 +40,35 @@ const (
 	FormatK8sAudit Format = "k8s_audit" // one audit.k8s.io/v1 Event JSON object per line
 	FormatGateway  Format = "gateway"   // gateway audit JSON, see GATEWAY.md
 	FormatJSON     Format = "json"      // generic JSON with a configurable field mapping
+	// Identity sources (README, "Identity sources").
+	FormatOpenVPN  Format = "openvpn"  // OpenVPN server log lines
+	FormatRADIUS   Format = "radius"   // FreeRADIUS accounting: detail file records, linelog lines
+	FormatKerberos Format = "kerberos" // MIT krb5kdc log lines
+	FormatWindows  Format = "windows"  // Windows Security logon events as JSON (Winlogbeat, WEF)
+	FormatDHCP     Format = "dhcp"     // dnsmasq DHCP log lines, Kea lease CSV lines
 )
 
 // FormatSyslog is the Format of the *ParseError values returned by
 // ParseSyslog. It is not a Format New accepts.
 const FormatSyslog Format = "syslog"
 
-var formats = []Format{FormatSSHD, FormatNginx, FormatApache, FormatK8sAudit, FormatGateway, FormatJSON}
+var formats = []Format{FormatSSHD, FormatNginx, FormatApache, FormatK8sAudit, FormatGateway, FormatJSON,
+	FormatOpenVPN, FormatRADIUS, FormatKerberos, FormatWindows, FormatDHCP}
 
-// ParseFormat returns the Format named s. The error lists the valid names.
+// Formats returns the line formats New accepts.
+func Formats() []Format { return append([]Format(nil), formats...) }
+
+// ParseFormat returns the Format named s: a line format (New) or a
+// snapshot format (ParseSnapshot). The error lists the valid names.
 func ParseFormat(s string) (Format, error) {
-	for _, f := range formats {
+	for _, f := range append(formats, snapshotFormats...) {
 		if string(f) == s {
 			return f, nil
 		}
 	}
-	names := make([]string, len(formats))
-	for i, f := range formats {
-		names[i] = string(f)
+	var names []string
+	for _, f := range append(formats, snapshotFormats...) {
+		names = append(names, string(f))
 	}
 	return "", fmt.Errorf("unknown access log format %q (valid: %s)", s, strings.Join(names, ", "))
 }
@@ -132,12 +143,25 @@ func New(f Format, opts ...Option) (Parser, error) {
 		return k8sAuditParser{}, nil
 	case FormatGateway:
 		return gatewayParser{}, nil
+	case FormatOpenVPN:
+		return openvpnParser{}, nil
+	case FormatRADIUS:
+		return radiusParser{}, nil
+	case FormatKerberos:
+		return kerberosParser{}, nil
+	case FormatWindows:
+		return windowsParser{}, nil
+	case FormatDHCP:
+		return dhcpParser{}, nil
 	case FormatJSON:
 		m := DefaultJSONMapping()
 		if o.hasJSONMapping {
 			m = o.jsonMapping
 		}
 		return newJSONParser(m)
+	}
+	if IsSnapshot(f) {
+		return nil, fmt.Errorf("format %q describes a whole file (ParseSnapshot), not lines", f)
 	}
 	_, err := ParseFormat(string(f))
 	return nil, err
@@ -233,6 +257,17 @@ func FormatForApp(app string) (f Format, ok bool) {
 		return FormatK8sAudit, true
 	case "gateway", "teleport", "boundary":
 		return FormatGateway, true
+	case "krb5kdc":
+		return FormatKerberos, true
+	case "dnsmasq-dhcp":
+		return FormatDHCP, true
+	case "radiusd", "freeradius", "linelog":
+		return FormatRADIUS, true
+	case "windows", "winlogbeat", "microsoft-windows-security-auditing":
+		return FormatWindows, true
+	}
+	if isOpenVPNTag([]byte(app)) {
+		return FormatOpenVPN, true
 	}
 	return "", false
 }

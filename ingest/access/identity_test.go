@@ -1,0 +1,90 @@
+package access_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/flowaudit/flowaudit/ingest/access"
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+// TestTailRADIUSDetail: a FreeRADIUS detail file is read record by record;
+// a record still being written waits for its blank line.
+func TestTailRADIUSDetail(t *testing.T) {
+	h := newHarness(t)
+	path := filepath.Join(t.TempDir(), "detail-20261202")
+	cfg := access.DefaultConfiguration()
+	cfg.SyslogListen, cfg.HTTPListen = nil, ""
+	cfg.TailPollInterval = 20 * time.Millisecond
+	cfg.Files = []access.FileConfiguration{{Path: path, Format: "radius", Host: "radius-1"}}
+	f := createFile(t, path)
+	start := "Wed Dec  2 01:00:00 2026\n\tAcct-Status-Type = Start\n\tUser-Name = \"alice\"\n\tFramed-IP-Address = 10.20.0.5\n\tCalling-Station-Id = \"02-00-5E-10-00-01\"\n\tAcct-Session-Id = \"s1\"\n\tTimestamp = 1796173200\n\n"
+	appendTo(t, f, start)
+	h.start(cfg)
+	h.wait(1, 0)
+	stop := "Wed Dec  2 02:00:00 2026\n\tAcct-Status-Type = Stop\n\tUser-Name = \"alice\"\n\tFramed-IP-Address = 10.20.0.5\n\tAcct-Session-Id = \"s1\"\n\tTimestamp = 1796176800\n\n"
+	appendTo(t, f, stop[:40])
+	h.settle()
+	if len(h.events) != 1 {
+		t.Fatalf("a partial record was consumed: %d events", len(h.events))
+	}
+	appendTo(t, f, stop[40:])
+	h.wait(2, 0)
+	a, b := h.events[0], h.events[1]
+	if a.User != "alice" || a.SrcAddr != addr("10.20.0.5") || a.Binding != schemas.BindingStart || a.Device != "02:00:5e:10:00:01" || a.Time != 1796173200e9 || a.Host != "radius-1" {
+		t.Errorf("start = %+v", a)
+	}
+	if b.Binding != schemas.BindingStop || b.SessionID != "s1" || b.Time != 1796176800e9 {
+		t.Errorf("stop = %+v", b)
+	}
+}
+
+// TestSnapshotFile: a rewritten snapshot file produces starts for new
+// bindings, updates for changed ones and stops for removed ones; a
+// malformed version changes nothing and is dead-lettered.
+func TestSnapshotFile(t *testing.T) {
+	h := newHarness(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dnsmasq.leases")
+	cfg := access.DefaultConfiguration()
+	cfg.SyslogListen, cfg.HTTPListen = nil, ""
+	cfg.TailPollInterval = 20 * time.Millisecond
+	cfg.Files = []access.FileConfiguration{{Path: path, Format: "dhcp_leases"}}
+	write := func(s string, mtime time.Time) {
+		t.Helper()
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(tmp, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Unix(1796173200, 0)
+	write("1796176800 02:00:5e:10:00:01 10.0.0.5 laptop-7 *\n1796176800 02:00:5e:10:00:02 10.0.0.6 * *\n", t0)
+	h.start(cfg)
+	h.wait(2, 0)
+	// Renew .5 (new expiry), release .6, add .7.
+	write("1796180400 02:00:5e:10:00:01 10.0.0.5 laptop-7 *\n1796176800 02:00:5e:10:00:03 10.0.0.7 cam *\n", t0.Add(10*time.Minute))
+	h.wait(5, 0)
+	write("garbage\n", t0.Add(20*time.Minute))
+	h.wait(5, 1)
+	got := map[string]schemas.AccessEvent{}
+	for _, ev := range h.events[2:] {
+		got[ev.SrcAddr.String()+" "+ev.Binding.String()] = ev
+	}
+	if ev, ok := got["10.0.0.5 update"]; !ok || ev.Expires != 1796180400e9 || ev.DeviceName != "laptop-7" {
+		t.Errorf("renewal = %+v (events %v)", ev, got)
+	}
+	if ev, ok := got["10.0.0.6 stop"]; !ok || ev.Time != uint64(t0.Add(10*time.Minute).UnixNano()) || ev.Device != "02:00:5e:10:00:02" {
+		t.Errorf("release = %+v", ev)
+	}
+	if ev, ok := got["10.0.0.7 start"]; !ok || ev.Device != "02:00:5e:10:00:03" || ev.Source != "dhcp" {
+		t.Errorf("new lease = %+v", ev)
+	}
+}
