@@ -133,6 +133,14 @@ bin/flowaudit audit diff deploy/scenario-policy.yaml deploy/demo-draft-strict.ya
 step "Audit: the top findings of the policy against the demo's traffic (flowaudit audit gaps; --format json for all of them)"
 bin/flowaudit audit gaps --config deploy/demo-detect.yaml --since 2h --until "$UNTIL" | sed -n '1,8p'
 
+step "Audit: who reached what, per user and service account (flowaudit audit identities; the scenario's lateral-movement identity mallory, the unattributed share into db)"
+bin/flowaudit audit identities --config deploy/demo-detect.yaml --since 2h --until "$UNTIL" >var/demo-identities.txt
+head -1 var/demo-identities.txt
+awk '/^Destinations/ { print "" } /^(IDENTITY|mallory) /' var/demo-identities.txt
+grep -A3 '^Unattributed' var/demo-identities.txt || true
+bin/flowaudit audit identities --config deploy/demo-detect.yaml --since 2h --until "$UNTIL" --format csv >var/demo-identities.csv
+echo "access review sheet (one row per identity × destination × service, reviewer columns empty): var/demo-identities.csv, $(( $(wc -l <var/demo-identities.csv) - 1 )) rows"
+
 step "Stopping flowaudit (clean stop flushes and commits)"
 kill -TERM $PID; wait $PID || true
 trap - EXIT
