@@ -264,8 +264,16 @@ type sankeyChart struct {
 	Metric string
 }
 
+const otherKey = "\x00other"
+
 func pathValues(sp query.SankeyPath) [4]string {
-	return [4]string{sp.ClientSegment, sp.Port, sp.ServerSegment, sp.Identity}
+	v := [4]string{sp.ClientSegment, sp.Port, sp.ServerSegment, sp.Identity}
+	for i := range v {
+		if v[i] == query.SankeyOther {
+			v[i] = otherKey
+		}
+	}
+	return v
 }
 
 func buildSankey(paths []query.SankeyPath, p params) sankeyChart {
@@ -280,7 +288,9 @@ func buildSankey(paths []query.SankeyPath, p params) sankeyChart {
 		}
 		vals := make([]string, 0, len(tot))
 		for v := range tot {
-			vals = append(vals, v)
+			if v != otherKey {
+				vals = append(vals, v)
+			}
 		}
 		sort.Slice(vals, func(i, j int) bool {
 			if tot[vals[i]] != tot[vals[j]] {
@@ -295,15 +305,15 @@ func buildSankey(paths []query.SankeyPath, p params) sankeyChart {
 				order[st] = append(order[st], v)
 			}
 		}
-		if len(vals) > p.Top {
-			order[st] = append(order[st], "\x00other")
+		if _, folded := tot[otherKey]; folded || len(vals) > p.Top {
+			order[st] = append(order[st], otherKey)
 		}
 	}
 	fold := func(st int, v string) string {
 		if keep[st][v] {
 			return v
 		}
-		return "\x00other"
+		return otherKey
 	}
 	nodeVal := [4]map[string]uint64{{}, {}, {}, {}}
 	type lk struct {
@@ -345,7 +355,7 @@ func buildSankey(paths []query.SankeyPath, p params) sankeyChart {
 			if val == 0 {
 				continue
 			}
-			other := v == "\x00other"
+			other := v == otherKey
 			label := keyLabel(v)
 			if other {
 				label = otherLabel
@@ -366,7 +376,7 @@ func buildSankey(paths []query.SankeyPath, p params) sankeyChart {
 		n := &c.Nodes[i]
 		key := n.Name
 		if key == otherLabel {
-			key = "\x00other"
+			key = otherKey
 		} else if key == noneLabel {
 			key = ""
 		}

@@ -226,7 +226,7 @@ func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, pg, http.StatusBadGateway, err)
 		return
 	}
-	paths, err := s.deps.Reader.SankeyPaths(r.Context(), p.window, p.filter)
+	paths, err := s.deps.Reader.SankeyPaths(r.Context(), p.window, p.filter, p.Top, p.Metric == "bytes")
 	if err != nil {
 		s.fail(w, pg, http.StatusBadGateway, err)
 		return

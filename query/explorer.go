@@ -106,19 +106,37 @@ GROUP BY b, k`, s, s, expr, r.table("flows"), w.where("time_received"), f.where(
 
 // SankeyPath is the traffic of one client segment → service port → server
 // segment → client identity path (the service orientation of the map).
+// A value outside its stage's top is SankeyOther.
 type SankeyPath struct {
 	ClientSegment, Port, ServerSegment, Identity string
 	Flows, Bytes                                 uint64
 }
 
-// SankeyPaths returns the paths of w passing f, sorted by flows (most
-// first), then by the path.
-func (r *Reader) SankeyPaths(ctx context.Context, w Window, f FlowFilter) ([]SankeyPath, error) {
+// SankeyOther stands for the values of a stage outside its top.
+const SankeyOther = "\x01other"
+
+// SankeyPaths returns the paths of w passing f, each stage's values
+// outside its top (by bytes when byBytes, else flows) folded into
+// SankeyOther in ClickHouse, so at most (top+1)^4 paths come back; sorted
+// by flows (most first), then by the path.
+func (r *Reader) SankeyPaths(ctx context.Context, w Window, f FlowFilter, top int, byBytes bool) ([]SankeyPath, error) {
 	port, _ := dimensionExpr("port")
+	if top < 1 {
+		top = 1
+	}
+	metric := "count()"
+	if byBytes {
+		metric = "sum(bytes)"
+	}
+	from, where := r.table("flows"), w.where("time_received")+f.where()
+	fold := func(expr string) string {
+		return fmt.Sprintf("if(%[1]s IN (SELECT v FROM (SELECT %[1]s AS v, %[2]s AS m FROM %[3]s WHERE %[4]s GROUP BY v ORDER BY m DESC, v LIMIT %[5]d)), %[1]s, '\\x01other')",
+			expr, metric, from, where, top)
+	}
 	q := fmt.Sprintf(`SELECT %s AS c, %s AS p, %s AS s, %s AS i, count(), sum(bytes)
 FROM %s
-WHERE %s%s
-GROUP BY c, p, s, i`, clientSegExpr, port, serverSegExpr, clientIDExpr, r.table("flows"), w.where("time_received"), f.where())
+WHERE %s
+GROUP BY c, p, s, i`, fold(clientSegExpr), fold(port), fold(serverSegExpr), fold(clientIDExpr), from, where)
 	rows, err := r.conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("query: sankey: %w", err)
