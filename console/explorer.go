@@ -40,10 +40,16 @@ func colour(rank int, other bool) string {
 
 // stepFor is the bucket of a window: the smallest of the usual steps that
 // gives at most 60 buckets.
+// A window of whole hours, 6 hours or more, gets buckets of whole hours,
+// which the hourly rollup answers.
 func stepFor(w query.Window) time.Duration {
 	d := w.To.Sub(w.From)
-	for _, s := range []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
-		time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour} {
+	steps := []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+		time.Hour, 3 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour}
+	if d >= 6*time.Hour && w.From.Equal(w.From.Truncate(time.Hour)) && w.To.Equal(w.To.Truncate(time.Hour)) {
+		steps = steps[5:]
+	}
+	for _, s := range steps {
 		if d/s <= 60 {
 			return s
 		}

@@ -155,3 +155,42 @@ func TestMapGroupsAbove50Segments(t *testing.T) {
 		t.Errorf("pci expanded: %d nodes, want 32", n)
 	}
 }
+
+// Whole hours are read from rule_hits_1h, other windows from flows: the
+// series and the Sankey are the same either way.
+func TestExplorerRollupAndFlowsAgree(t *testing.T) {
+	e := startEnv(t, Configuration{Listen: "127.0.0.1:0"})
+	ctx := context.Background()
+	hour := query.Window{From: t0, To: t0.Add(time.Hour)}
+	half := query.Window{From: t0, To: t0.Add(30 * time.Minute)} // every fixture flow
+	for _, f := range []query.FlowFilter{{}, {EdgeFilter: query.EdgeFilter{Port: 5432}}, {EdgeFilter: query.EdgeFilter{Verdict: "allowed", Identity: "alice"}}} {
+		for _, dim := range []string{"client_segment", "server_segment", "client_identity", "port", "proto", "verdict", "staged_verdict"} {
+			a, err := e.reader.FlowSeries(ctx, hour, f, dim, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := e.reader.FlowSeries(ctx, half, f, dim, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(a, b); d != "" || len(a) == 0 {
+				t.Errorf("series by %s, filter %+v: rollup and flows differ or are empty (-rollup +flows):\n%s", dim, f, d)
+			}
+		}
+		for _, top := range []int{1, 2, 8} {
+			for _, byBytes := range []bool{false, true} {
+				a, err := e.reader.SankeyPaths(ctx, hour, f, top, byBytes)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, err := e.reader.SankeyPaths(ctx, half, f, top, byBytes)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := cmp.Diff(a, b); d != "" || len(a) == 0 {
+					t.Errorf("sankey top %d bytes %v, filter %+v: rollup and flows differ (-rollup +flows):\n%s", top, byBytes, f, d)
+				}
+			}
+		}
+	}
+}

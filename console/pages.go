@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/flowaudit/flowaudit/audit"
@@ -133,12 +134,22 @@ func (s *Server) handleMap(w http.ResponseWriter, r *http.Request) {
 		if d.Edge == nil {
 			d.Edge = &query.SegmentEdge{Client: p.Client, Server: p.Server}
 		}
-		if d.Detail, err = s.deps.Reader.EdgeDetail(r.Context(), p.window, p.filter.EdgeFilter, p.Client, p.Server, 10); err != nil {
-			s.fail(w, pg, http.StatusBadGateway, err)
-			return
-		}
-		all, err := s.deps.Reader.Alerts(r.Context(), p.window, nil)
-		if err != nil {
+		var (
+			wg         sync.WaitGroup
+			all        []query.Alert
+			errD, errA error
+		)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			d.Detail, errD = s.deps.Reader.EdgeDetail(r.Context(), p.window, p.filter.EdgeFilter, p.Client, p.Server, 10)
+		}()
+		go func() {
+			defer wg.Done()
+			all, errA = s.deps.Reader.Alerts(r.Context(), p.window, nil)
+		}()
+		wg.Wait()
+		if err := errors.Join(errD, errA); err != nil {
 			s.fail(w, pg, http.StatusBadGateway, err)
 			return
 		}
@@ -215,19 +226,31 @@ func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pg := page{Title: "Flows", Active: "flows", P: p}
-	rows, total, err := s.deps.Reader.Flows(r.Context(), p.window, p.filter, flowsPerPage, (p.Page-1)*flowsPerPage)
-	if err != nil {
-		s.fail(w, pg, http.StatusBadGateway, err)
-		return
-	}
-	step := stepFor(p.window)
-	keys, err := s.deps.Reader.FlowSeries(r.Context(), p.window, p.filter, p.Dim, step)
-	if err != nil {
-		s.fail(w, pg, http.StatusBadGateway, err)
-		return
-	}
-	paths, err := s.deps.Reader.SankeyPaths(r.Context(), p.window, p.filter, p.Top, p.Metric == "bytes")
-	if err != nil {
+	// The list, the series and the Sankey at once.
+	var (
+		wg                  sync.WaitGroup
+		rows                []query.FlowRow
+		total               uint64
+		keys                []query.SeriesKey
+		paths               []query.SankeyPath
+		errList, errS, errP error
+		step                = stepFor(p.window)
+	)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		rows, total, errList = s.deps.Reader.Flows(r.Context(), p.window, p.filter, flowsPerPage, (p.Page-1)*flowsPerPage)
+	}()
+	go func() {
+		defer wg.Done()
+		keys, errS = s.deps.Reader.FlowSeries(r.Context(), p.window, p.filter, p.Dim, step)
+	}()
+	go func() {
+		defer wg.Done()
+		paths, errP = s.deps.Reader.SankeyPaths(r.Context(), p.window, p.filter, p.Top, p.Metric == "bytes")
+	}()
+	wg.Wait()
+	if err := errors.Join(errList, errS, errP); err != nil {
 		s.fail(w, pg, http.StatusBadGateway, err)
 		return
 	}

@@ -185,8 +185,11 @@ type EdgeRule struct {
 // (by flows), and the top talkers (at most top, by flows) of the edge from
 // client to server within w, read from flows. Ties sort by value.
 func (r *Reader) EdgeDetail(ctx context.Context, w Window, f EdgeFilter, client, server string, top int) (*EdgeDetail, error) {
-	where := fmt.Sprintf("%s AND %s = %s AND %s = %s%s", w.where("time_received"),
-		clientSegExpr, quoteList([]string{client}), serverSegExpr, quoteList([]string{server}), f.flowsWhere())
+	c, sv := quoteList([]string{client}), quoteList([]string{server})
+	// The pair of segments in either order first: a condition on the
+	// primary key's columns, so ClickHouse reads only the pair's granules.
+	where := fmt.Sprintf("%s AND ((src_segment = %s AND dst_segment = %s) OR (src_segment = %s AND dst_segment = %s)) AND %s = %s AND %s = %s%s",
+		w.where("time_received"), c, sv, sv, c, clientSegExpr, c, serverSegExpr, sv, f.flowsWhere())
 	from := r.table("flows")
 	d := &EdgeDetail{}
 
@@ -352,6 +355,17 @@ func (r *Reader) Flows(ctx context.Context, w Window, f FlowFilter, limit, offse
 	if err := r.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE %s", r.table("flows"), where)).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("query: flows: %w", err)
 	}
+	if total == 0 || uint64(offset) >= total {
+		return nil, total, nil
+	}
+	// The page's oldest time first, reading one column: the page's rows
+	// are then read from that time on only.
+	var cutoff time.Time
+	if err := r.conn.QueryRow(ctx, fmt.Sprintf("SELECT min(t) FROM (SELECT time_received AS t FROM %s WHERE %s ORDER BY time_received DESC LIMIT %d)",
+		r.table("flows"), where, offset+limit)).Scan(&cutoff); err != nil {
+		return nil, 0, fmt.Errorf("query: flows: %w", err)
+	}
+	where += fmt.Sprintf(" AND time_received >= toDateTime(%d)", cutoff.Unix())
 	q := fmt.Sprintf(`SELECT time_received, IPv6NumToString(exporter), IPv6NumToString(src_addr), IPv6NumToString(dst_addr),
     src_port, dst_port, proto, bytes, packets, src_segment, dst_segment, src_identity, dst_identity, verdict, rule, staged_verdict
 FROM %s

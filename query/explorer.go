@@ -37,6 +37,25 @@ func dimensionExpr(dim string) (string, bool) {
 	return "", false
 }
 
+// rollupDimensionExpr is a dimension's SQL over rule_hits_1h, for the
+// dimensions the rollup keeps (in the service orientation).
+func rollupDimensionExpr(dim string) (string, bool) {
+	switch dim {
+	case "client_segment", "server_segment", "client_identity", "verdict", "staged_verdict":
+		return dim, true
+	case "port":
+		return "concat(toString(service_port), '/', " + protoNameExpr + ")", true
+	case "proto":
+		return protoNameExpr, true
+	}
+	return "", false
+}
+
+// rollupOK reports whether f filters only on what rule_hits_1h keeps.
+func (f FlowFilter) rollupOK() bool {
+	return f.SrcSegment == "" && f.DstSegment == "" && !f.Addr.IsValid() && !f.Exporter.IsValid()
+}
+
 // protoNameExpr names the common protocols, else the number.
 const protoNameExpr = "multiIf(proto = 6, 'tcp', proto = 17, 'udp', proto = 1, 'icmp', proto = 58, 'icmpv6', proto = 132, 'sctp', toString(proto))"
 
@@ -69,6 +88,14 @@ func (r *Reader) FlowSeries(ctx context.Context, w Window, f FlowFilter, dim str
 FROM %s
 WHERE %s%s
 GROUP BY b, k`, s, s, expr, r.table("flows"), w.where("time_received"), f.where())
+	// Whole hours in buckets of whole hours, on what the hourly rollup
+	// keeps: read it instead (the same numbers).
+	if rexpr, ok := rollupDimensionExpr(dim); ok && w.hourAligned() && step%time.Hour == 0 && f.rollupOK() && !r.noRollup {
+		q = fmt.Sprintf(`SELECT intDiv(toUInt32(hour), %d) * %d AS b, toString(%s) AS k, sum(flows), sum(bytes)
+FROM %s
+WHERE %s%s
+GROUP BY b, k`, s, s, rexpr, r.table("rule_hits_1h"), w.where("hour"), f.rollupWhere())
+	}
 	rows, err := r.conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("query: flow series: %w", err)
@@ -124,19 +151,30 @@ func (r *Reader) SankeyPaths(ctx context.Context, w Window, f FlowFilter, top in
 	if top < 1 {
 		top = 1
 	}
-	metric := "count()"
+	metric, flows := "count()", "count()"
 	if byBytes {
 		metric = "sum(bytes)"
 	}
 	from, where := r.table("flows"), w.where("time_received")+f.where()
+	cSeg, sSeg, cID := clientSegExpr, serverSegExpr, clientIDExpr
+	if w.hourAligned() && f.rollupOK() && !r.noRollup {
+		// Every stage is in the hourly rollup: read it instead.
+		port, _ = rollupDimensionExpr("port")
+		cSeg, sSeg, cID = "client_segment", "server_segment", "client_identity"
+		from, where = r.table("rule_hits_1h"), w.where("hour")+f.rollupWhere()
+		flows = "sum(flows)"
+		if !byBytes {
+			metric = "sum(flows)"
+		}
+	}
 	fold := func(expr string) string {
 		return fmt.Sprintf("if(%[1]s IN (SELECT v FROM (SELECT %[1]s AS v, %[2]s AS m FROM %[3]s WHERE %[4]s GROUP BY v ORDER BY m DESC, v LIMIT %[5]d)), %[1]s, '\\x01other')",
 			expr, metric, from, where, top)
 	}
-	q := fmt.Sprintf(`SELECT %s AS c, %s AS p, %s AS s, %s AS i, count(), sum(bytes)
+	q := fmt.Sprintf(`SELECT %s AS c, %s AS p, %s AS s, %s AS i, %s, sum(bytes)
 FROM %s
 WHERE %s
-GROUP BY c, p, s, i`, fold(clientSegExpr), fold(port), fold(serverSegExpr), fold(clientIDExpr), from, where)
+GROUP BY c, p, s, i`, fold(cSeg), fold(port), fold(sSeg), fold(cID), flows, from, where)
 	rows, err := r.conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("query: sankey: %w", err)

@@ -102,7 +102,12 @@ var generationCases = []generationCase{
 	{"FlowSeries filtered", func(ctx context.Context, r *Reader) (any, error) {
 		return r.FlowSeries(ctx, genAll, FlowFilter{EdgeFilter: EdgeFilter{Verdict: "violation"}, SrcSegment: "app"}, "dst_segment", 5*time.Minute)
 	}},
-	{"SankeyPaths", func(ctx context.Context, r *Reader) (any, error) { return r.SankeyPaths(ctx, genAll, FlowFilter{}) }},
+	{"SankeyPaths", func(ctx context.Context, r *Reader) (any, error) {
+		return r.SankeyPaths(ctx, genAll, FlowFilter{}, 8, false)
+	}},
+	{"SankeyPaths top 2 by bytes", func(ctx context.Context, r *Reader) (any, error) {
+		return r.SankeyPaths(ctx, genAll, FlowFilter{}, 2, true)
+	}},
 	{"WorkloadEdges", func(ctx context.Context, r *Reader) (any, error) {
 		return r.WorkloadEdges(ctx, genAll, EdgeFilter{}, "db")
 	}},
