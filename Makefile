@@ -62,7 +62,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzKeyedUnmarshal -fuzztime=20s ./detect/engine
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeCheckpoint -fuzztime=20s ./detect
 	$(GO) test -run='^$$' -fuzz=FuzzUnmarshalAlert -fuzztime=20s ./schemas
-	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=20s ./internal/config
+	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=20s ./cmd/flowaudit/internal/config
 	$(GO) test -run='^$$' -fuzz=FuzzEchoInside -fuzztime=10s ./probe
 
 lint:

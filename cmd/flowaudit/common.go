@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/flowaudit/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/internal/reporter"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/flowaudit/flowaudit/console"
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
-	"github.com/flowaudit/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/query"
 )
 

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/flowaudit/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/schemas"
 )
 

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
-	"github.com/flowaudit/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/query"
 	"github.com/flowaudit/flowaudit/report"
 	"github.com/flowaudit/flowaudit/sink"

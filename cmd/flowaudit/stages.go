@@ -13,7 +13,7 @@ import (
 	"github.com/flowaudit/flowaudit/ingest/access"
 	"github.com/flowaudit/flowaudit/ingest/flow"
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
-	"github.com/flowaudit/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/internal/reporter"
 	"github.com/flowaudit/flowaudit/probe"

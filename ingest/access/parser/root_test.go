@@ -222,23 +222,55 @@ func TestParseErrorMessage(t *testing.T) {
 	}
 }
 
-// TestConcurrentUse runs one Parser from several goroutines (meaningful
-// under -race).
+// TestConcurrentUse: one Parser shared by goroutines (as the listeners
+// share it) gives every goroutine the events a lone caller gets, line by
+// line; run with -race it also shows no shared mutable state.
 func TestConcurrentUse(t *testing.T) {
 	lines := testLines(t, "sshd.log")
 	p, _ := New(FormatSSHD)
+	type result struct {
+		ev  schemas.AccessEvent
+		err string
+	}
+	parseAll := func() []result {
+		out := make([]result, len(lines))
+		for i, l := range lines {
+			var ev schemas.AccessEvent
+			if err := p.Parse([]byte(l), testMeta, &ev); err != nil {
+				out[i].err = err.Error()
+			}
+			out[i].ev = ev
+		}
+		return out
+	}
+	want := parseAll()
+	parsed := 0
+	for _, r := range want {
+		if r.err == "" {
+			parsed++
+		}
+	}
+	if parsed == 0 {
+		t.Fatal("no line of sshd.log parsed: the comparison would prove nothing")
+	}
+	const workers = 4
+	got := make([][]result, workers)
 	var wg sync.WaitGroup
-	for range 4 {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var ev schemas.AccessEvent
-			for _, l := range lines {
-				_ = p.Parse([]byte(l), testMeta, &ev)
+			for range 20 {
+				got[w] = parseAll()
 			}
 		}()
 	}
 	wg.Wait()
+	for w := range workers {
+		if diff := cmp.Diff(got[w], want, cmp.AllowUnexported(result{})); diff != "" {
+			t.Errorf("goroutine %d parsed differently from a lone caller (-got +want):\n%s", w, diff)
+		}
+	}
 }
 
 func TestMetaDefaults(t *testing.T) {

@@ -161,7 +161,7 @@ func FuzzParse(f *testing.F) {
 // TestReadmeDefaults keeps the README's configuration block true: it must
 // parse, and every value it shows must be the default.
 func TestReadmeDefaults(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+	readme, err := os.ReadFile("../../../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}

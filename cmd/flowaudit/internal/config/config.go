@@ -1,6 +1,11 @@
 // Package config loads flowaudit's one YAML configuration file. Every key
 // is optional; defaults work on one machine. Unknown keys and invalid
 // values are errors that name the key (and the line).
+//
+// It lives under cmd/flowaudit because it is part of the composition:
+// the file has a section per component, so this package imports every
+// stage's Configuration; nothing below cmd/flowaudit may (internal/ and
+// the stages never import each other upwards).
 package config
 
 import (
