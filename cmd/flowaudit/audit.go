@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/flowaudit/flowaudit/audit"
-	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/policy/enforce"
 	"github.com/flowaudit/flowaudit/query"

@@ -6,9 +6,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/console"
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
-	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/query"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/probe"

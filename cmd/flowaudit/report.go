@@ -12,8 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/query"
 	"github.com/flowaudit/flowaudit/report"
 	"github.com/flowaudit/flowaudit/sink"
