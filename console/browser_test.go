@@ -407,7 +407,7 @@ func TestBrowser(t *testing.T) {
 	// Every other page loads cleanly.
 	for _, p := range []struct{ path, wait, shot string }{
 		{"/audit?" + fixtureRange, "#rules", "audit"},
-		{"/identities?" + fixtureRange, "main", "identities"},
+		{"/identities?" + fixtureRange, "#identity-access", "identities"},
 		{"/reports", "main", "reports"},
 	} {
 		do(p.path, chromedp.Navigate(base+p.path), chromedp.WaitVisible(chromedp.CSS(p.wait)))

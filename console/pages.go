@@ -430,12 +430,6 @@ func (s *Server) handleAuditPolicy(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-func (s *Server) handleIdentities(w http.ResponseWriter, r *http.Request) {
-	p, _ := parseParams(nil, s.deps.Now(), "7d")
-	s.render(w, "unavailable.html", page{Title: "Identities", Active: "identities", P: p,
-		Data: "The identity review (flowaudit audit identities) is not in this build yet. Identities observed on each edge are on the segment map: click an edge."})
-}
-
 func (s *Server) handleReports(w http.ResponseWriter, r *http.Request) {
 	p, _ := parseParams(nil, s.deps.Now(), "7d")
 	s.render(w, "unavailable.html", page{Title: "Reports", Active: "reports", P: p,

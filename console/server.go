@@ -84,6 +84,7 @@ func New(cfg Configuration, deps Dependencies) (*Server, error) {
 	s.mux.HandleFunc("GET /audit", s.handleAudit)
 	s.mux.HandleFunc("GET /audit/policy.yaml", s.handleAuditPolicy)
 	s.mux.HandleFunc("GET /identities", s.handleIdentities)
+	s.mux.HandleFunc("GET /identities.csv", s.handleIdentitiesCSV)
 	s.mux.HandleFunc("GET /reports", s.handleReports)
 	return s, nil
 }
