@@ -64,6 +64,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzUnmarshalAlert -fuzztime=20s ./schemas
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=20s ./cmd/flowaudit/internal/config
 	$(GO) test -run='^$$' -fuzz=FuzzEchoInside -fuzztime=10s ./probe
+	$(GO) test -run='^$$' -fuzz=FuzzParseManifest -fuzztime=10s ./report
 
 lint:
 	test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)

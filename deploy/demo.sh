@@ -141,6 +141,12 @@ grep -A3 '^Unattributed' var/demo-identities.txt || true
 bin/flowaudit audit identities --config deploy/demo-detect.yaml --since 2h --until "$UNTIL" --format csv >var/demo-identities.csv
 echo "access review sheet (one row per identity × destination × service, reviewer columns empty): var/demo-identities.csv, $(( $(wc -l <var/demo-identities.csv) - 1 )) rows"
 
+step "Compliance evidence pack: PCI DSS 4.0 from the demo's traffic (flowaudit report)"
+rm -rf var/demo-report
+bin/flowaudit report --framework pci-dss-4 --config deploy/demo-detect.yaml --since 2h --until "$UNTIL" --out var/demo-report
+bin/flowaudit report verify var/demo-report
+(cd var/demo-report && sha256sum -c --quiet MANIFEST.sha256 && echo "sha256sum -c MANIFEST.sha256: every file intact")
+
 step "Stopping flowaudit (clean stop flushes and commits)"
 kill -TERM $PID; wait $PID || true
 trap - EXIT
@@ -195,8 +201,12 @@ Try a query of your own:
   bin/flowaudit audit recommend --config deploy/demo-detect.yaml --since 2h --until $UNTIL --format json
   bin/flowaudit audit simulate var/demo-recommended.yaml --config deploy/demo-detect.yaml --since 2h --until $UNTIL
   bin/flowaudit audit gaps --config deploy/demo-detect.yaml --since 2h --until $UNTIL --format json
+  bin/flowaudit report --framework soc2 --config deploy/demo-detect.yaml --since 2h --until $UNTIL --out var/demo-report-soc2
 Run it again:   make demo        Stop ClickHouse:  kill \$(cat var/clickhouse/pid)
 TXT
 echo
 echo "Console, the segment map of the demo's data:"
 echo "  $CONSOLE_URL"
+echo "Compliance evidence pack (PCI DSS 4.0): open it in a browser, or the PDF beside it:"
+echo "  file://$PWD/var/demo-report/index.html"
+echo "  $PWD/var/demo-report/report.pdf"

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -167,26 +168,19 @@ func Verify(dir string, pub ed25519.PublicKey) (*Verification, error) {
 	sum := sha256.Sum256(manifest)
 	v := &Verification{Dir: dir, Problems: []string{}, ManifestSHA256: hex.EncodeToString(sum[:])}
 	listed := map[string]bool{}
-	sc := bufio.NewScanner(bytes.NewReader(manifest))
-	line := 0
-	for sc.Scan() {
-		line++
-		text := sc.Text()
-		hash, name, ok := strings.Cut(text, "  ")
-		if !ok || len(hash) != 64 || name == "" || strings.Contains(name, "..") || filepath.IsAbs(name) {
-			v.Problems = append(v.Problems, fmt.Sprintf("%s line %d: not \"SHA256  PATH\": %q", FileManifest, line, text))
-			continue
-		}
-		listed[name] = true
+	entries, problems := ParseManifest(manifest)
+	v.Problems = append(v.Problems, problems...)
+	for _, e := range entries {
+		listed[e.Path] = true
 		v.Files++
-		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(name)))
+		data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(e.Path)))
 		if err != nil {
-			v.Problems = append(v.Problems, fmt.Sprintf("%s: missing (%v)", name, err))
+			v.Problems = append(v.Problems, fmt.Sprintf("%s: missing (%v)", e.Path, err))
 			continue
 		}
 		got := sha256.Sum256(data)
-		if hex.EncodeToString(got[:]) != strings.ToLower(hash) {
-			v.Problems = append(v.Problems, fmt.Sprintf("%s: SHA-256 %s, the manifest says %s (modified)", name, hex.EncodeToString(got[:]), hash))
+		if hex.EncodeToString(got[:]) != e.SHA256 {
+			v.Problems = append(v.Problems, fmt.Sprintf("%s: SHA-256 %s, the manifest says %s (modified)", e.Path, hex.EncodeToString(got[:]), e.SHA256))
 		}
 	}
 	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -252,6 +246,47 @@ func Verify(dir string, pub ed25519.PublicKey) (*Verification, error) {
 	}
 	v.Signature = "valid"
 	return v, nil
+}
+
+// ManifestEntry is one line of MANIFEST.sha256.
+type ManifestEntry struct {
+	SHA256 string // lower-case hex
+	Path   string // relative, slash-separated, inside the pack
+}
+
+// ParseManifest reads MANIFEST.sha256 (sha256sum's text format: 64 hex
+// digits, two spaces, a relative path). Lines that are not of that form,
+// paths leaving the pack and paths listed twice are problems, each naming
+// its line; the other lines are returned in order.
+func ParseManifest(data []byte) ([]ManifestEntry, []string) {
+	var out []ManifestEntry
+	var problems []string
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		hash, name, ok := strings.Cut(text, "  ")
+		_, herr := hex.DecodeString(hash)
+		clean := path.Clean(name)
+		if !ok || len(hash) != 64 || herr != nil || name == "" || clean != name || strings.HasPrefix(clean, "../") || clean == ".." ||
+			path.IsAbs(name) || strings.ContainsAny(name, "\\\x00") {
+			problems = append(problems, fmt.Sprintf("%s line %d: not \"SHA256  PATH\" with a path inside the pack: %q", FileManifest, line, text))
+			continue
+		}
+		if seen[name] {
+			problems = append(problems, fmt.Sprintf("%s line %d: %s listed twice", FileManifest, line, name))
+			continue
+		}
+		seen[name] = true
+		out = append(out, ManifestEntry{SHA256: strings.ToLower(hash), Path: name})
+	}
+	if err := sc.Err(); err != nil {
+		problems = append(problems, fmt.Sprintf("%s line %d: %v", FileManifest, line+1, err))
+	}
+	return out, problems
 }
 
 // ParseSince parses a duration with the day suffix d (and w for weeks)
