@@ -33,6 +33,7 @@ Subcommands:
   diff        connections one policy file allows and another does not
   identities  per user and service account: what it reached, under which rule
   drift       policy versions applied, what each opened or closed, new edges, violation trend
+  digest      one screen: what is new, what is hot, what went quiet
 
 Every subcommand takes --help. Exit codes: 0 done, 1 findings at or above
 --fail-on, 2 usage or runtime error.`
@@ -58,6 +59,8 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		return cmdAuditIdentities(args[1:], stdout, stderr)
 	case "drift":
 		return cmdAuditDrift(args[1:], stdout, stderr)
+	case "digest":
+		return cmdAuditDigest(args[1:], stdout, stderr)
 	}
 	fmt.Fprintf(stderr, "flowaudit audit: unknown subcommand %q\n\n%s\n", args[0], auditUsage)
 	return 2

@@ -213,6 +213,12 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer closeReports()
+	digests, closeDigests, err := newDigestSchedule(st.report, cfg, logger) // scheduled like reports: in run only
+	if err != nil {
+		fmt.Fprintf(stderr, "flowaudit: unable to initialize digest schedule: %v\n", err)
+		return 1
+	}
+	defer closeDigests()
 	var consoleSrv *console.Server
 	if st.console && cfg.Console.Listen != "" {
 		srv, closeConn, err := newConsole(cfg, logger)
@@ -293,6 +299,11 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 	}
 	if reports != nil {
 		if err := lc.start("report schedule", reports.Start, reports.Stop); err != nil {
+			return fail(err)
+		}
+	}
+	if digests != nil {
+		if err := lc.start("digest schedule", digests.Start, digests.Stop); err != nil {
 			return fail(err)
 		}
 	}

@@ -54,6 +54,7 @@ type Configuration struct {
 	Probe           probe.Configuration        `yaml:"probe"`
 	Console         console.Configuration      `yaml:"console"`
 	Report          report.Configuration       `yaml:"report"`
+	Audit           AuditConfiguration         `yaml:"audit"`
 	Metrics         reporter.Configuration     `yaml:"metrics"`
 	Log             LogConfiguration           `yaml:"log"`
 }
@@ -159,7 +160,7 @@ func (c Configuration) Validate() error {
 			errs = append(errs, fmt.Errorf("policy.file: %v (check the path; run \"flowaudit policy validate FILE\")", err))
 		}
 	}
-	for _, err := range []error{c.Detect.Validate(), c.Alerts.Validate(), c.Probe.Validate(), c.Console.Validate(), c.Report.Validate()} {
+	for _, err := range []error{c.Detect.Validate(), c.Alerts.Validate(), c.Probe.Validate(), c.Console.Validate(), c.Report.Validate(), c.Audit.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}
