@@ -19,9 +19,9 @@ import (
 	"github.com/robfig/cron/v3"
 
 	"github.com/flowaudit/flowaudit/audit"
+	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/detect/webhook"
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
-	"github.com/flowaudit/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/query"
 	"github.com/flowaudit/flowaudit/report"
