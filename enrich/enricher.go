@@ -19,8 +19,14 @@ type Result struct {
 	SrcSegment, DstSegment   string
 	SrcWorkload, DstWorkload string
 	SrcIdentity, DstIdentity string
-	Verdict                  policy.Verdict
-	Rule                     string
+	// SrcIdentitySource and DstIdentitySource: the source that attributed
+	// the identity (the access event's Source, "inventory" for the
+	// inventory's service account), else the device's source; SrcDevice
+	// and DstDevice: the device behind each address.
+	SrcIdentitySource, DstIdentitySource string
+	SrcDevice, DstDevice                 string
+	Verdict                              policy.Verdict
+	Rule                                 string
 	// StagedVerdict and StagedRule: the verdict had the staged rules been
 	// enforced too (policy.Matcher.DecideStaged).
 	StagedVerdict policy.Verdict
@@ -66,28 +72,33 @@ func (e *Enricher) Matcher() *policy.Matcher { return e.m.Load() }
 // external and the verdicts unknown. It does not allocate.
 func (e *Enricher) EnrichFlow(b *schemas.FlowBatch, f *schemas.Flow, r *Result) {
 	t := b.FlowTime(f)
-	var srcUser, dstUser string
+	var srcB, dstB Binding
 	if e.ids != nil {
-		srcUser = e.ids.Lookup(f.SrcAddr, t)
-		dstUser = e.ids.Lookup(f.DstAddr, t)
+		srcB = e.ids.LookupBinding(f.SrcAddr, t)
+		dstB = e.ids.LookupBinding(f.DstAddr, t)
 	}
+	srcUser, dstUser := srcB.User, dstB.User
 	side, port := e.serviceSide(f)
 	m := e.m.Load()
 	if m == nil {
 		*r = Result{
 			SrcSegment: policy.External, DstSegment: policy.External,
 			SrcIdentity: srcUser, DstIdentity: dstUser,
+			SrcIdentitySource: srcB.attribution(), DstIdentitySource: dstB.attribution(),
+			SrcDevice: srcB.Device, DstDevice: dstB.Device,
 			Verdict: policy.VerdictUnknown, StagedVerdict: policy.VerdictUnknown,
 			ServiceSide: side, ServicePort: port,
 		}
 		return
 	}
 	src, dst := m.Lookup(f.SrcAddr), m.Lookup(f.DstAddr)
-	if srcUser == "" {
-		srcUser = src.ServiceAccount
+	// A binding (a session, a login, a lease) beats the inventory's
+	// static service account.
+	if srcUser == "" && src.ServiceAccount != "" {
+		srcUser, srcB.Source = src.ServiceAccount, SourceInventory
 	}
-	if dstUser == "" {
-		dstUser = dst.ServiceAccount
+	if dstUser == "" && dst.ServiceAccount != "" {
+		dstUser, dstB.Source = dst.ServiceAccount, SourceInventory
 	}
 	k := policy.FlowKey{
 		Src: src, Dst: dst,
@@ -104,10 +115,25 @@ func (e *Enricher) EnrichFlow(b *schemas.FlowBatch, f *schemas.Flow, r *Result) 
 		SrcSegment: src.Segment, DstSegment: dst.Segment,
 		SrcWorkload: src.Workload, DstWorkload: dst.Workload,
 		SrcIdentity: srcUser, DstIdentity: dstUser,
+		SrcIdentitySource: srcB.attribution(), DstIdentitySource: dstB.attribution(),
+		SrcDevice: srcB.Device, DstDevice: dstB.Device,
 		Verdict: v, Rule: rule,
 		StagedVerdict: sv, StagedRule: srule,
 		ServiceSide: side, ServicePort: port,
 	}
+}
+
+// SourceInventory is the identity source of the policy inventory's static
+// service accounts.
+const SourceInventory = "inventory"
+
+// attribution is the identity source a flow end records: the user's
+// source, else (no user known) the device's.
+func (b *Binding) attribution() string {
+	if b.Source != "" {
+		return b.Source
+	}
+	return b.DeviceSource
 }
 
 // serviceSide decides which end of f offers the service. The listener

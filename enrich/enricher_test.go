@@ -81,15 +81,15 @@ func TestEnrichFlow(t *testing.T) {
 		flow("2001:db8:1::1", "10.2.0.1", 50000, 5432, 6, T),
 	}}
 	want := []Result{
-		{SrcSegment: "web", DstSegment: "db", DstWorkload: "orders-db", SrcIdentity: "alice", DstIdentity: "svc-orders", Verdict: policy.VerdictAllowed, Rule: "web-to-db-postgres"},
-		{SrcSegment: "web", DstSegment: "db", DstWorkload: "orders-db", DstIdentity: "svc-orders", Verdict: policy.VerdictAllowed, Rule: "web-to-db-postgres"},
-		{SrcSegment: "web", DstSegment: "db", DstWorkload: "orders-db", SrcIdentity: "alice", DstIdentity: "svc-orders", Verdict: policy.VerdictViolation},
-		{SrcSegment: "web", DstSegment: "web", DstWorkload: "api", SrcIdentity: "alice", DstIdentity: "svc-api", Verdict: policy.VerdictIntraSegment},
-		{SrcSegment: "external", DstSegment: "db", DstWorkload: "orders-db", DstIdentity: "svc-orders", Verdict: policy.VerdictViolation},
-		{SrcSegment: "db", DstSegment: "web", SrcWorkload: "orders-db", SrcIdentity: "svc-orders", DstIdentity: "alice", Verdict: policy.VerdictAllowed, Rule: "web-to-db-postgres"},
-		{SrcSegment: "jump", DstSegment: "db", DstWorkload: "orders-db", SrcIdentity: "alice", DstIdentity: "svc-orders", Verdict: policy.VerdictAllowed, Rule: "jump-ssh"},
-		{SrcSegment: "jump", DstSegment: "db", DstWorkload: "orders-db", DstIdentity: "svc-orders", Verdict: policy.VerdictViolation},
-		{SrcSegment: "web", DstSegment: "db", SrcIdentity: "alice", Verdict: policy.VerdictAllowed, Rule: "web-to-db-postgres"},
+		{SrcSegment: "web", DstSegment: "db", DstWorkload: "orders-db", SrcIdentity: "alice", SrcIdentitySource: "sshd", DstIdentity: "svc-orders", DstIdentitySource: "inventory", Verdict: policy.VerdictAllowed, Rule: "web-to-db-postgres"},
+		{SrcSegment: "web", DstSegment: "db", DstWorkload: "orders-db", DstIdentity: "svc-orders", DstIdentitySource: "inventory", Verdict: policy.VerdictAllowed, Rule: "web-to-db-postgres"},
+		{SrcSegment: "web", DstSegment: "db", DstWorkload: "orders-db", SrcIdentity: "alice", SrcIdentitySource: "sshd", DstIdentity: "svc-orders", DstIdentitySource: "inventory", Verdict: policy.VerdictViolation},
+		{SrcSegment: "web", DstSegment: "web", DstWorkload: "api", SrcIdentity: "alice", SrcIdentitySource: "sshd", DstIdentity: "svc-api", DstIdentitySource: "inventory", Verdict: policy.VerdictIntraSegment},
+		{SrcSegment: "external", DstSegment: "db", DstWorkload: "orders-db", DstIdentity: "svc-orders", DstIdentitySource: "inventory", Verdict: policy.VerdictViolation},
+		{SrcSegment: "db", DstSegment: "web", SrcWorkload: "orders-db", SrcIdentity: "svc-orders", SrcIdentitySource: "inventory", DstIdentity: "alice", DstIdentitySource: "sshd", Verdict: policy.VerdictAllowed, Rule: "web-to-db-postgres"},
+		{SrcSegment: "jump", DstSegment: "db", DstWorkload: "orders-db", SrcIdentity: "alice", SrcIdentitySource: "sshd", DstIdentity: "svc-orders", DstIdentitySource: "inventory", Verdict: policy.VerdictAllowed, Rule: "jump-ssh"},
+		{SrcSegment: "jump", DstSegment: "db", DstWorkload: "orders-db", DstIdentity: "svc-orders", DstIdentitySource: "inventory", Verdict: policy.VerdictViolation},
+		{SrcSegment: "web", DstSegment: "db", SrcIdentity: "alice", SrcIdentitySource: "sshd", Verdict: policy.VerdictAllowed, Rule: "web-to-db-postgres"},
 		{SrcSegment: "web", DstSegment: "db", Verdict: policy.VerdictAllowed, Rule: "web-to-db-postgres"},
 		{SrcSegment: "external", DstSegment: "db", Verdict: policy.VerdictUnknown},
 		{SrcSegment: "web", DstSegment: "db", Verdict: policy.VerdictAllowed, Rule: "web-to-db-postgres"},
@@ -119,7 +119,7 @@ func TestEnrichFlow(t *testing.T) {
 	e.SetMatcher(nil)
 	var r Result
 	e.EnrichFlow(b, &b.Flows[0], &r)
-	if diff := cmp.Diff(r, Result{SrcSegment: "external", DstSegment: "external", SrcIdentity: "alice", Verdict: policy.VerdictUnknown,
+	if diff := cmp.Diff(r, Result{SrcSegment: "external", DstSegment: "external", SrcIdentity: "alice", SrcIdentitySource: "sshd", Verdict: policy.VerdictUnknown,
 		ServiceSide: schemas.ServiceDst, ServicePort: 5432}); diff != "" {
 		t.Errorf("EnrichFlow without policy (-got +want):\n%s", diff)
 	}

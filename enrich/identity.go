@@ -45,7 +45,27 @@ const identityShards = 64
 type IdentityStore struct {
 	ttl    uint64 // ns
 	shards [identityShards]identityShard
+
+	// Sessions: the addresses each session (source, host, session ID)
+	// bound, so that a stop naming only its session (Windows 4634, an
+	// OpenVPN disconnect) ends them; and the stops that came before their
+	// start (the access topic orders only per address).
+	sessMu   sync.Mutex
+	sessions map[string]*identitySession
+	stopped  map[string]uint64 // session key → stop time
 }
+
+// identitySession is what one session bound.
+type identitySession struct {
+	addrs []schemas.Addr
+	user  string
+	kind  uint8
+	seen  uint64 // latest event time, for Expire
+}
+
+// maxSessionAddrs bounds the addresses one session may bind (IPv4, IPv6,
+// a few more); later ones are not ended by a session-only stop.
+const maxSessionAddrs = 8
 
 type identityShard struct {
 	mu    sync.RWMutex
@@ -54,10 +74,22 @@ type identityShard struct {
 }
 
 type identityEvent struct {
-	time  uint64 // Unix ns: bind start, or close time
-	until uint64 // bind: end of the interval (exclusive); 0 for a close
-	user  string // close: "" ends every binding
+	time   uint64 // Unix ns: bind start, or close time
+	until  uint64 // bind: end of the interval (exclusive); 0 for a close
+	user   string // close: "" ends every binding of the kinds it names
+	device string // the device behind the address ("" for user-only events)
+	source string // the access event's Source (openvpn, radius, dhcp…)
+	kind   uint8  // kindUser and/or kindDevice: what the event binds or ends
 }
+
+// Kinds of binding: a user (or service account) and a device (DHCP MAC,
+// RADIUS Calling-Station-Id, pod) are resolved independently, so that a
+// VPN logout does not forget the laptop's lease and a lease release does
+// not end the user's session.
+const (
+	kindUser   uint8 = 1
+	kindDevice uint8 = 2
+)
 
 func (e *identityEvent) isClose() bool { return e.until == 0 }
 
@@ -65,8 +97,9 @@ func (e *identityEvent) isClose() bool { return e.until == 0 }
 // map slot itself: a flow usually wants the latest binding, and reading it
 // then costs no second memory access.
 type addrIdentity struct {
-	last  identityEvent   // the newest event
-	older []identityEvent // the others, oldest first
+	last      identityEvent   // the newest event
+	older     []identityEvent // the others, oldest first
+	hasDevice bool            // some event binds a device: resolve that kind too
 }
 
 // history returns the whole history, oldest first. It reuses older's array
@@ -77,7 +110,13 @@ func (v *addrIdentity) history() []identityEvent {
 
 func splitHistory(h []identityEvent) addrIdentity {
 	n := len(h)
-	return addrIdentity{last: h[n-1], older: h[: n-1 : n]}
+	v := addrIdentity{last: h[n-1], older: h[: n-1 : n]}
+	for i := range h {
+		if h[i].kind&kindDevice != 0 && !h[i].isClose() {
+			v.hasDevice = true
+		}
+	}
+	return v
 }
 
 // NewIdentityStore returns an empty store whose logins bind for ttl
@@ -86,7 +125,7 @@ func NewIdentityStore(ttl time.Duration) *IdentityStore {
 	if ttl <= 0 {
 		ttl = 8 * time.Hour
 	}
-	s := &IdentityStore{ttl: uint64(ttl)}
+	s := &IdentityStore{ttl: uint64(ttl), sessions: map[string]*identitySession{}, stopped: map[string]uint64{}}
 	for i := range s.shards {
 		s.shards[i].addrs = make(map[schemas.Addr]addrIdentity)
 	}
@@ -115,38 +154,132 @@ func isEnding(action string) bool {
 	return false
 }
 
-// Observe applies an access event. A logout, session close or disconnect
-// (any outcome) ends, at ev.Time, the binding of ev.SrcAddr to ev.User (to
-// any user when ev.User is empty). Any other event with OutcomeSuccess, a
-// User and a SrcAddr (sshd accept, gateway session open, k8s audit request,
-// web request with a remote user) binds SrcAddr to User from ev.Time for the
-// store's ttl. Other events, and events with no time, are ignored.
+// Observe applies an access event.
+//
+// A stop (Binding stop, or a logout, session close or disconnect, any
+// outcome) ends, at ev.Time, the binding of ev.SrcAddr to ev.User (to any
+// user when ev.User is empty) and, when it names a device, the device's.
+// A stop without an address ends what its session (ev.Source, ev.Host,
+// ev.SessionID) bound, even when it arrives before its start.
+//
+// A start or update (Binding start/update), or any other event with
+// OutcomeSuccess, a User and a SrcAddr (sshd accept, gateway session
+// open, k8s audit request, Kerberos ticket…), binds SrcAddr to User and/or
+// Device from ev.Time until ev.Expires when set (a DHCP lease), else for
+// the store's ttl. Other events, and events with no time, are ignored.
 //
 // Untrusted events (ev.Untrusted: the collector could not vouch for their
 // sender, see ingest.access.trusted_senders and http_token_hosts) are
 // ignored too, closes included: whoever can forge a login can forge a
 // logout, and either would mislabel someone else's traffic.
 func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
-	if ev == nil || ev.Untrusted || ev.SrcAddr == (schemas.Addr{}) || ev.Time == 0 {
+	if ev == nil || ev.Untrusted || ev.Time == 0 {
+		return
+	}
+	device := ev.Device
+	if ev.DeviceName != "" {
+		if device == "" {
+			device = ev.DeviceName
+		} else {
+			device += " " + ev.DeviceName
+		}
+	}
+	var kind uint8
+	if ev.User != "" {
+		kind |= kindUser
+	}
+	if device != "" {
+		kind |= kindDevice
+	}
+	stop := ev.Binding == schemas.BindingStop || (ev.Binding == schemas.BindingNone && isEnding(ev.Action))
+	var key string
+	if ev.SessionID != "" {
+		key = ev.Source + "\x00" + ev.Host + "\x00" + ev.SessionID
+	}
+	if stop && key != "" {
+		s.stopSession(key, ev.Time)
+	}
+	if ev.SrcAddr == (schemas.Addr{}) {
 		return
 	}
 	var e identityEvent
 	switch {
-	case isEnding(ev.Action):
-		e = identityEvent{time: ev.Time, user: ev.User}
-	case ev.Outcome == schemas.OutcomeSuccess && ev.User != "":
-		e = identityEvent{time: ev.Time, until: ev.Time + s.ttl, user: ev.User}
+	case stop:
+		if kind == 0 {
+			kind = kindUser // "" ends every user binding, as before devices
+		}
+		e = identityEvent{time: ev.Time, user: ev.User, device: device, source: ev.Source, kind: kind}
+	case kind != 0 && (ev.Binding != schemas.BindingNone && ev.Outcome != schemas.OutcomeFailure && ev.Outcome != schemas.OutcomeDenied ||
+		ev.Binding == schemas.BindingNone && ev.Outcome == schemas.OutcomeSuccess && ev.User != ""):
+		until := ev.Time + s.ttl
+		if ev.Expires != 0 {
+			until = ev.Expires
+		}
+		if until <= ev.Time {
+			return // a lease that already ended
+		}
+		e = identityEvent{time: ev.Time, until: until, user: ev.User, device: device, source: ev.Source, kind: kind}
 	default:
 		return
 	}
-	sh := s.shard(&ev.SrcAddr)
+	s.insert(ev.SrcAddr, e)
+	if key != "" && !stop {
+		if at, ok := s.bindSession(key, ev.SrcAddr, &e); ok {
+			s.insert(ev.SrcAddr, identityEvent{time: at, user: e.user, device: e.device, source: e.source, kind: e.kind})
+		}
+	}
+}
+
+func (s *IdentityStore) insert(a schemas.Addr, e identityEvent) {
+	sh := s.shard(&a)
 	sh.mu.Lock()
 	var h []identityEvent
-	if v, ok := sh.addrs[ev.SrcAddr]; ok {
+	if v, ok := sh.addrs[a]; ok {
 		h = v.history()
 	}
-	sh.addrs[ev.SrcAddr] = splitHistory(insertEvent(h, e))
+	sh.addrs[a] = splitHistory(insertEvent(h, e))
 	sh.mu.Unlock()
+}
+
+// bindSession records that session key bound a; it returns the time of a
+// stop of that session seen before (at or after the bind) for the caller
+// to apply.
+func (s *IdentityStore) bindSession(key string, a schemas.Addr, e *identityEvent) (uint64, bool) {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	if at, ok := s.stopped[key]; ok && at >= e.time {
+		return at, true
+	}
+	ss := s.sessions[key]
+	if ss == nil {
+		ss = &identitySession{user: e.user, kind: e.kind}
+		s.sessions[key] = ss
+	}
+	ss.seen = max(ss.seen, e.time)
+	for _, b := range ss.addrs {
+		if b == a {
+			return 0, false
+		}
+	}
+	if len(ss.addrs) < maxSessionAddrs {
+		ss.addrs = append(ss.addrs, a)
+	}
+	return 0, false
+}
+
+// stopSession ends at t what session key bound.
+func (s *IdentityStore) stopSession(key string, t uint64) {
+	s.sessMu.Lock()
+	ss := s.sessions[key]
+	delete(s.sessions, key)
+	s.stopped[key] = max(s.stopped[key], t)
+	s.sessMu.Unlock()
+	if ss == nil {
+		return
+	}
+	for _, a := range ss.addrs {
+		s.insert(a, identityEvent{time: t, user: ss.user, kind: ss.kind})
+	}
 }
 
 // insertEvent adds e to the time-ordered history h.
@@ -156,7 +289,8 @@ func insertEvent(h []identityEvent, e identityEvent) []identityEvent {
 	// (every request of a web session would otherwise be an event).
 	if !e.isClose() && n > 0 {
 		last := &h[n-1]
-		if !last.isClose() && last.user == e.user && e.time >= last.time && e.time <= last.until {
+		if !last.isClose() && last.user == e.user && last.device == e.device && last.kind == e.kind &&
+			e.time >= last.time && e.time <= last.until {
 			last.until = max(last.until, e.until)
 			return h
 		}
@@ -179,29 +313,57 @@ func insertEvent(h []identityEvent, e identityEvent) []identityEvent {
 	return h
 }
 
+// Binding is what the store knows about an address at a time: the user
+// (or service account) and the source that bound it, and the device
+// behind the address with its source. Empty strings mean unknown.
+type Binding struct {
+	User, Source         string
+	Device, DeviceSource string
+}
+
 // Lookup returns the user bound to a at time t (Unix ns), or "".
 func (s *IdentityStore) Lookup(a schemas.Addr, t uint64) string {
+	return s.LookupBinding(a, t).User
+}
+
+// LookupBinding returns the user and device bound to a at time t (Unix
+// ns), with their sources. It does not allocate.
+func (s *IdentityStore) LookupBinding(a schemas.Addr, t uint64) Binding {
 	sh := s.shard(&a)
 	sh.mu.RLock()
 	v, ok := sh.addrs[a]
-	user := ""
+	var b Binding
 	if ok {
-		user = v.resolveAt(t)
+		if e := v.resolveAt(t, kindUser); e != nil {
+			b.User, b.Source = e.user, e.source
+		}
+		if v.hasDevice {
+			if e := v.resolveAt(t, kindDevice); e != nil {
+				b.Device, b.DeviceSource = e.device, e.source
+			}
+		}
 	}
 	sh.mu.RUnlock()
-	return user
+	return b
 }
 
-// resolveAt walks the history back from t (see IdentityStore). Callers
-// hold the shard's lock: Observe shifts events in older's array.
-func (v *addrIdentity) resolveAt(t uint64) string {
-	// Fast path: the newest event decides, without touching older.
-	if t >= v.last.time {
-		if !v.last.isClose() && t < v.last.until {
-			return v.last.user
+// resolveAt walks the history back from t (see IdentityStore) for the
+// binding of kind k. Callers hold the shard's lock: Observe shifts events
+// in older's array.
+func (v *addrIdentity) resolveAt(t uint64, k uint8) *identityEvent {
+	name := func(e *identityEvent) string {
+		if k == kindDevice {
+			return e.device
 		}
-		if v.last.isClose() && v.last.user == "" {
-			return ""
+		return e.user
+	}
+	// Fast path: the newest event decides, without touching older.
+	if t >= v.last.time && v.last.kind&k != 0 {
+		if !v.last.isClose() && t < v.last.until {
+			return &v.last
+		}
+		if v.last.isClose() && name(&v.last) == "" {
+			return nil
 		}
 	}
 	var closed [identityHistory]string
@@ -211,14 +373,14 @@ func (v *addrIdentity) resolveAt(t uint64) string {
 		if i < len(v.older) {
 			e = &v.older[i]
 		}
-		if e.time > t {
+		if e.time > t || e.kind&k == 0 {
 			continue
 		}
 		if e.isClose() {
-			if e.user == "" {
-				return ""
+			if name(e) == "" {
+				return nil
 			}
-			closed[nclosed] = e.user
+			closed[nclosed] = name(e)
 			nclosed++
 			continue
 		}
@@ -227,16 +389,16 @@ func (v *addrIdentity) resolveAt(t uint64) string {
 		}
 		ended := false
 		for _, u := range closed[:nclosed] {
-			if u == e.user {
+			if u == name(e) {
 				ended = true
 				break
 			}
 		}
 		if !ended {
-			return e.user
+			return e
 		}
 	}
-	return ""
+	return nil
 }
 
 // Len returns the number of addresses the store keeps a history for
@@ -264,6 +426,18 @@ func (s *IdentityStore) Expire(now uint64) int {
 	}
 	horizon := now - s.ttl
 	dropped := 0
+	s.sessMu.Lock()
+	for k, ss := range s.sessions {
+		if ss.seen+s.ttl < horizon {
+			delete(s.sessions, k)
+		}
+	}
+	for k, at := range s.stopped {
+		if at < horizon {
+			delete(s.stopped, k)
+		}
+	}
+	s.sessMu.Unlock()
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -298,16 +472,18 @@ func (s *IdentityStore) Expire(now uint64) int {
 	return dropped
 }
 
-// Snapshot format, version 1, all integers unsigned varints:
+// Snapshot format, version 2, all integers unsigned varints:
 //
-//	"FAID" 1 ttl naddrs { addr[16] nevents { time until len(user) user } }
+//	"FAID" 2 ttl naddrs { addr[16] nevents { time until len(user) user kind len(device) device len(source) source } }
+//
+// Version 1 (no kind, device or source: user bindings) is still read.
 const snapshotMagic = "FAID"
 
 // MarshalBinary snapshots the store, so that bindings survive a restart.
 // It locks one shard at a time: events observed meanwhile may or may not be
 // in the snapshot.
 func (s *IdentityStore) MarshalBinary() ([]byte, error) {
-	out := append([]byte(snapshotMagic), 1)
+	out := append([]byte(snapshotMagic), 2)
 	out = binary.AppendUvarint(out, s.ttl)
 	naddrs := 0
 	var body []byte
@@ -327,6 +503,11 @@ func (s *IdentityStore) MarshalBinary() ([]byte, error) {
 				body = binary.AppendUvarint(body, e.until)
 				body = binary.AppendUvarint(body, uint64(len(e.user)))
 				body = append(body, e.user...)
+				body = binary.AppendUvarint(body, uint64(e.kind))
+				body = binary.AppendUvarint(body, uint64(len(e.device)))
+				body = append(body, e.device...)
+				body = binary.AppendUvarint(body, uint64(len(e.source)))
+				body = append(body, e.source...)
 			}
 		}
 		sh.mu.RUnlock()
@@ -344,8 +525,9 @@ func (s *IdentityStore) UnmarshalBinary(data []byte) error {
 	if len(data) < len(snapshotMagic)+1 || string(data[:len(snapshotMagic)]) != snapshotMagic {
 		return errSnapshot
 	}
-	if v := data[len(snapshotMagic)]; v != 1 {
-		return fmt.Errorf("enrich: identity snapshot version %d not supported", v)
+	version := data[len(snapshotMagic)]
+	if version != 1 && version != 2 {
+		return fmt.Errorf("enrich: identity snapshot version %d not supported", version)
 	}
 	d := data[len(snapshotMagic)+1:]
 	next := func() (uint64, bool) {
@@ -385,8 +567,23 @@ func (s *IdentityStore) UnmarshalBinary(data []byte) error {
 			if !ok1 || !ok2 || !ok3 || ulen > uint64(len(d)) {
 				return errSnapshot
 			}
-			e := identityEvent{time: t, until: until, user: string(d[:ulen])}
+			e := identityEvent{time: t, until: until, user: string(d[:ulen]), kind: kindUser}
 			d = d[ulen:]
+			if version == 2 {
+				k, ok1 := next()
+				dlen, ok2 := next()
+				if !ok1 || !ok2 || k == 0 || k > uint64(kindUser|kindDevice) || dlen > uint64(len(d)) {
+					return errSnapshot
+				}
+				e.kind, e.device = uint8(k), string(d[:dlen])
+				d = d[dlen:]
+				slen, ok := next()
+				if !ok || slen > uint64(len(d)) {
+					return errSnapshot
+				}
+				e.source = string(d[:slen])
+				d = d[slen:]
+			}
 			if len(h) > 0 && h[len(h)-1].time > e.time {
 				return errSnapshot
 			}

@@ -397,6 +397,8 @@ func (s *Stage) flowLoop() error {
 				f.SrcSegment, f.DstSegment = res.SrcSegment, res.DstSegment
 				f.SrcWorkload, f.DstWorkload = res.SrcWorkload, res.DstWorkload
 				f.SrcIdentity, f.DstIdentity = res.SrcIdentity, res.DstIdentity
+				f.SrcIdentitySource, f.DstIdentitySource = res.SrcIdentitySource, res.DstIdentitySource
+				f.SrcDevice, f.DstDevice = res.SrcDevice, res.DstDevice
 				f.Verdict, f.Rule = schemas.Verdict(res.Verdict), res.Rule
 				f.StagedVerdict, f.StagedRule = schemas.Verdict(res.StagedVerdict), res.StagedRule
 				f.ServiceSide, f.ServicePort = res.ServiceSide, res.ServicePort

@@ -20,6 +20,7 @@ var flowColumns = []string{
 	"src_country", "dst_country",
 	"fw_action", "src_addr_xlate", "dst_addr_xlate", "src_port_xlate", "dst_port_xlate",
 	"staged_verdict", "staged_rule", "service_side", "service_port",
+	"src_identity_source", "dst_identity_source", "src_device", "dst_device",
 	"kafka_partition", "source_partition", "source_offset",
 }
 
@@ -45,6 +46,8 @@ type columns struct {
 	stagedVerdict, stagedRule        []string
 	serviceSide                      []string
 	servicePort                      []uint16
+	srcIDSource, dstIDSource         []string
+	srcDevice, dstDevice             []string
 	kafkaPart, srcPart               []uint16
 	srcOff                           []int64
 
@@ -69,6 +72,8 @@ func (c *columns) reset() {
 	c.srcPortXlate, c.dstPortXlate = c.srcPortXlate[:0], c.dstPortXlate[:0]
 	c.stagedVerdict, c.stagedRule = c.stagedVerdict[:0], c.stagedRule[:0]
 	c.serviceSide, c.servicePort = c.serviceSide[:0], c.servicePort[:0]
+	c.srcIDSource, c.dstIDSource = c.srcIDSource[:0], c.dstIDSource[:0]
+	c.srcDevice, c.dstDevice = c.srcDevice[:0], c.dstDevice[:0]
 	c.kafkaPart, c.srcPart, c.srcOff = c.kafkaPart[:0], c.srcPart[:0], c.srcOff[:0]
 }
 
@@ -134,6 +139,10 @@ func (c *columns) add(r *flowRow) {
 	c.stagedRule = append(c.stagedRule, f.StagedRule)
 	c.serviceSide = append(c.serviceSide, serviceSideNames[f.ServiceSide])
 	c.servicePort = append(c.servicePort, f.ServicePort)
+	c.srcIDSource = append(c.srcIDSource, f.SrcIdentitySource)
+	c.dstIDSource = append(c.dstIDSource, f.DstIdentitySource)
+	c.srcDevice = append(c.srcDevice, f.SrcDevice)
+	c.dstDevice = append(c.dstDevice, f.DstDevice)
 	c.kafkaPart = append(c.kafkaPart, r.part)
 	c.srcPart = append(c.srcPart, r.srcPart)
 	c.srcOff = append(c.srcOff, r.srcOff)
@@ -188,6 +197,7 @@ func (c *columns) appendTo(b driver.Batch) error {
 		c.srcCountry, c.dstCountry,
 		c.fwAction, c.addrColumn(c.srcXlate, &c.views[4]), c.addrColumn(c.dstXlate, &c.views[5]), c.srcPortXlate, c.dstPortXlate,
 		c.stagedVerdict, c.stagedRule, c.serviceSide, c.servicePort,
+		c.srcIDSource, c.dstIDSource, c.srcDevice, c.dstDevice,
 		c.kafkaPart, c.srcPart, c.srcOff,
 	}
 	for i, v := range values {

@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS flowaudit.flows_local ON CLUSTER flowaudit_cluster
     staged_rule LowCardinality(String) DEFAULT '' COMMENT 'the rule that decided staged_verdict',
     service_side LowCardinality(String) DEFAULT '' COMMENT 'which end offers the service: dst, src (the flow is a reply) or empty when unknown',
     service_port UInt16 COMMENT 'port of the serving end; 0 when unknown',
+    src_identity_source LowCardinality(String) DEFAULT '' COMMENT 'source that attributed src_identity (openvpn, radius, kerberos, windows, sshd, k8s_pods, inventory…), else that of src_device (dhcp)',
+    dst_identity_source LowCardinality(String) DEFAULT '' COMMENT 'source that attributed dst_identity, else that of dst_device',
+    src_device LowCardinality(String) DEFAULT '' COMMENT 'device behind src_addr: MAC or DUID and DHCP host name, Calling-Station-Id, namespace/pod',
+    dst_device LowCardinality(String) DEFAULT '' COMMENT 'device behind dst_addr',
     kafka_partition UInt16 COMMENT 'partition of the sink\'s input topic the row was read from',
     source_partition UInt16 DEFAULT 65535 COMMENT 'flows-topic partition the row came from (65535: the input record itself)',
     source_offset Int64 DEFAULT -1 COMMENT 'offset of that record; see sink_progress' CODEC(T64, ZSTD(1))
