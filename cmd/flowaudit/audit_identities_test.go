@@ -180,3 +180,17 @@ WHERE (service_side != 'src' AND dst_segment = 'db' AND src_segment != 'db')
 		t.Errorf("--identity mallory: %d profiles, %d rows; want 1 and %d", len(only.Profiles), len(only.Identities), len(wantHops))
 	}
 }
+
+// TestAuditIdentitiesRuntimeError: an unreachable ClickHouse is a runtime
+// error, exit 2, naming what failed.
+func TestAuditIdentitiesRuntimeError(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "flowaudit.yaml")
+	if err := os.WriteFile(cfg, []byte("clickhouse:\n  addr: 127.0.0.1:1\npolicy:\n  file: "+scenarioPolicyPath(t)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := runCLI(t, "audit", "identities", "--config", cfg, "--since", "1d")
+	if res.code != 2 || !strings.Contains(res.stderr, "flowaudit audit identities:") {
+		t.Errorf("unreachable ClickHouse: exit %d, stderr %q; want 2 naming the command", res.code, res.stderr)
+	}
+}
