@@ -23,39 +23,92 @@ type ServiceRow struct {
 	Proto          uint8
 	Verdict, Rule  string
 	Flows, Bytes   uint64
-	// FirstSeen and LastSeen bound the rows' time_received: to the second
-	// when read from flows, FirstSeen to the hour when read from the
-	// rollup (a window on whole hours).
+	// FirstSeen and LastSeen bound the rows' time_received, to the second,
+	// except FirstSeen of traffic first seen in a whole hour of the
+	// window (read from the rollup): the start of that hour.
 	FirstSeen, LastSeen time.Time
 }
 
 // ServiceRows returns every (client segment, server segment, client
 // identity, service port, protocol, verdict, rule) of w with its flows,
 // bytes and first and last receipt, sorted by client, server, port,
-// protocol, identity, verdict then rule. A window on whole hours is read
-// from rule_hits_1h, any other from flows; the counts are the same.
+// protocol, identity, verdict then rule. The whole hours of w are read
+// from rule_hits_1h and the partial hours at either end from flows, so
+// the counts are exactly those of flows at the cost of the rollup.
 func (r *Reader) ServiceRows(ctx context.Context, w Window) ([]ServiceRow, error) {
-	rows, err := r.conn.Query(ctx, r.serviceRowsSQL(w, w.hourAligned() && !r.noRollup))
+	type part struct {
+		w      Window
+		rollup bool
+	}
+	parts := []part{{w, false}}
+	if a, b := w.From.Truncate(time.Hour), w.To.Truncate(time.Hour); !r.noRollup {
+		if a.Before(w.From) {
+			a = a.Add(time.Hour)
+		}
+		if a.Before(b) {
+			parts = []part{{Window{a, b}, true}}
+			if w.From.Before(a) {
+				parts = append(parts, part{Window{w.From, a}, false})
+			}
+			if b.Before(w.To) {
+				parts = append(parts, part{Window{b, w.To}, false})
+			}
+		}
+	}
+	type key struct {
+		c, s, i, v, rule string
+		port             uint16
+		proto            uint8
+	}
+	merged := map[key]*ServiceRow{}
+	for _, p := range parts {
+		if err := r.serviceRows(ctx, r.serviceRowsSQL(p.w, p.rollup), func(s ServiceRow) {
+			k := key{s.Client, s.Server, s.Identity, s.Verdict, s.Rule, s.Port, s.Proto}
+			m := merged[k]
+			if m == nil {
+				merged[k] = &s
+				return
+			}
+			m.Flows += s.Flows
+			m.Bytes += s.Bytes
+			if s.FirstSeen.Before(m.FirstSeen) {
+				m.FirstSeen = s.FirstSeen
+			}
+			if s.LastSeen.After(m.LastSeen) {
+				m.LastSeen = s.LastSeen
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]ServiceRow, 0, len(merged))
+	for _, m := range merged {
+		out = append(out, *m)
+	}
+	sortServiceRows(out)
+	return out, nil
+}
+
+func (r *Reader) serviceRows(ctx context.Context, q string, add func(ServiceRow)) error {
+	rows, err := r.conn.Query(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("query: service rows: %w", err)
+		return fmt.Errorf("query: service rows: %w", err)
 	}
 	defer rows.Close()
-	var out []ServiceRow
 	for rows.Next() {
 		var s ServiceRow
 		var first, last uint32
 		if err := rows.Scan(&s.Client, &s.Server, &s.Identity, &s.Port, &s.Proto, &s.Verdict, &s.Rule,
 			&s.Flows, &s.Bytes, &first, &last); err != nil {
-			return nil, fmt.Errorf("query: service rows: %w", err)
+			return fmt.Errorf("query: service rows: %w", err)
 		}
 		s.FirstSeen, s.LastSeen = time.Unix(int64(first), 0).UTC(), time.Unix(int64(last), 0).UTC()
-		out = append(out, s)
+		add(s)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query: service rows: %w", err)
+		return fmt.Errorf("query: service rows: %w", err)
 	}
-	sortServiceRows(out)
-	return out, nil
+	return nil
 }
 
 // serviceRowsSQL is ServiceRows' query, from rule_hits_1h with rollup.
