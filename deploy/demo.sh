@@ -61,6 +61,18 @@ bin/flowaudit simulate access --quiet --format k8s_audit --target http://127.0.0
 SIMS+=($!)
 bin/flowaudit simulate access --quiet --format gateway   --target http://127.0.0.1:8080 --rate 50 --duration "${SECONDS_TO_SEND}s" --seed 8 >>var/demo-sent.txt &
 SIMS+=($!)
+# Identity sources: VPN, RADIUS, Kerberos, Windows logons and DHCP leases
+# binding the flow simulator's web hosts (README "Identity sources").
+bin/flowaudit simulate access --quiet --format openvpn  --target udp://127.0.0.1:5514 --rate 20 --duration "${SECONDS_TO_SEND}s" --seed 9 >>var/demo-sent.txt &
+SIMS+=($!)
+bin/flowaudit simulate access --quiet --format radius   --target tcp://127.0.0.1:5514 --rate 20 --duration "${SECONDS_TO_SEND}s" --seed 10 >>var/demo-sent.txt &
+SIMS+=($!)
+bin/flowaudit simulate access --quiet --format kerberos --target udp://127.0.0.1:5514 --rate 20 --duration "${SECONDS_TO_SEND}s" --seed 11 >>var/demo-sent.txt &
+SIMS+=($!)
+bin/flowaudit simulate access --quiet --format windows  --target http://127.0.0.1:8080 --rate 20 --duration "${SECONDS_TO_SEND}s" --seed 12 >>var/demo-sent.txt &
+SIMS+=($!)
+bin/flowaudit simulate access --quiet --format dhcp     --target udp://127.0.0.1:5514 --rate 20 --duration "${SECONDS_TO_SEND}s" --seed 13 >>var/demo-sent.txt &
+SIMS+=($!)
 wait "${SIMS[@]}"
 cat var/demo-sent.txt
 SENT=$(sed -n 's/.* flows=\([0-9]*\).*/\1/p' var/demo-sent.txt | awk '{s+=$1} END {print s+0}')
@@ -86,6 +98,9 @@ q "SELECT dst_port, proto, count() AS flows, sum(bytes) AS bytes FROM flowaudit_
 step "Segment matrix with policy verdicts (flowaudit_demo.segment_matrix_1m, policy deploy/scenario-policy.yaml)"
 q "SELECT src_segment, dst_segment, verdict, sum(flows) AS flows, sum(bytes) AS bytes FROM flowaudit_demo.segment_matrix_1m WHERE minute >= toStartOfMinute(toDateTime($START)) GROUP BY src_segment, dst_segment, verdict ORDER BY src_segment, dst_segment, verdict"
 q "SELECT src_segment, dst_segment, dst_port, proto, count() AS violations, uniqExact(src_addr) AS sources FROM flowaudit_demo.flows WHERE time_received >= $START AND verdict = 'violation' GROUP BY src_segment, dst_segment, dst_port, proto ORDER BY violations DESC LIMIT 8"
+
+step "Flows attributed by identity source (flowaudit_demo.flows.src_identity_source)"
+q "SELECT src_identity_source, count() AS flows, uniqExact(src_identity) AS identities, uniqExact(src_device) AS devices, any(src_identity) AS example_identity, any(src_device) AS example_device FROM flowaudit_demo.flows WHERE time_received >= $START AND src_identity_source != '' GROUP BY src_identity_source ORDER BY flows DESC"
 
 step "Access events read back from ClickHouse (flowaudit_demo.access_events)"
 q "SELECT source, countIf(outcome = 'success') AS success, countIf(outcome = 'failure') AS failure, countIf(outcome = 'denied') AS denied, uniqExact(user) AS users FROM flowaudit_demo.access_events WHERE received >= $START GROUP BY source ORDER BY source"

@@ -106,13 +106,16 @@ func rateText(r int) string {
 }
 
 func cmdSimulateAccess(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("simulate access", "--format sshd|nginx|k8s_audit|gateway --target URL [--rate N] [--duration D | --count N]", `
+	fs := newFlagSet("simulate access", "--format sshd|nginx|k8s_audit|gateway|openvpn|radius|kerberos|windows|dhcp --target URL [--rate N] [--duration D | --count N]", `
 Send realistic simulated access-log lines (logins that succeed and fail,
 sessions that open and close, denied requests) to the access-log
 collector, then print exactly what was sent, by outcome and action.
 Targets: udp://HOST:PORT or tcp://HOST:PORT (syslog RFC 3164, tagged with
-the format's program name) or http://HOST:PORT (POST /v1/access).`, stderr)
-	format := fs.String("format", "sshd", "log `format`: sshd, nginx, k8s_audit or gateway")
+the format's program name) or http://HOST:PORT (POST /v1/access).
+The identity sources (openvpn, radius, kerberos, windows, dhcp) open
+sessions and leases that bind ten of the flow simulator's web hosts each
+(10.1.0.10-19, 20-29, 30-39, 40-49, 50-59) and stop every fifth one.`, stderr)
+	format := fs.String("format", "sshd", "log `format`: sshd, nginx, k8s_audit, gateway, openvpn, radius, kerberos, windows or dhcp")
 	target := fs.String("target", "udp://127.0.0.1:5514", "collector `URL`: udp://, tcp:// (syslog) or http:// (POST /v1/access)")
 	rate := fs.Int("rate", 100, "lines per second; 0 sends as fast as possible")
 	duration := fs.Duration("duration", 10*time.Second, "stop after this long (0: no time limit; with --count and no --duration: none)")

@@ -24,15 +24,23 @@ const (
 	AccessNginx    AccessFormat = "nginx"
 	AccessK8sAudit AccessFormat = "k8s_audit"
 	AccessGateway  AccessFormat = "gateway"
+	// Identity sources (sessions and leases that bind the flow
+	// generator's web hosts, see identity.go).
+	AccessOpenVPN  AccessFormat = "openvpn"
+	AccessRADIUS   AccessFormat = "radius"
+	AccessKerberos AccessFormat = "kerberos"
+	AccessWindows  AccessFormat = "windows"
+	AccessDHCP     AccessFormat = "dhcp"
 )
 
 // ParseAccessFormat parses a format name; the error lists valid values.
 func ParseAccessFormat(s string) (AccessFormat, error) {
 	switch f := AccessFormat(strings.ToLower(strings.TrimSpace(s))); f {
-	case AccessSSHD, AccessNginx, AccessK8sAudit, AccessGateway:
+	case AccessSSHD, AccessNginx, AccessK8sAudit, AccessGateway,
+		AccessOpenVPN, AccessRADIUS, AccessKerberos, AccessWindows, AccessDHCP:
 		return f, nil
 	}
-	return "", fmt.Errorf("unknown access format %q: valid values are sshd, nginx, k8s_audit, gateway", s)
+	return "", fmt.Errorf("unknown access format %q: valid values are sshd, nginx, k8s_audit, gateway, openvpn, radius, kerberos, windows, dhcp", s)
 }
 
 // AccessLine is one simulated log line and what a collector should make
@@ -55,6 +63,7 @@ type AccessGenerator struct {
 	clock   func() time.Time
 	pending []AccessLine // the rest of a multi-line scenario
 	session int
+	bound   int // identity formats: sessions started so far
 }
 
 // NewAccessGenerator returns a generator for f.
@@ -107,6 +116,8 @@ func (g *AccessGenerator) scenario() []AccessLine {
 		return []AccessLine{g.nginx(now)}
 	case AccessK8sAudit:
 		return []AccessLine{g.k8s(now)}
+	case AccessOpenVPN, AccessRADIUS, AccessKerberos, AccessWindows, AccessDHCP:
+		return g.identity(now)
 	default:
 		return g.gateway(now)
 	}
@@ -248,7 +259,8 @@ func (t AccessTotals) String() string {
 	return fmt.Sprintf("%d lines (success=%d failure=%d denied=%d)", t.Lines, t.ByOutcome["success"], t.ByOutcome["failure"], t.ByOutcome["denied"])
 }
 
-var syslogTag = map[AccessFormat]string{AccessSSHD: "sshd", AccessNginx: "nginx", AccessK8sAudit: "k8s_audit", AccessGateway: "gateway"}
+var syslogTag = map[AccessFormat]string{AccessSSHD: "sshd", AccessNginx: "nginx", AccessK8sAudit: "k8s_audit", AccessGateway: "gateway",
+	AccessOpenVPN: "openvpn", AccessRADIUS: "radiusd", AccessKerberos: "krb5kdc", AccessWindows: "winlogbeat", AccessDHCP: "dnsmasq-dhcp"}
 
 // RunAccess sends simulated access-log lines and returns exactly what it
 // sent. Over HTTP, lines go in requests of up to 100 and count once the
