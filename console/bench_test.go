@@ -44,7 +44,7 @@ func BenchmarkPages(b *testing.B) {
 	now := time.Now().UTC().Truncate(time.Minute)
 	start := now.Add(-24 * time.Hour)
 	loaded := time.Now()
-	const chunk = 1_000_000
+	const chunk = 250_000
 	for off := 0; off < n; off += chunk {
 		m := min(chunk, n-off)
 		if err := conn.Exec(ctx, benchInsert(start, n, off, m)); err != nil {

@@ -257,7 +257,7 @@ func TestPagesAndAPI(t *testing.T) {
 		{"/audit?" + fixtureRange, 200, []string{`id="rules"`, "Download as policy"}},
 		{"/audit/policy.yaml?" + fixtureRange, 200, []string{"segments:", "rules:"}},
 		{"/identities?" + fixtureRange, 200, []string{`id="identity-access"`, "svc-checkout"}},
-		{"/reports", 200, []string{"Not yet available"}},
+		{"/reports", 200, []string{"No report packs in this range"}},
 		{"/map?port=70000", 400, []string{"port: &#34;70000&#34; is not a port number"}},
 		{"/static/style.css", 200, []string{"#segment-map"}},
 	} {

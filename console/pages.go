@@ -8,13 +8,17 @@ import (
 	"html/template"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/flowaudit/flowaudit/audit"
 	"github.com/flowaudit/flowaudit/query"
+	"github.com/flowaudit/flowaudit/report"
 )
 
 const flowsPerPage = 50
@@ -33,6 +37,8 @@ var funcs = template.FuncMap{
 	"ranges":   func() []string { return RangeChoices },
 	"verdicts": func() []string { return VerdictChoices },
 	"dims":     func() []string { return query.Dimensions },
+	"join":     func(v []string) string { return strings.Join(v, ", ") },
+	"pct":      func(f float64) string { return fmt.Sprintf("%.1f %%", 100*f) },
 	"dash": func(s string) string {
 		if s == "" {
 			return "-"
@@ -430,8 +436,110 @@ func (s *Server) handleAuditPolicy(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(buf.Bytes())
 }
 
+type reportRow struct {
+	query.ReportRow
+	Summary report.Summary
+	Files   []string // the pack's files this console can serve
+}
+
+type reportsData struct {
+	Reports []reportRow
+	Dir     string
+}
+
+// packFiles are the files of a pack the console serves.
+var packFiles = []string{report.FileHTML, report.FilePDF, report.FileJSON, report.FileManifest}
+
+// packDir is a pack's directory when it is inside the configured
+// report.dir and exists here; "" otherwise.
+func (s *Server) packDir(path string) string {
+	if s.deps.ReportDir == "" || path == "" {
+		return ""
+	}
+	root, err1 := filepath.Abs(s.deps.ReportDir)
+	dir, err2 := filepath.Abs(path)
+	if err1 != nil || err2 != nil {
+		return ""
+	}
+	rel, err := filepath.Rel(root, dir)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return ""
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return ""
+	}
+	return dir
+}
+
 func (s *Server) handleReports(w http.ResponseWriter, r *http.Request) {
-	p, _ := parseParams(nil, s.deps.Now(), "7d")
-	s.render(w, "unavailable.html", page{Title: "Reports", Active: "reports", P: p,
-		Data: "Compliance report packs (flowaudit report) are not in this build yet."})
+	p, ok := s.params(w, r, "reports", "30d")
+	if !ok {
+		return
+	}
+	pg := page{Title: "Reports", Active: "reports", P: p}
+	rows, err := s.deps.Reader.Reports(r.Context(), p.window, 200)
+	if err != nil {
+		s.fail(w, pg, http.StatusBadGateway, err)
+		return
+	}
+	d := reportsData{Dir: s.deps.ReportDir}
+	for _, row := range rows {
+		rr := reportRow{ReportRow: row}
+		_ = json.Unmarshal([]byte(row.Summary), &rr.Summary)
+		if dir := s.packDir(row.Path); dir != "" {
+			for _, f := range packFiles {
+				if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+					rr.Files = append(rr.Files, f)
+				}
+			}
+		}
+		d.Reports = append(d.Reports, rr)
+	}
+	pg.Data = d
+	s.render(w, "reports.html", pg)
+}
+
+// handleReportFile serves one file of a pack under report.dir. The pack's
+// index.html is self-contained (inline CSS and SVG), so it gets a policy
+// of its own that still loads nothing from anywhere.
+func (s *Server) handleReportFile(w http.ResponseWriter, r *http.Request) {
+	id, file := r.PathValue("id"), r.PathValue("file")
+	known := false
+	for _, f := range packFiles {
+		known = known || f == file
+	}
+	if !known {
+		http.Error(w, fmt.Sprintf("%s is not a file of a pack (%s)", file, strings.Join(packFiles, ", ")), http.StatusNotFound)
+		return
+	}
+	row, err := s.deps.Reader.ReportByID(r.Context(), id)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	if row == nil {
+		http.Error(w, fmt.Sprintf("no report %q in the reports table", id), http.StatusNotFound)
+		return
+	}
+	dir := s.packDir(row.Path)
+	if dir == "" {
+		http.Error(w, fmt.Sprintf("report %s is at %s, not under this console's report.dir %q", id, row.Path, s.deps.ReportDir), http.StatusNotFound)
+		return
+	}
+	if file == report.FileHTML {
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'")
+	}
+	// ServeContent, not ServeFile: ServeFile redirects .../index.html.
+	f, err := os.Open(filepath.Join(dir, file))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	http.ServeContent(w, r, file, st.ModTime(), f)
 }

@@ -37,8 +37,10 @@ type Dependencies struct {
 	// PolicyFile is read on every page that needs segments' tags or the
 	// rules, so the console follows policy changes; "" = no policy.
 	PolicyFile string
-	Logger     *slog.Logger
-	Now        func() time.Time // default time.Now
+	// ReportDir is report.dir: packs under it can be opened from /reports.
+	ReportDir string
+	Logger    *slog.Logger
+	Now       func() time.Time // default time.Now
 }
 
 // Server is the console's HTTP server.
@@ -86,6 +88,7 @@ func New(cfg Configuration, deps Dependencies) (*Server, error) {
 	s.mux.HandleFunc("GET /identities", s.handleIdentities)
 	s.mux.HandleFunc("GET /identities.csv", s.handleIdentitiesCSV)
 	s.mux.HandleFunc("GET /reports", s.handleReports)
+	s.mux.HandleFunc("GET /reports/{id}/{file}", s.handleReportFile)
 	return s, nil
 }
 

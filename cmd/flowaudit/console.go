@@ -70,6 +70,7 @@ func newConsole(cfg config.Configuration, logger *slog.Logger) (*console.Server,
 	srv, err := console.New(cfg.Console, console.Dependencies{
 		Reader:     query.New(conn, cfg.ClickHouse.Database),
 		PolicyFile: cfg.Policy.File,
+		ReportDir:  cfg.Report.Dir,
 		Logger:     logger,
 	})
 	if err != nil {
