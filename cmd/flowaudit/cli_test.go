@@ -45,7 +45,7 @@ func runCLI(t *testing.T, args ...string) cliResult {
 	return cliResult{stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()}
 }
 
-var commandNames = []string{"run", "collect", "enrich", "detect", "sink", "broker", "migrate", "policy", "audit", "report", "probe", "console", "simulate", "version"}
+var commandNames = []string{"run", "collect", "enrich", "detect", "sink", "archive", "broker", "migrate", "policy", "audit", "report", "probe", "console", "simulate", "version"}
 
 func TestCLIHelpListsEveryCommand(t *testing.T) {
 	for _, arg := range []string{"--help", "-h", "help"} {

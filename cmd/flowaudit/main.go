@@ -21,6 +21,7 @@ func commands() []command {
 		{"enrich", "run the enrich stage: segments, workloads, identities and policy verdicts", cmdEnrich},
 		{"detect", "run the detection stage: alerts to ClickHouse and webhooks", cmdDetect},
 		{"sink", "run the ClickHouse sink: Kafka in, ClickHouse out", cmdSink},
+		{"archive", "run the Parquet archive alone: flows and access events into archive.dir", cmdArchive},
 		{"broker", "run the embedded Kafka-protocol broker alone", cmdBroker},
 		{"migrate", "create or update the ClickHouse database and tables", cmdMigrate},
 		{"policy", "check a policy file: flowaudit policy validate FILE", cmdPolicy},

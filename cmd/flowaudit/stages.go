@@ -26,6 +26,7 @@ type stages struct {
 	probe                                 bool // scheduled probes (probe.schedule), in run only
 	console                               bool // the web console (console.listen), in run only
 	report                                bool // scheduled compliance reports (report.schedule), in run only
+	archive                               bool // the Parquet archive (archive.dir), in run and archive
 }
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
@@ -40,7 +41,7 @@ Stops cleanly on SIGINT or SIGTERM, flushing what it holds.`, stderr)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	return runStages(sf, stages{broker: true, collect: true, enrich: true, detect: true, sink: true, probe: true, console: true, report: true}, stdout, stderr)
+	return runStages(sf, stages{broker: true, collect: true, enrich: true, detect: true, sink: true, probe: true, console: true, report: true, archive: true}, stdout, stderr)
 }
 
 func cmdCollect(args []string, stdout, stderr io.Writer) int {
@@ -172,6 +173,11 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	archiver, err := newArchive(st, cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "flowaudit: unable to initialize archive: %v\n", err)
+		return 1
+	}
 	if st.sink {
 		if sinkComp, err = sink.New(r, cfg.Sink, sink.Dependencies{Kafka: cfg.Kafka, ClickHouse: cfg.ClickHouse}); err != nil {
 			fmt.Fprintf(stderr, "flowaudit: unable to initialize sink: %v\n", err)
@@ -258,6 +264,12 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 	}
 	if err := kafka.EnsureTopics(context.Background(), cfg.Kafka, logger, 60*time.Second, topicsFor(cfg.Kafka)...); err != nil {
 		return fail(err)
+	}
+	if archiver != nil {
+		if err := lc.start("archive", archiver.Start, archiver.Stop); err != nil {
+			return fail(err)
+		}
+		lc.watch(archiver.Done())
 	}
 	if sinkComp != nil {
 		if err := lc.start("sink", sinkComp.Start, sinkComp.Stop); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/flowaudit/flowaudit/archive"
 	"github.com/flowaudit/flowaudit/console"
 	"github.com/flowaudit/flowaudit/detect"
 	"github.com/flowaudit/flowaudit/detect/webhook"
@@ -57,6 +58,7 @@ type Configuration struct {
 	Audit           AuditConfiguration         `yaml:"audit"`
 	Metrics         reporter.Configuration     `yaml:"metrics"`
 	Log             LogConfiguration           `yaml:"log"`
+	Archive         archive.Configuration      `yaml:"archive"`
 }
 
 // IngestConfiguration is the ingest section.
@@ -99,6 +101,7 @@ func Default() Configuration {
 		Report:  report.DefaultConfiguration(),
 		Metrics: reporter.DefaultConfiguration(),
 		Log:     LogConfiguration{Level: "info", Format: "text"},
+		Archive: archive.DefaultConfiguration(),
 	}
 }
 
@@ -160,7 +163,7 @@ func (c Configuration) Validate() error {
 			errs = append(errs, fmt.Errorf("policy.file: %v (check the path; run \"flowaudit policy validate FILE\")", err))
 		}
 	}
-	for _, err := range []error{c.Detect.Validate(), c.Alerts.Validate(), c.Probe.Validate(), c.Console.Validate(), c.Report.Validate(), c.Audit.Validate()} {
+	for _, err := range []error{c.Detect.Validate(), c.Alerts.Validate(), c.Probe.Validate(), c.Console.Validate(), c.Report.Validate(), c.Audit.Validate(), c.Archive.Validate()} {
 		if err != nil {
 			errs = append(errs, err)
 		}

@@ -185,3 +185,20 @@ func TestReadmeDefaults(t *testing.T) {
 		t.Errorf("README shows values that are not the defaults (-README +Default()):\n%s", diff)
 	}
 }
+
+func TestArchiveKeys(t *testing.T) {
+	cfg := Default()
+	if cfg.Archive.Dir != "" || cfg.Archive.Retention != 9504*time.Hour {
+		t.Errorf("archive defaults = %+v, want disabled with 9504h retention", cfg.Archive)
+	}
+	if err := Parse([]byte("archive:\n  dir: /srv/archive\n  retention: 2160h\n"), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Archive.Dir != "/srv/archive" || cfg.Archive.Retention != 2160*time.Hour {
+		t.Errorf("archive = %+v", cfg.Archive)
+	}
+	cfg = Default()
+	if err := Parse([]byte("archive:\n  retention: 5m\n"), &cfg); err == nil || !strings.Contains(err.Error(), "archive.retention") {
+		t.Errorf("a 5m retention: %v, want an error naming archive.retention", err)
+	}
+}

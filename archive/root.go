@@ -1,0 +1,408 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/flowaudit/flowaudit/internal/kafka"
+	"github.com/flowaudit/flowaudit/schemas"
+)
+
+// Table directory names (the Hive partition key table=).
+const (
+	TableFlows  = "flows"
+	TableAccess = "access_events"
+)
+
+// Component consumes the enriched flows and access topics in
+// archive.consumer_group and writes them under archive.dir.
+type Component struct {
+	cfg                     Configuration
+	kcfg                    kafka.Configuration
+	log                     *slog.Logger
+	flowsTopic, accessTopic string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	fatal  chan error
+	crash  atomic.Bool // tests: stop like a killed process
+
+	mu        sync.Mutex
+	client    *kgo.Client
+	parts     map[topicPartition]*partState
+	committed map[topicPartition]int64
+	scratch   schemas.FlowBatch
+	files     atomic.Int64
+	bad       atomic.Int64
+}
+
+type topicPartition struct {
+	topic string
+	part  int32
+}
+
+type partState struct {
+	open *openFile
+	next int64 // offset after the last record read
+}
+
+// openFile is the rows of one partition's current file, not yet written.
+type openFile struct {
+	table string
+	hour  int64 // Unix hours, UTC
+	first int64 // offset of its first record: the file's name
+	rows  int
+	rb    *array.RecordBuilder
+	rec   arrow.RecordBatch // the rows, once a write was attempted
+}
+
+func (f *openFile) release() {
+	f.rb.Release()
+	if f.rec != nil {
+		f.rec.Release()
+	}
+}
+
+// New returns the archive over cfg (cfg.Dir must be set), reading the
+// enriched flows topic and the access topic of kcfg.
+func New(logger *slog.Logger, cfg Configuration, kcfg kafka.Configuration) (*Component, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("archive.dir: empty (the archive is disabled)")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("archive.dir: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Component{
+		cfg: cfg, kcfg: kcfg, log: logger.With("component", "archive"),
+		flowsTopic: kcfg.Topic(kafka.TopicEnriched), accessTopic: kcfg.Topic(kafka.TopicAccess),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}), fatal: make(chan error, 1),
+		parts: map[topicPartition]*partState{}, committed: map[topicPartition]int64{},
+	}, nil
+}
+
+// Start joins the consumer group and starts writing.
+func (c *Component) Start() error {
+	opts := append(kafka.ClientOptions(c.kcfg, "archive"),
+		kgo.ConsumeTopics(c.flowsTopic, c.accessTopic),
+		kgo.ConsumerGroup(c.cfg.ConsumerGroup),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsRevoked(c.onRevoked),
+		kgo.OnPartitionsLost(c.onLost),
+	)
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("archive: Kafka consumer: %w", err)
+	}
+	c.client = client
+	go c.run()
+	go c.retentionLoop()
+	c.log.Info("archive writing", "dir", c.cfg.Dir, "group", c.cfg.ConsumerGroup, "retention", c.cfg.Retention)
+	return nil
+}
+
+// Done reports a fatal error.
+func (c *Component) Done() <-chan error { return c.fatal }
+
+// Stop writes the open files, commits their offsets and leaves the group.
+func (c *Component) Stop() error {
+	c.cancel()
+	<-c.done
+	return nil
+}
+
+// Files is the number of files written since the start.
+func (c *Component) Files() int64 { return c.files.Load() }
+
+func (c *Component) run() {
+	defer close(c.done)
+	for c.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(c.ctx, time.Second)
+		fetches := c.client.PollRecords(ctx, 20_000)
+		cancel()
+		if fetches.IsClientClosed() {
+			return
+		}
+		c.mu.Lock()
+		fetches.EachRecord(c.add)
+		c.commit(c.ctx)
+		c.mu.Unlock()
+		c.client.AllowRebalance()
+	}
+	if c.crash.Load() {
+		c.client.Close()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.mu.Lock()
+	for key, st := range c.parts {
+		c.finish(ctx, key, st)
+	}
+	c.commit(ctx)
+	c.mu.Unlock()
+	c.client.AllowRebalance()
+	c.client.Close()
+}
+
+// add puts rec's rows into its partition's open file, first writing that
+// file when rec belongs to another hour or the file is full.
+func (c *Component) add(rec *kgo.Record) {
+	key := topicPartition{rec.Topic, rec.Partition}
+	st := c.parts[key]
+	if st == nil {
+		st = &partState{}
+		c.parts[key] = st
+	}
+	st.next = rec.Offset + 1
+	switch rec.Topic {
+	case c.flowsTopic:
+		if err := schemas.UnmarshalFlowBatch(rec.Value, &c.scratch); err != nil {
+			c.skipBad(rec, err)
+			return
+		}
+		if len(c.scratch.Flows) == 0 {
+			return
+		}
+		src, ok, err := kafka.RecordSource(rec)
+		if err != nil || !ok {
+			src = kafka.Source{Partition: 0xFFFF, Offset: rec.Offset}
+		}
+		f := c.open(key, st, TableFlows, int64(c.scratch.TimeReceived/uint64(time.Hour)), rec.Offset, flowSchema)
+		r := flowRow{b: &c.scratch, part: rec.Partition, offset: rec.Offset, srcPart: uint16(src.Partition), srcOff: src.Offset}
+		for i := range c.scratch.Flows {
+			r.f = &c.scratch.Flows[i]
+			for j, col := range flowColumns {
+				col.put(f.rb.Field(j), &r)
+			}
+		}
+		f.rows += len(c.scratch.Flows)
+	case c.accessTopic:
+		var ev schemas.AccessEvent
+		if err := schemas.UnmarshalAccessEvent(rec.Value, &ev); err != nil {
+			c.skipBad(rec, err)
+			return
+		}
+		if ev.Time == 0 {
+			ev.Time = ev.Received
+		}
+		f := c.open(key, st, TableAccess, int64(ev.Received/uint64(time.Hour)), rec.Offset, accessSchema)
+		r := accessRow{e: &ev, part: rec.Partition, offset: rec.Offset}
+		for j, col := range accessColumns {
+			col.put(f.rb.Field(j), &r)
+		}
+		f.rows++
+	}
+}
+
+func (c *Component) skipBad(rec *kgo.Record, err error) {
+	if c.bad.Add(1) <= 10 {
+		c.log.Warn("undecodable record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+	}
+}
+
+// open returns the partition's open file for hour, writing the current
+// one first when it is for another hour or full.
+func (c *Component) open(key topicPartition, st *partState, table string, hour, offset int64, schema *arrow.Schema) *openFile {
+	if f := st.open; f != nil && (f.hour != hour || f.rows >= c.cfg.MaxRows) {
+		c.finish(c.ctx, key, st)
+	}
+	if st.open == nil {
+		st.open = &openFile{table: table, hour: hour, first: offset, rb: array.NewRecordBuilder(memory.DefaultAllocator, schema)}
+	}
+	return st.open
+}
+
+// finish writes the partition's open file, retrying while the directory
+// fails (the archive's input waits in Kafka meanwhile), until ctx ends.
+func (c *Component) finish(ctx context.Context, key topicPartition, st *partState) {
+	f := st.open
+	if f == nil {
+		return
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := c.write(key.part, f)
+		if err == nil {
+			break
+		}
+		c.log.Error("writing archive file failed; retrying (offsets stay uncommitted)", "table", f.table, "partition", key.part, "err", err)
+		select {
+		case <-ctx.Done():
+			if c.ctx.Err() == nil {
+				return
+			}
+			// Stopping: keep the rows unwritten and uncommitted, so the
+			// next start reads them again.
+			f.release()
+			st.open = nil
+			st.next = f.first
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+	f.release()
+	st.open = nil
+}
+
+// Path returns the file of table's rows of hour (Unix hours) starting at
+// offset of input partition part.
+func Path(dir, table string, hour int64, part int32, offset int64) string {
+	t := time.Unix(hour*3600, 0).UTC()
+	return filepath.Join(dir, "table="+table, "date="+t.Format("2006-01-02"), "hour="+t.Format("15"),
+		fmt.Sprintf("part-p%d-%d.parquet", part, offset))
+}
+
+type writerOnly struct{ w io.Writer }
+
+func (w writerOnly) Write(p []byte) (int, error) { return w.w.Write(p) }
+
+// write writes f as zstd Parquet: into a hidden temporary file, fsynced,
+// renamed into place, the directory fsynced.
+func (c *Component) write(part int32, f *openFile) error {
+	path := Path(c.cfg.Dir, f.table, f.hour, part, f.first)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp")
+	out, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	if f.rec == nil {
+		f.rec = f.rb.NewRecordBatch()
+	}
+	rec := f.rec
+	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd), parquet.WithDictionaryDefault(true))
+	fw, err := pqarrow.NewFileWriter(rec.Schema(), writerOnly{out}, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	if err == nil {
+		err = fw.Write(rec)
+		if cerr := fw.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	c.files.Add(1)
+	return nil
+}
+
+// commit commits, per partition, the offset of the first record not yet
+// in a written file.
+func (c *Component) commit(ctx context.Context) {
+	offsets := map[string]map[int32]kgo.EpochOffset{}
+	for key, st := range c.parts {
+		off := st.next
+		if st.open != nil {
+			off = st.open.first
+		}
+		if off <= c.committed[key] {
+			continue
+		}
+		if offsets[key.topic] == nil {
+			offsets[key.topic] = map[int32]kgo.EpochOffset{}
+		}
+		offsets[key.topic][key.part] = kgo.EpochOffset{Epoch: -1, Offset: off}
+	}
+	if len(offsets) == 0 {
+		return
+	}
+	var commitErr error
+	c.client.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		commitErr = err
+		if err != nil {
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode == 0 {
+					c.committed[topicPartition{t.Topic, p.Partition}] = offsets[t.Topic][p.Partition].Offset
+				}
+			}
+		}
+	})
+	if commitErr != nil && ctx.Err() == nil {
+		c.log.Warn("archive offset commit failed (files are written; retried)", "err", commitErr)
+	}
+}
+
+func (c *Component) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	if c.crash.Load() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, parts := range revoked {
+		for _, p := range parts {
+			key := topicPartition{topic, p}
+			if st := c.parts[key]; st != nil {
+				c.finish(ctx, key, st)
+			}
+		}
+	}
+	c.commit(ctx)
+	for topic, parts := range revoked {
+		for _, p := range parts {
+			delete(c.parts, topicPartition{topic, p})
+			delete(c.committed, topicPartition{topic, p})
+		}
+	}
+}
+
+func (c *Component) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, parts := range lost {
+		for _, p := range parts {
+			key := topicPartition{topic, p}
+			if st := c.parts[key]; st != nil && st.open != nil {
+				st.open.release()
+			}
+			delete(c.parts, key)
+			delete(c.committed, key)
+		}
+	}
+}
