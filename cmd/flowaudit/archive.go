@@ -6,7 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/flowaudit/flowaudit/archive"
-	"github.com/flowaudit/flowaudit/internal/config"
+	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
 )
 
 func cmdArchive(args []string, stdout, stderr io.Writer) int {
