@@ -29,6 +29,9 @@ type Configuration struct {
 	// Baseline loads new_edge's baseline from ClickHouse's observed_edges
 	// at start.
 	Baseline bool `yaml:"baseline_from_clickhouse"`
+	// PolicyDrift alerts when a reloaded policy opens access into a
+	// sensitive segment (detect.policy_drift; off by default).
+	PolicyDrift PolicyDriftConfig `yaml:"policy_drift"`
 }
 
 // DefaultConfiguration returns the defaults.
@@ -44,6 +47,7 @@ func DefaultConfiguration() Configuration {
 		InstanceID:           host,
 		CheckpointInterval:   30 * time.Second,
 		Baseline:             true,
+		PolicyDrift:          defaultPolicyDrift(),
 	}
 }
 
@@ -51,6 +55,9 @@ func DefaultConfiguration() Configuration {
 func (c Configuration) Validate() error {
 	var errs []error
 	if err := c.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.PolicyDrift.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if c.ConsumerGroup == "" {

@@ -9,8 +9,9 @@ import (
 // only). The process's one policy loader calls it, with the same Matcher
 // it gives the enrich stage, so both judge by one version. Safe to call
 // from any goroutine.
-func (c *Component) ApplyPolicy(m *policy.Matcher, _ []byte) {
+func (c *Component) ApplyPolicy(m *policy.Matcher, content []byte) {
 	if m != nil {
+		c.nextPolicy.Store(&appliedPolicy{m: m, content: content})
 		c.nextMatcher.Store(m)
 	}
 }
@@ -24,6 +25,9 @@ func (c *Component) RejectPolicy(error) {
 // applyReload swaps in a Matcher ApplyPolicy handed over, if any. Called
 // by the detection loop between polls.
 func (c *Component) applyReload() {
+	if ap := c.nextPolicy.Swap(nil); ap != nil {
+		c.checkPolicyDrift(ap)
+	}
 	if m := c.nextMatcher.Swap(nil); m != nil {
 		c.engine.SetMatcher(m)
 		c.metrics.policyReloads.WithLabelValues("ok").Inc()

@@ -79,6 +79,8 @@ type Component struct {
 
 	// nextMatcher is a reloaded policy waiting for the detection loop.
 	nextMatcher atomic.Pointer[policy.Matcher]
+	nextPolicy  atomic.Pointer[appliedPolicy] // the same reload with its file, for policy_drift
+	drift       policyDriftState
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -112,6 +114,9 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 	}
 	c.topics = []string{c.enriched, c.access, c.keyed}
 	c.engine = engine.New(cfg.Config, deps.Policy, c.emit, c.forward)
+	if deps.Policy != nil {
+		c.drift.base = deps.Policy.Policy()
+	}
 	// A short drain: alerts not delivered by then are uncommitted and go
 	// out after the restart; draining longer would only risk sending one
 	// now and again then.
