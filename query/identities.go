@@ -146,9 +146,15 @@ type AccessSession struct {
 	From, To time.Time // first and last event, to the second
 }
 
+// BindingOnlySources are the access sources that only say who holds an
+// address (DHCP leases, RADIUS accounting, VPN status and Kubernetes pod
+// snapshots): identity sources for the enricher, not access to a target.
+var BindingOnlySources = []string{"dhcp", "dhcp_leases", "k8s_pods", "openvpn_status", "radius"}
+
 // AccessSessions returns the access events of w (on the event time) that
 // grant access — outcome success, from a trusted sender, with a user,
-// other than a logout, session close or disconnect — grouped per user,
+// other than a logout, session close, disconnect or interim update, and
+// not from BindingOnlySources — grouped per user,
 // source, host, source address and target, sorted by user, source, host,
 // source address, destination address, destination host, port.
 func (r *Reader) AccessSessions(ctx context.Context, w Window) ([]AccessSession, error) {
@@ -185,8 +191,9 @@ func (r *Reader) accessSessionsSQL(w Window) string {
     toUInt64(count()), toDateTime(min(time)), toDateTime(max(time))
 FROM %s
 WHERE %s AND outcome = 'success' AND trusted = 1 AND user != ''
-    AND action NOT IN ('logout', 'session_close', 'disconnect')
-GROUP BY user, source, host, src_addr, dst_addr, dst_host, dst_port`, r.table(schemas.AccessEventsTable.Name), w.where("time"))
+    AND action NOT IN ('logout', 'session_close', 'disconnect', 'interim') AND source NOT IN (%s)
+GROUP BY user, source, host, src_addr, dst_addr, dst_host, dst_port`, r.table(schemas.AccessEventsTable.Name), w.where("time"),
+		quoteList(BindingOnlySources))
 }
 
 // eventAddr parses an access event address; "::" (none) is the invalid

@@ -54,6 +54,9 @@ SELECT toDateTime(%d), '%s', '%s', '%s', %s, %s, '%s', toUInt16(%d), '%s', '%s',
 		row(t0, "sshd", "web-1", "mallory", "10.1.2.50", "", "", 0, "logout", "success", 1),
 		row(t0, "sshd", "web-1", "eve", "10.1.2.51", "", "", 0, "login", "success", 0),
 		row(t0, "nginx", "web-1", "", "10.1.2.52", "", "shop", 443, "GET", "success", 1),
+		// identity sources that only bind addresses
+		row(t0, "dhcp", "dhcp-1", "laptop-7", "10.1.2.53", "", "", 0, "session_open", "success", 1),
+		row(t0, "radius", "nas-1", "alice", "10.1.2.54", "10.9.9.9", "", 0, "interim", "success", 1),
 		row(t0.Add(-time.Hour), "sshd", "web-1", "mallory", "10.1.2.50", "", "", 0, "login", "success", 1),
 	}
 }
