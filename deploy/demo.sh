@@ -220,8 +220,8 @@ Try a query of your own:
 Run it again:   make demo        Stop ClickHouse:  kill \$(cat var/clickhouse/pid)
 TXT
 echo
-echo "Console, the segment map of the demo's data:"
-echo "  $CONSOLE_URL"
 echo "Compliance evidence pack (PCI DSS 4.0): open it in a browser, or the PDF beside it:"
 echo "  file://$PWD/var/demo-report/index.html"
 echo "  $PWD/var/demo-report/report.pdf"
+echo "Console, the segment map of the demo's data:"
+echo "  $CONSOLE_URL"
