@@ -13,7 +13,7 @@ import (
 // detectors' settings (detect.policy_violation, detect.address_scan, …)
 // and the stage's own keys.
 type Configuration struct {
-	engine.Config `yaml:",inline"`
+	engine.Configuration `yaml:",inline"`
 	// ConsumerGroup shares enriched flows, access events and re-keyed
 	// detector events among detect processes.
 	ConsumerGroup string `yaml:"consumer_group"`
@@ -41,7 +41,7 @@ func DefaultConfiguration() Configuration {
 		host = "detect"
 	}
 	return Configuration{
-		Config:               engine.DefaultConfig(),
+		Configuration:        engine.DefaultConfiguration(),
 		ConsumerGroup:        "flowaudit-detect",
 		WebhookConsumerGroup: "flowaudit-webhooks",
 		InstanceID:           host,
@@ -54,7 +54,7 @@ func DefaultConfiguration() Configuration {
 // Validate checks the configuration; errors name the key.
 func (c Configuration) Validate() error {
 	var errs []error
-	if err := c.Config.Validate(); err != nil {
+	if err := c.Configuration.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.PolicyDrift.validate(); err != nil {

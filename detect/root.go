@@ -37,6 +37,7 @@ import (
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/internal/reporter"
 	"github.com/flowaudit/flowaudit/policy"
+	"github.com/flowaudit/flowaudit/query"
 	"github.com/flowaudit/flowaudit/schemas"
 )
 
@@ -113,7 +114,7 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 		fatal:    make(chan error, 1),
 	}
 	c.topics = []string{c.enriched, c.access, c.keyed}
-	c.engine = engine.New(cfg.Config, deps.Policy, c.emit, c.forward)
+	c.engine = engine.New(cfg.Configuration, deps.Policy, c.emit, c.forward)
 	if deps.Policy != nil {
 		c.drift.base = deps.Policy.Policy()
 	}
@@ -277,7 +278,7 @@ func (c *Component) loadBaseline() {
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(c.ctx, 15*time.Second)
 	defer cancel()
-	edges, err := queryEdges(ctx, conn, c.deps.ClickHouse.Database)
+	edges, err := baselineEdges(ctx, conn, c.deps.ClickHouse.Database)
 	if err != nil {
 		c.log.Warn("no new_edge baseline from ClickHouse yet", "err", err)
 		return
@@ -286,24 +287,19 @@ func (c *Component) loadBaseline() {
 	c.log.Info("new_edge baseline loaded from ClickHouse", "edges", len(edges))
 }
 
-func queryEdges(ctx context.Context, conn driver.Conn, db string) ([]engine.Edge, error) {
-	rows, err := conn.Query(ctx, "SELECT src_segment, dst_segment, dst_port, proto, toUInt32(maxMerge(last_seen)) FROM "+db+
-		".observed_edges GROUP BY src_segment, dst_segment, dst_port, proto")
+// baselineEdges reads the segment edges ClickHouse has seen through the
+// read side (query/).
+func baselineEdges(ctx context.Context, conn driver.Conn, db string) ([]engine.Edge, error) {
+	known, err := query.New(conn, db).KnownEdges(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []engine.Edge
-	for rows.Next() {
-		var e engine.Edge
-		var last uint32
-		if err := rows.Scan(&e.SrcSegment, &e.DstSegment, &e.DstPort, &e.Proto, &last); err != nil {
-			return nil, err
-		}
-		e.LastSeen = uint64(last) * 1e9
-		out = append(out, e)
+	out := make([]engine.Edge, len(known))
+	for i, k := range known {
+		out[i] = engine.Edge{SrcSegment: k.SrcSegment, DstSegment: k.DstSegment, DstPort: k.DstPort, Proto: k.Proto,
+			LastSeen: uint64(k.LastSeen.UnixNano())}
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // emit produces an alert, keyed by its ID.

@@ -1,7 +1,3 @@
-// Package enrich labels every flow with where it comes from and goes to
-// (segment, workload), who was behind it (identity) and whether the policy
-// allows it (verdict). The core (Enricher, IdentityStore) is pure logic with
-// no I/O; the Kafka stage wraps it.
 package enrich
 
 import (

@@ -44,6 +44,7 @@ type generationCase struct {
 }
 
 var generationCases = []generationCase{
+	{"KnownEdges", func(ctx context.Context, r *Reader) (any, error) { return r.KnownEdges(ctx) }},
 	{"ServiceEdges", func(ctx context.Context, r *Reader) (any, error) { return r.ServiceEdges(ctx, genAll) }},
 	{"ServiceEdges partial days", func(ctx context.Context, r *Reader) (any, error) { return r.ServiceEdges(ctx, genPartial) }},
 	{"ServiceEdges flows only", func(ctx context.Context, r *Reader) (any, error) {

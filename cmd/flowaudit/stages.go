@@ -141,7 +141,7 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 		broker    *kafka.Broker
 		collector *flow.Component
 		accessCol *access.Component
-		enricher  *enrich.Stage
+		enricher  *enrich.Component
 		detector  *detect.Component
 		sinkComp  *sink.Component
 		prober    *probe.Component
@@ -186,7 +186,7 @@ func runStages(sf stageFlags, st stages, stdout, stderr io.Writer) int {
 	}
 	if st.enrich {
 		m, content := policies.current()
-		if enricher, err = enrich.NewStage(r, cfg.Enrich, enrich.StageDependencies{Kafka: cfg.Kafka,
+		if enricher, err = enrich.New(r, cfg.Enrich, enrich.Dependencies{Kafka: cfg.Kafka,
 			Policy: m, PolicyContent: content, PolicyFile: cfg.Policy.File}); err != nil {
 			fmt.Fprintf(stderr, "flowaudit: unable to initialize enrich stage: %v\n", err)
 			return 1

@@ -21,7 +21,7 @@ func BenchmarkEngine(b *testing.B) {
 	flows, _ := workload(b, m, 2, perSecond) // 240k flows over 2 minutes
 	span := flows[len(flows)-1].TimeEnd - t0 + uint64(time.Second)
 	var alerts, keyed int
-	e := New(DefaultConfig(), m, func(*schemas.Alert) { alerts++ }, func(*Keyed) { keyed++ })
+	e := New(DefaultConfiguration(), m, func(*schemas.Alert) { alerts++ }, func(*Keyed) { keyed++ })
 	var f schemas.Flow
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -5,12 +5,12 @@ import (
 	"time"
 )
 
-// Config configures every detector. It is the detect.<detector> part of the
-// configuration file; every key is optional and DefaultConfig gives the
+// Configuration configures every detector. It is the detect.<detector> part of the
+// configuration file; every key is optional and DefaultConfiguration gives the
 // values below. Scope (Segments, Tags) names the DESTINATION segment of a
 // finding: empty means every segment; when both are set a segment in
 // scope must be listed in Segments or carry one of Tags.
-type Config struct {
+type Configuration struct {
 	PolicyViolation    PolicyViolationConfig `yaml:"policy_violation"`
 	NewEdge            NewEdgeConfig         `yaml:"new_edge"`
 	AddressScan        ScanConfig            `yaml:"address_scan"`
@@ -138,10 +138,10 @@ type LateralChainConfig struct {
 	Scope   `yaml:",inline"`
 }
 
-// DefaultConfig returns the defaults: every detector enabled, Zeek's scan
+// DefaultConfiguration returns the defaults: every detector enabled, Zeek's scan
 // thresholds.
-func DefaultConfig() Config {
-	return Config{
+func DefaultConfiguration() Configuration {
+	return Configuration{
 		PolicyViolation: PolicyViolationConfig{Enabled: true, Window: time.Minute, MinFlows: 1},
 		NewEdge:         NewEdgeConfig{Enabled: true, Baseline: 7 * 24 * time.Hour, Learning: time.Hour},
 		AddressScan: ScanConfig{Enabled: true, Threshold: 25, Window: 5 * time.Minute, MaxTracked: 64,
@@ -161,7 +161,7 @@ func DefaultConfig() Config {
 }
 
 // Validate checks c; errors name the key ("detect.address_scan.threshold: ...").
-func (c Config) Validate() error {
+func (c Configuration) Validate() error {
 	pos := func(key string, d time.Duration) error {
 		if d <= 0 {
 			return fmt.Errorf("detect.%s: must be positive, got %s", key, d)

@@ -20,8 +20,8 @@ func wantID(kind, key string, win uint64) string {
 }
 
 // only returns the default config with just the named detectors enabled.
-func only(kinds ...string) Config {
-	c := DefaultConfig()
+func only(kinds ...string) Configuration {
+	c := DefaultConfiguration()
 	c.PolicyViolation.Enabled, c.NewEdge.Enabled, c.AddressScan.Enabled, c.PortScan.Enabled = false, false, false, false
 	c.VolumeSpike.Enabled, c.AuthBruteforce.Enabled, c.UnattributedAccess.Enabled, c.LateralChain.Enabled = false, false, false, false
 	for _, k := range kinds {
@@ -91,7 +91,7 @@ func TestDetectors(t *testing.T) {
 	_ = low
 	cases := []struct {
 		name string
-		cfg  Config
+		cfg  Configuration
 		run  func(h *harness)
 		want []got
 	}{
@@ -249,7 +249,7 @@ func TestDetectors(t *testing.T) {
 		},
 		{
 			name: "new_edge against a baseline, replies skipped",
-			cfg: func() Config {
+			cfg: func() Configuration {
 				c := only(ne)
 				c.NewEdge.Learning = 0
 				return c

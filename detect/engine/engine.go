@@ -28,7 +28,7 @@
 // as the threshold is crossed, with Time the event time that crossed it;
 // when the window closes an Update emission with the same ID carries the
 // final Count/Bytes/LastSeen if they changed. After an alert for (kind,
-// key), no new alert for that (kind, key) for Config.Suppress.
+// key), no new alert for that (kind, key) for Configuration.Suppress.
 package engine
 
 import (
@@ -95,15 +95,15 @@ const (
 // owned by the callee (emit) / valid only during the call (forward: copy
 // or marshal it).
 //
-// Memory: at most Config.MaxSources sources (when full, the least recently
+// Memory: at most Configuration.MaxSources sources (when full, the least recently
 // seen of 8 sources sampled round-robin is evicted; its suppression marks
-// survive), Config.MaxKeysPerSource windows per source, ScanConfig.MaxTracked
+// survive), Configuration.MaxKeysPerSource windows per source, ScanConfig.MaxTracked
 // values per scan window; idle sources are dropped once their windows and
 // suppression have expired. Keyed state (edges, pairs, identities, users)
 // is capped at 1<<20 keys per detector; lateral_chain keeps 64 hops per
 // identity.
 type Engine struct {
-	cfg     Config
+	cfg     Configuration
 	m       *policy.Matcher
 	emit    func(*schemas.Alert)
 	forward func(*Keyed)
@@ -183,10 +183,10 @@ type volBucket struct {
 	used                       bool // minute set
 }
 
-// New returns an Engine. cfg must be valid (Config.Validate); m may be nil
+// New returns an Engine. cfg must be valid (Configuration.Validate); m may be nil
 // (no tags: severities are the base ones, unattributed_access never
 // fires). emit and forward must not be nil.
-func New(cfg Config, m *policy.Matcher, emit func(*schemas.Alert), forward func(*Keyed)) *Engine {
+func New(cfg Configuration, m *policy.Matcher, emit func(*schemas.Alert), forward func(*Keyed)) *Engine {
 	e := &Engine{
 		cfg: cfg, emit: emit, forward: forward,
 		suppress: uint64(cfg.Suppress), lateness: uint64(cfg.Lateness),

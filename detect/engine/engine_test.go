@@ -17,9 +17,9 @@ import (
 )
 
 func TestDefaultConfig(t *testing.T) {
-	c := DefaultConfig()
+	c := DefaultConfiguration()
 	if err := c.Validate(); err != nil {
-		t.Fatalf("DefaultConfig().Validate() = %v", err)
+		t.Fatalf("DefaultConfiguration().Validate() = %v", err)
 	}
 	type summary struct {
 		Enabled                              [8]bool
@@ -54,34 +54,34 @@ func TestDefaultConfig(t *testing.T) {
 		Suppress: 15 * time.Minute, Lateness: 30 * time.Second, MaxSources: 1 << 20, MaxKeysPerSource: 64, MaxTrk: 64,
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
-		t.Errorf("DefaultConfig (-got +want):\n%s", diff)
+		t.Errorf("DefaultConfiguration (-got +want):\n%s", diff)
 	}
 }
 
 func TestConfigValidateNamesKey(t *testing.T) {
 	cases := []struct {
 		key    string
-		mutate func(*Config)
+		mutate func(*Configuration)
 	}{
-		{"detect.policy_violation.window", func(c *Config) { c.PolicyViolation.Window = 0 }},
-		{"detect.new_edge.baseline", func(c *Config) { c.NewEdge.Baseline = -time.Hour }},
-		{"detect.new_edge.learning", func(c *Config) { c.NewEdge.Learning = -time.Hour }},
-		{"detect.address_scan.threshold", func(c *Config) { c.AddressScan.Threshold = 0 }},
-		{"detect.address_scan.max_tracked", func(c *Config) { c.AddressScan.MaxTracked = 10 }},
-		{"detect.address_scan.min_probe_share", func(c *Config) { c.AddressScan.MinProbeShare = 2 }},
-		{"detect.port_scan.window", func(c *Config) { c.PortScan.Window = 0 }},
-		{"detect.volume_spike.k", func(c *Config) { c.VolumeSpike.K = 0 }},
-		{"detect.volume_spike.alpha", func(c *Config) { c.VolumeSpike.Alpha = 1 }},
-		{"detect.volume_spike.min_samples", func(c *Config) { c.VolumeSpike.MinSamples = 0 }},
-		{"detect.auth_bruteforce.threshold", func(c *Config) { c.AuthBruteforce.Threshold = 0 }},
-		{"detect.auth_bruteforce.window", func(c *Config) { c.AuthBruteforce.Window = 0 }},
-		{"detect.unattributed_access.tag", func(c *Config) { c.UnattributedAccess.Tag = "" }},
-		{"detect.lateral_chain.window", func(c *Config) { c.LateralChain.Window = 0 }},
-		{"detect.suppress", func(c *Config) { c.Suppress = -1 }},
-		{"detect.max_sources", func(c *Config) { c.MaxSources = 0 }},
+		{"detect.policy_violation.window", func(c *Configuration) { c.PolicyViolation.Window = 0 }},
+		{"detect.new_edge.baseline", func(c *Configuration) { c.NewEdge.Baseline = -time.Hour }},
+		{"detect.new_edge.learning", func(c *Configuration) { c.NewEdge.Learning = -time.Hour }},
+		{"detect.address_scan.threshold", func(c *Configuration) { c.AddressScan.Threshold = 0 }},
+		{"detect.address_scan.max_tracked", func(c *Configuration) { c.AddressScan.MaxTracked = 10 }},
+		{"detect.address_scan.min_probe_share", func(c *Configuration) { c.AddressScan.MinProbeShare = 2 }},
+		{"detect.port_scan.window", func(c *Configuration) { c.PortScan.Window = 0 }},
+		{"detect.volume_spike.k", func(c *Configuration) { c.VolumeSpike.K = 0 }},
+		{"detect.volume_spike.alpha", func(c *Configuration) { c.VolumeSpike.Alpha = 1 }},
+		{"detect.volume_spike.min_samples", func(c *Configuration) { c.VolumeSpike.MinSamples = 0 }},
+		{"detect.auth_bruteforce.threshold", func(c *Configuration) { c.AuthBruteforce.Threshold = 0 }},
+		{"detect.auth_bruteforce.window", func(c *Configuration) { c.AuthBruteforce.Window = 0 }},
+		{"detect.unattributed_access.tag", func(c *Configuration) { c.UnattributedAccess.Tag = "" }},
+		{"detect.lateral_chain.window", func(c *Configuration) { c.LateralChain.Window = 0 }},
+		{"detect.suppress", func(c *Configuration) { c.Suppress = -1 }},
+		{"detect.max_sources", func(c *Configuration) { c.MaxSources = 0 }},
 	}
 	for _, tc := range cases {
-		c := DefaultConfig()
+		c := DefaultConfiguration()
 		tc.mutate(&c)
 		err := c.Validate()
 		if err == nil || !strings.HasPrefix(err.Error(), tc.key+": ") {
@@ -174,8 +174,8 @@ func replay(h *harness, flows []schemas.Flow, events []attackEvent, from, to int
 	}
 }
 
-func scaleCfg() Config {
-	c := DefaultConfig()
+func scaleCfg() Configuration {
+	c := DefaultConfiguration()
 	c.NewEdge.Learning = 5 * time.Minute
 	return c
 }
@@ -370,7 +370,7 @@ func TestNormalTrafficQuiet(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			m := testMatcher(t, tc.policy)
 			flows, _ := workload(t, m, 30, tc.rate)
-			h := newHarness(t, 1, DefaultConfig(), m)
+			h := newHarness(t, 1, DefaultConfiguration(), m)
 			replay(h, flows, nil, 0, len(flows))
 			count := map[string]int{}
 			for _, a := range h.firsts() {

@@ -117,7 +117,7 @@ type harness struct {
 	next    uint64 // replay: next Advance
 }
 
-func newHarness(t testing.TB, n int, cfg Config, m *policy.Matcher) *harness {
+func newHarness(t testing.TB, n int, cfg Configuration, m *policy.Matcher) *harness {
 	h := &harness{t: t, en: enrich.NewEnricher(m, nil)}
 	for i := 0; i < n; i++ {
 		h.engines = append(h.engines, New(cfg, m, h.emit, h.forward))

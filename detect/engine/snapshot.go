@@ -41,7 +41,7 @@ type bucketSnap struct {
 // suppression marks, the new_edge baseline and learning start, volume
 // partials not yet forwarded and EWMA statistics, lateral hops, forward
 // caches. Restore it with UnmarshalBinary on an Engine built with the same
-// Config.
+// Configuration.
 func (e *Engine) MarshalBinary() ([]byte, error) {
 	s := snapshot{Idents: e.idents, Users: e.users, Supp: e.supp, Vols: e.volList,
 		LearnStart: e.learnStart, Now: e.now, NextSweep: e.nextSweep, Stats: e.stats}

@@ -1,3 +1,7 @@
+// Package enrich labels every flow with where it comes from and goes to
+// (segment, workload), who was behind it (identity) and whether the policy
+// allows it (verdict). The core (Enricher, IdentityStore) is pure logic with
+// no I/O; the Kafka stage (Component) wraps it.
 package enrich
 
 import (
@@ -22,8 +26,8 @@ import (
 	"github.com/flowaudit/flowaudit/schemas/pb"
 )
 
-// StageDependencies are what the enrich stage needs from the process.
-type StageDependencies struct {
+// Dependencies are what the enrich stage needs from the process.
+type Dependencies struct {
 	Kafka kafka.Configuration
 	// Policy is the compiled policy.file; nil runs without a policy:
 	// every address is external and every verdict unknown. Reloads
@@ -35,19 +39,19 @@ type StageDependencies struct {
 	PolicyFile    string
 }
 
-// Stage is the enrich component: it consumes flowaudit.flows.v1 in a
+// Component is the enrich stage: it consumes flowaudit.flows.v1 in a
 // consumer group, labels every flow (segment, workload, identity,
 // verdict) and produces flowaudit.enriched.v1, partitioned by source
-// address so per-source state downstream stays in one place. Every Stage
+// address so per-source state downstream stays in one place. Every Component
 // also reads all of flowaudit.access.v1 (no group) to keep its identity
 // bindings; at start it replays the last enrich.identity_ttl of access
 // events, so bindings survive a restart, before it enriches any flow.
-type Stage struct {
+type Component struct {
 	r       *reporter.Reporter
 	log     *slog.Logger
 	cfg     Configuration
-	deps    StageDependencies
-	metrics *stageMetrics
+	deps    Dependencies
+	metrics *metrics
 	ready   *reporter.Readiness
 	sampler *reporter.Sampler
 
@@ -72,17 +76,17 @@ type Stage struct {
 	fatal  chan error
 }
 
-// NewStage validates the configuration and prepares the stage.
-func NewStage(r *reporter.Reporter, cfg Configuration, deps StageDependencies) (*Stage, error) {
+// New validates the configuration and prepares the stage.
+func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Stage{
+	s := &Component{
 		r:             r,
 		log:           r.Logger.With("component", "enrich"),
 		cfg:           cfg,
 		deps:          deps,
-		metrics:       newStageMetrics(r.Registry),
+		metrics:       newMetrics(r.Registry),
 		ready:         r.Readiness("enrich"),
 		sampler:       reporter.NewSampler(10 * time.Second),
 		ids:           NewIdentityStore(cfg.IdentityTTL),
@@ -112,7 +116,7 @@ func NewStage(r *reporter.Reporter, cfg Configuration, deps StageDependencies) (
 // applied queues the record of a policy now in force for
 // flowaudit.policy.v1 (and so ClickHouse's policy_versions); Start and the
 // reload loop send what is queued. The caller holds policyMu.
-func (s *Stage) applied(m *policy.Matcher, content []byte) {
+func (s *Component) applied(m *policy.Matcher, content []byte) {
 	host, _ := os.Hostname()
 	v := schemas.PolicyVersion{
 		Version: schemas.PolicyVersionOf(content), LoadedAt: uint64(time.Now().UnixNano()), Path: s.deps.PolicyFile,
@@ -125,7 +129,7 @@ func (s *Stage) applied(m *policy.Matcher, content []byte) {
 // publishVersions produces the queued policy versions and waits for the
 // broker; what fails stays queued for the next reload tick. Durable from
 // the broker on: the sink writes them to ClickHouse, whenever it is up.
-func (s *Stage) publishVersions() {
+func (s *Component) publishVersions() {
 	s.policyMu.Lock()
 	pending := s.pendingVersions
 	s.pendingVersions = nil
@@ -154,7 +158,7 @@ func (s *Stage) publishVersions() {
 	s.requeueVersions(failed)
 }
 
-func (s *Stage) requeueVersions(v []schemas.PolicyVersion) {
+func (s *Component) requeueVersions(v []schemas.PolicyVersion) {
 	if len(v) == 0 {
 		return
 	}
@@ -165,7 +169,7 @@ func (s *Stage) requeueVersions(v []schemas.PolicyVersion) {
 
 // Start connects to the broker and starts the stage's goroutines; flows
 // are enriched once the identity bindings have caught up.
-func (s *Stage) Start() error {
+func (s *Component) Start() error {
 	s.ready.NotReady("replaying access events")
 	parts, err := s.topicPartitions(s.enrichedTopic)
 	if err != nil {
@@ -224,10 +228,10 @@ func (s *Stage) Start() error {
 
 // Done returns a channel that receives an error if the stage stops
 // working.
-func (s *Stage) Done() <-chan error { return s.fatal }
+func (s *Component) Done() <-chan error { return s.fatal }
 
 // Stop finishes the current poll (produced and committed), then closes.
-func (s *Stage) Stop() error {
+func (s *Component) Stop() error {
 	s.cancel()
 	s.wg.Wait()
 	if s.flows != nil {
@@ -245,7 +249,7 @@ func (s *Stage) Stop() error {
 	return nil
 }
 
-func (s *Stage) topicPartitions(topic string) (int32, error) {
+func (s *Component) topicPartitions(topic string) (int32, error) {
 	cl, err := kgo.NewClient(kafka.ClientOptions(s.deps.Kafka, "enrich-admin")...)
 	if err != nil {
 		return 0, err
@@ -271,7 +275,7 @@ func (s *Stage) topicPartitions(topic string) (int32, error) {
 // accessLoop applies every access event to the identity bindings. It
 // closes caughtUp once it has read up to the ends the topic had when the
 // stage started.
-func (s *Stage) accessLoop(since int64, caughtUp chan struct{}) {
+func (s *Component) accessLoop(since int64, caughtUp chan struct{}) {
 	defer s.wg.Done()
 	remaining, err := s.accessBacklog(since)
 	if err != nil {
@@ -319,7 +323,7 @@ func (s *Stage) accessLoop(since int64, caughtUp chan struct{}) {
 
 // accessBacklog returns, per partition with records to replay, the end
 // offset to reach.
-func (s *Stage) accessBacklog(since int64) (map[int32]int64, error) {
+func (s *Component) accessBacklog(since int64) (map[int32]int64, error) {
 	adm := kadm.NewClient(s.access)
 	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
 	defer cancel()
@@ -349,7 +353,7 @@ func (s *Stage) accessBacklog(since int64) (map[int32]int64, error) {
 
 // flowLoop enriches polled batches, produces them, waits for the broker,
 // then commits: at least once from flows to enriched.
-func (s *Stage) flowLoop() error {
+func (s *Component) flowLoop() error {
 	var (
 		in       schemas.FlowBatch
 		res      Result
@@ -499,7 +503,7 @@ const deadLetterPayloadMax = 64 << 10
 
 // deadLetter sends one dead letter per input record with refused output
 // and waits for the broker: only then may the offsets be committed.
-func (s *Stage) deadLetter(faults []produceFault) error {
+func (s *Component) deadLetter(faults []produceFault) error {
 	if len(faults) == 0 {
 		return nil
 	}
@@ -554,7 +558,7 @@ func partitionOf(a schemas.Addr, n int32) int {
 // publishLoop records applied policy versions on the policy topic: at
 // once when one is applied, and again every policy_reload_interval for
 // what the broker did not take.
-func (s *Stage) publishLoop() {
+func (s *Component) publishLoop() {
 	defer s.wg.Done()
 	s.publishVersions()
 	t := time.NewTicker(s.cfg.PolicyReloadInterval)
@@ -574,7 +578,7 @@ func (s *Stage) publishLoop() {
 // and queues its record for policy_versions. The process's one policy
 // loader calls it (with the Matcher it gives the detect stage too). Safe
 // to call from any goroutine.
-func (s *Stage) ApplyPolicy(m *policy.Matcher, content []byte) {
+func (s *Component) ApplyPolicy(m *policy.Matcher, content []byte) {
 	s.policyMu.Lock()
 	s.enricher.SetMatcher(m)
 	s.applied(m, content)
@@ -588,13 +592,13 @@ func (s *Stage) ApplyPolicy(m *policy.Matcher, content []byte) {
 
 // RejectPolicy counts a changed policy file the loader refused; the
 // current policy stays in force.
-func (s *Stage) RejectPolicy(error) {
+func (s *Component) RejectPolicy(error) {
 	s.metrics.policyReloads.WithLabelValues("invalid").Inc()
 }
 
 // addGeo sets the flow's countries, and its AS numbers where the exporter
 // gave none.
-func (s *Stage) addGeo(f *schemas.Flow) {
+func (s *Component) addGeo(f *schemas.Flow) {
 	country, asn, _ := s.geo.Lookup(f.SrcAddr)
 	f.SrcCountry = country
 	if f.SrcAS == 0 {

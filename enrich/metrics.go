@@ -2,7 +2,7 @@ package enrich
 
 import "github.com/prometheus/client_golang/prometheus"
 
-type stageMetrics struct {
+type metrics struct {
 	flows          *prometheus.CounterVec // verdict
 	batches        prometheus.Counter
 	malformed      prometheus.Counter
@@ -16,8 +16,8 @@ type stageMetrics struct {
 	deadLetters    *prometheus.CounterVec // reason
 }
 
-func newStageMetrics(reg prometheus.Registerer) *stageMetrics {
-	m := &stageMetrics{
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
 		flows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowaudit_enrich_flows_total", Help: "Flows enriched, per verdict.",
 		}, []string{"verdict"}),

@@ -80,7 +80,7 @@ func TestStage(t *testing.T) {
 	cfg := DefaultConfiguration()
 	cfg.GeoIPCountryDB, cfg.GeoIPASNDB = countryDB, asnDB
 	r := reporter.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
-	s, err := NewStage(r, cfg, StageDependencies{Kafka: kcfg, Policy: compilePolicy(t, stagePolicy), PolicyContent: []byte(stagePolicy), PolicyFile: policyPath})
+	s, err := New(r, cfg, Dependencies{Kafka: kcfg, Policy: compilePolicy(t, stagePolicy), PolicyContent: []byte(stagePolicy), PolicyFile: policyPath})
 	if err != nil {
 		t.Fatal(err)
 	}

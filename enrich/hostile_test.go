@@ -61,7 +61,7 @@ func TestStageSplitsAndDeadLetters(t *testing.T) {
 
 	cfg := DefaultConfiguration()
 	cfg.ConsumerGroup = "enrich-hostile"
-	s, err := NewStage(reporter.New(slog.New(slog.NewTextHandler(io.Discard, nil))), cfg, StageDependencies{Kafka: kcfg, Policy: compilePolicy(t, pol), PolicyContent: []byte(pol), PolicyFile: policyPath})
+	s, err := New(reporter.New(slog.New(slog.NewTextHandler(io.Discard, nil))), cfg, Dependencies{Kafka: kcfg, Policy: compilePolicy(t, pol), PolicyContent: []byte(pol), PolicyFile: policyPath})
 	if err != nil {
 		t.Fatal(err)
 	}
