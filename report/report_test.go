@@ -264,3 +264,38 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestSegmentationTestsAndRetention(t *testing.T) {
+	in := testInputs(t)
+	at := in.GeneratedAt
+	in.ProbeRuns = []query.ProbeRun{{RunID: "r1", Prober: "host-a", SrcSegments: []string{"web"}, Start: at.Add(-48 * time.Hour),
+		End: at.Add(-47 * time.Hour), Attempts: 40, Pass: 38, Blocked: 2, TargetSegments: 2}}
+	in.Retention = []query.Retained{{Table: "flows", Rows: 9, OldestDay: at.Add(-400 * 24 * time.Hour).Truncate(24 * time.Hour)}}
+	check := func(in Inputs, id string) Check {
+		p, err := Build(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range p.Report.Controls {
+			if c.ID == id {
+				return c.Checks[0]
+			}
+		}
+		t.Fatalf("no control %s", id)
+		return Check{}
+	}
+	if c := check(in, "11.4.5"); c.Result != Met || c.Numbers["attempts"] != 40 {
+		t.Errorf("11.4.5 with a clean run: %s %v (%s)", c.Result, c.Numbers, c.Reason)
+	}
+	if c := check(in, "10.5.1"); c.Result != Met || c.Numbers["retained_days"] != 401 {
+		t.Errorf("10.5.1 with 400 days kept: %s %v (%s)", c.Result, c.Numbers, c.Reason)
+	}
+	in.RetentionTTL = 30 * 24 * time.Hour
+	if c := check(in, "10.5.1"); c.Result != Findings || !strings.Contains(c.Reason, "clickhouse.retention") {
+		t.Errorf("10.5.1 with a 30-day TTL: %s (%s)", c.Result, c.Reason)
+	}
+	in.ProbeRuns[0].Breach = 1
+	if c := check(in, "11.4.5"); c.Result != Findings || len(c.Findings) != 1 || !strings.Contains(c.Findings[0], "host-a") {
+		t.Errorf("11.4.5 with a breach: %s %v", c.Result, c.Findings)
+	}
+}

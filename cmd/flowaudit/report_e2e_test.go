@@ -116,6 +116,14 @@ func TestReportScenario(t *testing.T) {
 	got := waitCount(t, a.ch, countAccess, a.tot.Lines, 60*time.Second)
 	t.Logf("access events %d of %d lines", got, a.tot.Lines)
 
+	// One segmentation test run (as flowaudit probe stores it) for 11.4.5.
+	if err := a.ch.Conn(t).Exec(context.Background(), `INSERT INTO flowaudit.probe_results
+    (time, run_id, prober, src_addr, src_segment, dst_addr, dst_segment, dst_port, proto, expected, observed, result, rule, rtt_ms)
+SELECT now() - 60, 'run-1', 'tester-1', IPv6StringToNum('::ffff:10.1.0.5'), 'web', IPv6StringToNum('::ffff:10.2.0.5'), 'db', 5432, 6, 'allow', 'open', 'pass', 'web-to-db-postgres', 3
+UNION ALL
+SELECT now() - 59, 'run-1', 'tester-1', IPv6StringToNum('::ffff:10.1.0.5'), 'web', IPv6StringToNum('::ffff:10.2.0.5'), 'db', 22, 6, 'deny', 'filtered', 'blocked', '', 2000`); err != nil {
+		t.Fatal(err)
+	}
 	priv, pub := writeSigningKey(t)
 	base, err := os.ReadFile(a.cfgPath)
 	if err != nil {
@@ -200,10 +208,13 @@ func TestReportScenario(t *testing.T) {
 			" AND " + intoCDE + " AND if(service_side = 'src', dst_identity, src_identity) != ''"),
 		"failed_logins": q(fmt.Sprintf("SELECT toUInt64(count()) FROM flowaudit.access_events WHERE toDateTime(time) >= toDateTime(%d) AND toDateTime(time) < toDateTime(%d) AND outcome IN ('failure', 'denied')",
 			from.Unix(), until.Unix())),
+		"probe_runs": q(fmt.Sprintf("SELECT toUInt64(uniqExact(run_id)) FROM flowaudit.probe_results WHERE time >= toDateTime(%d) AND time < toDateTime(%d)",
+			until.Add(-report.ProbeHistory).Unix(), until.Unix())),
 	}
 	s := rep.Summary
 	gotNums := map[string]uint64{"flows": s.Flows, "flows_into_cde": s.FlowsIntoCDE, "flows_out_of_cde": s.FlowsOutOfCDE,
-		"violations": s.Violations, "unused_rules": s.UnusedRules, "identities_reaching_cde": s.IdentitiesReachingCDE, "failed_logins": s.FailedLogins}
+		"violations": s.Violations, "unused_rules": s.UnusedRules, "identities_reaching_cde": s.IdentitiesReachingCDE, "failed_logins": s.FailedLogins,
+		"probe_runs": s.ProbeRuns}
 	t.Logf("summary %+v; independent %v, oldest %s", s, want, oldest)
 	for k, w := range want {
 		if gotNums[k] != w {
