@@ -339,6 +339,12 @@ func open(v policy.Verdict) bool {
 }
 
 func diffRun(om, nm *policy.Matcher, atoms []diffAtom, protos []diffProto, ranges [][][2]uint16, idents []string, staged bool) []DiffChange {
+	return diffCollapse(atoms, protos, ranges, idents, diffCells(om, nm, atoms, protos, ranges, idents, staged))
+}
+
+// diffCells decides every cell of the grid whose decision differs
+// between the two policies.
+func diffCells(om, nm *policy.Matcher, atoms []diffAtom, protos []diffProto, ranges [][][2]uint16, idents []string, staged bool) map[diffCell]diffOutcome {
 	decide := func(m *policy.Matcher, src, dst *policy.Endpoint, port uint16, proto uint8, id string) (policy.Verdict, string) {
 		k := policy.FlowKey{Src: src, Dst: dst, DstPort: port, SrcPort: 40000, Proto: proto, SrcIdentity: id, ServiceSide: schemas.ServiceDst}
 		if staged {
@@ -346,12 +352,43 @@ func diffRun(om, nm *policy.Matcher, atoms []diffAtom, protos []diffProto, range
 		}
 		return m.Decide(&k)
 	}
+	oldIdx, newIdx := newRuleIndex(om.Policy()), newRuleIndex(nm.Policy())
+	protoIdx := map[uint8]int{}
+	for i, pr := range protos {
+		protoIdx[pr.num] = i
+	}
 	cells := map[diffCell]diffOutcome{}
 	for si := range atoms {
 		for di := range atoms {
-			for pi, pr := range protos {
-				for ri, rg := range ranges[pi] {
-					for ii, id := range idents {
+			// Only the rules that can match this pair of ends in either
+			// policy bound its ports, protocols and identities: the
+			// pair is decided on that coarser grid, and changed cells
+			// are spread back onto the global one.
+			rules := append(oldIdx.candidates(atoms[si].old, atoms[di].old), newIdx.candidates(atoms[si].new, atoms[di].new)...)
+			lp := &policy.Policy{Rules: rules}
+			lprotos, lranges := diffPorts(lp)
+			lidents := diffIdentities(lp)
+			lnamed := map[uint8]bool{}
+			for _, pr := range lprotos {
+				if pr.name != "other" {
+					lnamed[pr.num] = true
+				}
+			}
+			for lpi, pr := range lprotos {
+				// The global protocols this local one stands for.
+				var gps []int
+				if pr.name != "other" {
+					gps = []int{protoIdx[pr.num]}
+				} else {
+					for gi, g := range protos {
+						if !lnamed[g.num] {
+							gps = append(gps, gi)
+						}
+					}
+				}
+				for _, rg := range lranges[lpi] {
+					local := map[string]diffOutcome{}
+					for _, id := range lidents {
 						bv, br := decide(om, atoms[si].old, atoms[di].old, rg[0], pr.num, id)
 						av, ar := decide(nm, atoms[si].new, atoms[di].new, rg[0], pr.num, id)
 						if open(bv) == open(av) {
@@ -361,13 +398,108 @@ func diffRun(om, nm *policy.Matcher, atoms []diffAtom, protos []diffProto, range
 						if open(bv) {
 							o.change = Removed
 						}
-						cells[diffCell{si, di, pi, ri, ii}] = o
+						local[id] = o
+					}
+					if len(local) == 0 {
+						continue
+					}
+					for ii, id := range idents {
+						lid := id
+						if _, named := local[id]; !named && !slices.Contains(lidents, id) {
+							lid = "" // an identity no relevant rule names decides as any other
+						}
+						o, changed := local[lid]
+						if !changed {
+							continue
+						}
+						for _, gpi := range gps {
+							for ri, g := range ranges[gpi] {
+								if g[0] >= rg[0] && g[1] <= rg[1] {
+									cells[diffCell{si, di, gpi, ri, ii}] = o
+								}
+							}
+						}
 					}
 				}
 			}
 		}
 	}
-	return diffCollapse(atoms, protos, ranges, idents, cells)
+	return cells
+}
+
+// ruleIndex finds the rules of a policy that can match a pair of ends.
+type ruleIndex struct {
+	rules []policy.Rule
+	pairs map[[2]string][]int // by (from segment, to segment); "" for any segment
+}
+
+func newRuleIndex(p *policy.Policy) *ruleIndex {
+	ix := &ruleIndex{rules: p.Rules, pairs: map[[2]string][]int{}}
+	for i, r := range p.Rules {
+		froms, tos := ruleSegments(r.From, r.FromSelectors), ruleSegments(r.To, r.ToSelectors)
+		seen := map[[2]string]bool{}
+		for _, f := range froms {
+			for _, t := range tos {
+				k := [2]string{f, t}
+				if !seen[k] {
+					seen[k] = true
+					ix.pairs[k] = append(ix.pairs[k], i)
+				}
+			}
+		}
+	}
+	return ix
+}
+
+func ruleSegments(names []string, sels []policy.Selector) []string {
+	out := append([]string(nil), names...)
+	for _, s := range sels {
+		out = append(out, s.Segment) // "" = any segment
+	}
+	return out
+}
+
+// candidates returns the rules whose ends can hold src and dst, in file
+// order (selectors checked against the endpoints' labels).
+func (ix *ruleIndex) candidates(src, dst *policy.Endpoint) []policy.Rule {
+	var idx []int
+	for _, k := range [][2]string{{src.Segment, dst.Segment}, {"", dst.Segment}, {src.Segment, ""}, {"", ""}} {
+		idx = append(idx, ix.pairs[k]...)
+	}
+	sort.Ints(idx)
+	var out []policy.Rule
+	for j, i := range idx {
+		if j > 0 && idx[j-1] == i {
+			continue
+		}
+		r := &ix.rules[i]
+		if endHolds(r.From, r.FromSelectors, src) && endHolds(r.To, r.ToSelectors, dst) {
+			out = append(out, *r)
+		}
+	}
+	return out
+}
+
+func endHolds(names []string, sels []policy.Selector, e *policy.Endpoint) bool {
+	if slices.Contains(names, e.Segment) {
+		return true
+	}
+	for _, s := range sels {
+		if s.Segment != "" && s.Segment != e.Segment {
+			continue
+		}
+		ok := true
+		for k, v := range s.Labels {
+			if got, has := e.Labels[k]; !has || got != v {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 // diffRef is one end of a change: an atom of a segment, or the whole
