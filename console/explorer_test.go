@@ -194,3 +194,27 @@ func TestExplorerRollupAndFlowsAgree(t *testing.T) {
 		}
 	}
 }
+
+// An edge's detail over whole hours (ports, identities and rules from
+// rule_hits_1h) equals the one over flows.
+func TestEdgeDetailRollupAndFlowsAgree(t *testing.T) {
+	e := startEnv(t, Configuration{Listen: "127.0.0.1:0"})
+	ctx := context.Background()
+	hour := query.Window{From: t0, To: t0.Add(time.Hour)}
+	half := query.Window{From: t0, To: t0.Add(30 * time.Minute)}
+	for _, edge := range wantEdges {
+		for _, f := range []query.EdgeFilter{{}, {Port: 5432}, {Verdict: "allowed"}, {Identity: "alice"}} {
+			a, err := e.reader.EdgeDetail(ctx, hour, f, edge.Client, edge.Server, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := e.reader.EdgeDetail(ctx, half, f, edge.Client, edge.Server, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := cmp.Diff(a, b, cmp.Comparer(func(x, y interface{ String() string }) bool { return x.String() == y.String() })); d != "" {
+				t.Errorf("%s -> %s, filter %+v: rollup and flows differ (-rollup +flows):\n%s", edge.Client, edge.Server, f, d)
+			}
+		}
+	}
+}

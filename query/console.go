@@ -192,9 +192,24 @@ func (r *Reader) EdgeDetail(ctx context.Context, w Window, f EdgeFilter, client,
 		w.where("time_received"), c, sv, sv, c, clientSegExpr, c, serverSegExpr, sv, f.flowsWhere())
 	from := r.table("flows")
 	d := &EdgeDetail{}
+	// Ports, identities and rules of whole hours from the hourly rollup
+	// (the same numbers); the talkers' addresses only flows keep.
+	portsQ := fmt.Sprintf(`SELECT %s AS p, proto, count(), sum(bytes), countIf(verdict = 'violation')
+FROM %s WHERE %s GROUP BY p, proto`, servicePort, from, where)
+	idsQ := fmt.Sprintf(`SELECT %s AS i, count() FROM %s WHERE %s GROUP BY i`, clientIDExpr, from, where)
+	rulesQ := fmt.Sprintf(`SELECT rule, verdict, staged_rule, staged_verdict, count()
+FROM %s WHERE %s GROUP BY rule, verdict, staged_rule, staged_verdict`, from, where)
+	if w.hourAligned() && !r.noRollup {
+		rh := r.table("rule_hits_1h")
+		rw := fmt.Sprintf("%s AND client_segment = %s AND server_segment = %s%s", w.where("hour"), c, sv, f.rollupWhere())
+		portsQ = fmt.Sprintf(`SELECT service_port, proto, sum(flows), sum(bytes), sumIf(flows, verdict = 'violation')
+FROM %s WHERE %s GROUP BY service_port, proto`, rh, rw)
+		idsQ = fmt.Sprintf(`SELECT client_identity, sum(flows) FROM %s WHERE %s GROUP BY client_identity`, rh, rw)
+		rulesQ = fmt.Sprintf(`SELECT rule, verdict, staged_rule, staged_verdict, sum(flows)
+FROM %s WHERE %s GROUP BY rule, verdict, staged_rule, staged_verdict`, rh, rw)
+	}
 
-	rows, err := r.conn.Query(ctx, fmt.Sprintf(`SELECT %s AS p, proto, count(), sum(bytes), countIf(verdict = 'violation')
-FROM %s WHERE %s GROUP BY p, proto`, servicePort, from, where))
+	rows, err := r.conn.Query(ctx, portsQ)
 	if err != nil {
 		return nil, fmt.Errorf("query: edge ports: %w", err)
 	}
@@ -218,7 +233,7 @@ FROM %s WHERE %s GROUP BY p, proto`, servicePort, from, where))
 		return a.Proto < b.Proto
 	})
 
-	rows, err = r.conn.Query(ctx, fmt.Sprintf(`SELECT %s AS i, count() FROM %s WHERE %s GROUP BY i`, clientIDExpr, from, where))
+	rows, err = r.conn.Query(ctx, idsQ)
 	if err != nil {
 		return nil, fmt.Errorf("query: edge identities: %w", err)
 	}
@@ -239,8 +254,7 @@ FROM %s WHERE %s GROUP BY p, proto`, servicePort, from, where))
 		return a.Value < b.Value
 	})
 
-	rows, err = r.conn.Query(ctx, fmt.Sprintf(`SELECT rule, verdict, staged_rule, staged_verdict, count()
-FROM %s WHERE %s GROUP BY rule, verdict, staged_rule, staged_verdict`, from, where))
+	rows, err = r.conn.Query(ctx, rulesQ)
 	if err != nil {
 		return nil, fmt.Errorf("query: edge rules: %w", err)
 	}
