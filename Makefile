@@ -21,10 +21,14 @@ demo:
 	bash deploy/demo.sh
 
 # Every test, including the end-to-end ones against real ClickHouse and
-# softflowd (skipped when missing unless FLOWAUDIT_REQUIRE_CLICKHOUSE=1).
+# softflowd (skipped when missing unless FLOWAUDIT_REQUIRE_CLICKHOUSE=1),
+# under the race detector (RACE= to run without it). The end-to-end tests
+# run the flowaudit binary as a child process, built without -race, so the
+# detector's cost falls on the packages' own tests.
+RACE      ?= -race
 test:
 	$(GO) vet $(TAGS) $(PKGS)
-	$(GO) test $(TAGS) -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+	$(GO) test $(TAGS) $(RACE) -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
 
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
@@ -58,7 +62,6 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzBodyDecode -fuzztime=20s ./ingest/access
 	$(GO) test -run='^$$' -fuzz=FuzzParsePolicy -fuzztime=20s ./policy
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeNetworkPolicies -fuzztime=20s ./policy/enforce
-	$(GO) test -run='^$$' -fuzz=FuzzIdentitySnapshot -fuzztime=20s ./enrich
 	$(GO) test -run='^$$' -fuzz=FuzzKeyedUnmarshal -fuzztime=20s ./detect/engine
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeCheckpoint -fuzztime=20s ./detect
 	$(GO) test -run='^$$' -fuzz=FuzzUnmarshalAlert -fuzztime=20s ./schemas
