@@ -171,24 +171,6 @@ func TestIdentitySources(t *testing.T) {
 	}
 }
 
-// TestIdentitySnapshotSources: a snapshot keeps devices and sources.
-func TestIdentitySnapshotSources(t *testing.T) {
-	const T = 1_796_173_200 * sec
-	s := NewIdentityStore(time.Hour)
-	s.Observe(session("radius", "10.1.0.5", "alice", "02:00:5e:10:00:01", "r1", schemas.BindingStart, T))
-	data, err := s.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := NewIdentityStore(time.Hour)
-	if err := r.UnmarshalBinary(data); err != nil {
-		t.Fatal(err)
-	}
-	if got := r.LookupBinding(ipAddr("10.1.0.5"), T+sec); got != (Binding{User: "alice", Source: "radius", Device: "02:00:5e:10:00:01", DeviceSource: "radius"}) {
-		t.Errorf("after restore: %+v", got)
-	}
-}
-
 // BenchmarkEnrichMixedSources is BenchmarkEnrich's policy with 1M
 // bindings from mixed sources: VPN and RADIUS sessions (half of them with
 // a device), DHCP leases (device only) and Kerberos logins, some

@@ -188,71 +188,7 @@ func TestIdentityStoreExpire(t *testing.T) {
 	}
 }
 
-func TestIdentityStoreSnapshot(t *testing.T) {
-	const T = 1_700_000_000 * sec
-	s := NewIdentityStore(time.Hour)
-	s.Observe(login("10.1.0.5", "alice", T))
-	s.Observe(ending("10.1.0.5", "alice", schemas.ActionLogout, T+60*sec))
-	s.Observe(login("2001:db8::5", "bob", T))
-	s.Observe(ending("10.9.0.1", "", schemas.ActionDisconnect, T))
-	data, err := s.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := NewIdentityStore(time.Hour)
-	r.Observe(login("10.7.7.7", "stale", T)) // replaced by the snapshot
-	if err := r.UnmarshalBinary(data); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := r.Len(), s.Len(); got != want {
-		t.Errorf("Len after restore = %d, want %d", got, want)
-	}
-	checkProbes(t, r, []probe{
-		{"10.1.0.5", T + 30*sec, "alice"}, {"10.1.0.5", T + 60*sec, ""},
-		{"2001:db8::5", T + 30*sec, "bob"}, {"10.7.7.7", T + 30*sec, ""},
-	})
-	again, err := r.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(again) != len(data) {
-		t.Errorf("re-snapshot is %d bytes, want %d", len(again), len(data))
-	}
-	// Every truncation and a few corruptions fail cleanly and leave r as is.
-	for i := 0; i < len(data); i++ {
-		if err := r.UnmarshalBinary(data[:i]); err == nil {
-			t.Fatalf("UnmarshalBinary(data[:%d]) succeeded", i)
-		}
-	}
-	bad := append([]byte(nil), data...)
-	bad[4] = 9
-	if err := r.UnmarshalBinary(bad); err == nil {
-		t.Error("UnmarshalBinary(version 9) succeeded")
-	}
-	if err := r.UnmarshalBinary(append(append([]byte(nil), data...), 0)); err == nil {
-		t.Error("UnmarshalBinary(trailing byte) succeeded")
-	}
-	checkProbes(t, r, []probe{{"10.1.0.5", T + 30*sec, "alice"}})
-}
-
-func FuzzIdentitySnapshot(f *testing.F) {
-	s := NewIdentityStore(time.Hour)
-	s.Observe(login("10.1.0.5", "alice", 1000*sec))
-	s.Observe(ending("10.1.0.5", "alice", schemas.ActionLogout, 2000*sec))
-	data, _ := s.MarshalBinary()
-	f.Add(data)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		s := NewIdentityStore(time.Hour)
-		if err := s.UnmarshalBinary(data); err != nil {
-			return
-		}
-		s.Lookup(ipAddr("10.1.0.5"), 1500*sec)
-		s.Observe(login("10.1.0.5", "bob", 1500*sec))
-		s.Expire(5000 * sec)
-	})
-}
-
-// TestIdentityStoreConcurrent runs Observe, Lookup, Expire and snapshots
+// TestIdentityStoreConcurrent runs Observe, Lookup, Expire and Len
 // together; run with -race.
 func TestIdentityStoreConcurrent(t *testing.T) {
 	const T = 1_700_000_000 * sec
@@ -283,9 +219,6 @@ func TestIdentityStoreConcurrent(t *testing.T) {
 	wg.Go(func() {
 		for range 5 {
 			s.Expire(T)
-			if _, err := s.MarshalBinary(); err != nil {
-				t.Error(err)
-			}
 			_ = s.Len()
 		}
 	})
