@@ -469,4 +469,3 @@ func (s *IdentityStore) Expire(now uint64) int {
 	}
 	return dropped
 }
-
