@@ -3,6 +3,7 @@ package enrich
 import (
 	"encoding/binary"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -351,7 +352,10 @@ func (s *IdentityStore) LookupBinding(a schemas.Addr, t uint64) Binding {
 func (v *addrIdentity) resolveAt(t uint64, k uint8) *identityEvent {
 	name := func(e *identityEvent) string {
 		if k == kindDevice {
-			return e.device
+			// The device's ID without the host name: a DHCP release
+			// names only the MAC its lease was given with a name.
+			id, _, _ := strings.Cut(e.device, " ")
+			return id
 		}
 		return e.user
 	}

@@ -91,14 +91,14 @@ func TestIdentitySources(t *testing.T) {
 		{
 			name: "a user session and a lease on one address are independent",
 			events: []*schemas.AccessEvent{
-				lease("10.1.0.8", "02:00:5e:10:00:08", T, T+7200*sec),
+				lease("10.1.0.8", "02:00:5e:10:00:08 laptop-8", T, T+7200*sec),
 				session("openvpn", "10.1.0.8", "carol", "", "c1", schemas.BindingStart, T+sec),
 				session("openvpn", "", "carol", "", "c1", schemas.BindingStop, T+100*sec),
 				session("dhcp", "10.1.0.8", "", "02:00:5e:10:00:08", "", schemas.BindingStop, T+200*sec),
 			},
 			want: []at{
-				{"10.1.0.8", T + 50*sec, "carol", "openvpn", "02:00:5e:10:00:08"},
-				{"10.1.0.8", T + 150*sec, "", "dhcp", "02:00:5e:10:00:08"},
+				{"10.1.0.8", T + 50*sec, "carol", "openvpn", "02:00:5e:10:00:08 laptop-8"},
+				{"10.1.0.8", T + 150*sec, "", "dhcp", "02:00:5e:10:00:08 laptop-8"},
 				{"10.1.0.8", T + 200*sec, "", "", ""},
 			},
 		},

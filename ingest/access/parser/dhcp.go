@@ -62,8 +62,8 @@ func (dhcpParser) Parse(line []byte, meta Meta, ev *schemas.AccessEvent) error {
 	case "DHCPRELEASE":
 		binding = schemas.BindingStop
 	default:
-		if bytes.HasPrefix(name, []byte("DHCP")) {
-			return ErrIgnored
+		if bytes.HasPrefix(name, []byte("DHCP")) || len(msg) < len(trimmed) {
+			return ErrIgnored // other DHCP messages; dnsmasq's own ("started, version …")
 		}
 		return parseErr(FormatDHCP, ReasonNoMatch, "not a dnsmasq DHCP message or Kea lease line")
 	}

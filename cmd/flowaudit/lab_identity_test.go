@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/flowaudit/flowaudit/internal/testutil"
+	"github.com/flowaudit/flowaudit/internal/testutil/netlab"
+)
+
+// Lab tests of the identity sources (README "Identity sources"): real
+// daemons in network namespaces, their logs or files read by "flowaudit
+// run", flows from the bound address before, during and after the
+// session, and the attribution read back from ClickHouse. Root only;
+// .ci/run installs the daemons.
+
+func identityLab(t *testing.T, names ...string) *netlab.Lab {
+	t.Helper()
+	var segs []netlab.SegmentSpec
+	for i, n := range names {
+		third := fmt.Sprint(i + 1)
+		segs = append(segs, netlab.SegmentSpec{Name: n, Prefix: netip.MustParsePrefix("10.72." + third + ".0/24"),
+			Host: netip.MustParseAddr("10.72." + third + ".10"), Router: netip.MustParseAddr("10.72." + third + ".1")})
+	}
+	return netlab.New(t, segs)
+}
+
+func needBin(t *testing.T, bin, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		if testutil.RequireExternal() {
+			t.Fatalf("%s not found: apt-get install %s", bin, pkg)
+		}
+		t.Skipf("%s not found: apt-get install %s", bin, pkg)
+	}
+	return p
+}
+
+// attribution is one group of flows of an address in ClickHouse.
+type attribution struct {
+	Identity, Source, Device string
+	Flows                    uint64
+}
+
+func attributions(t *testing.T, ch *testutil.ClickHouseServer, addr string) []attribution {
+	t.Helper()
+	rows, err := ch.Conn(t).Query(context.Background(), `SELECT src_identity, src_identity_source, src_device, toUInt64(count())
+		FROM flowaudit.flows WHERE IPv6NumToString(src_addr) = '::ffff:`+addr+`'
+		GROUP BY src_identity, src_identity_source, src_device ORDER BY src_identity_source, src_identity`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []attribution
+	for rows.Next() {
+		var a attribution
+		if err := rows.Scan(&a.Identity, &a.Source, &a.Device, &a.Flows); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// nextSecond waits for the wall clock's next second: the daemons log
+// whole seconds, so a flow and a stop logged within one second could not
+// be told apart.
+func nextSecond() {
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 10*time.Millisecond)))
+}
+
+// identityPhases sends before flows, starts the session, sends during
+// flows, stops it, sends after flows, waiting for the enricher to have
+// applied each step's access events (events counts the metric's total
+// after start and after stop), then returns the attribution in ClickHouse.
+func identityPhases(t *testing.T, ch *testutil.ClickHouseServer, p *pipeline, addr string, start, stop func(), eventsAfterStart, eventsAfterStop float64) []attribution {
+	t.Helper()
+	fs := newFlowSender(t, p.NetFlowAddr)
+	fs.send(addr, 40000, "192.0.2.80", 443, 2) // before: nobody
+	nextSecond()
+	start()
+	p.WaitMetric("flowaudit_enrich_access_events_total", eventsAfterStart, 30*time.Second)
+	nextSecond()
+	fs.send(addr, 40001, "192.0.2.80", 443, 5) // during
+	nextSecond()
+	stop()
+	p.WaitMetric("flowaudit_enrich_access_events_total", eventsAfterStop, 30*time.Second)
+	nextSecond()
+	fs.send(addr, 40002, "192.0.2.80", 443, 3) // after: nobody again
+	q := "SELECT toUInt64(count()) FROM flowaudit.flows WHERE IPv6NumToString(src_addr) = '::ffff:" + addr + "'"
+	if got := waitCount(t, ch, q, 10, 60*time.Second); got != 10 {
+		t.Fatalf("%d flows of %s in ClickHouse, want 10", got, addr)
+	}
+	return attributions(t, ch, addr)
+}
+
+// TestLabIdentityDHCP: dnsmasq in the router namespace leases an address
+// to busybox udhcpc in a host namespace; flowaudit tails dnsmasq's log
+// (format dhcp). Flows from the leased address carry the client's MAC
+// and host name while the lease is held, none before or after the
+// release.
+func TestLabIdentityDHCP(t *testing.T) {
+	dnsmasq := needBin(t, "dnsmasq", "dnsmasq")
+	busybox := needBin(t, "busybox", "busybox")
+	lab := identityLab(t, "lan")
+	h := lab.Hosts["lan"]
+	out, err := lab.Exec(h.NS, "cat", "/sys/class/net/eth0/address")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := strings.TrimSpace(out)
+	const leased = "10.72.1.100"
+	logPath := filepath.Join(lab.Dir, "dnsmasq.log")
+	if err := lab.Start(lab.Router, dnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--port=0", "--bind-interfaces",
+		"--interface="+h.RouterIf, "--dhcp-range=10.72.1.100,10.72.1.150,1h", "--dhcp-host="+mac+","+leased, "--dhcp-authoritative",
+		"--dhcp-leasefile="+filepath.Join(lab.Dir, "dnsmasq.leases"), "--log-facility="+logPath,
+		"--pid-file="+filepath.Join(lab.Dir, "dnsmasq.pid")); err != nil {
+		t.Fatal(err)
+	}
+
+	ch := testutil.StartClickHouse(t)
+	p := newPipeline(t, ch, pipelineOptions{accessYAML: "    tail_poll_interval: 50ms\n    files:\n      - {path: " + logPath + ", format: dhcp}\n"})
+	p.Start()
+
+	// udhcpc stays in the foreground holding the lease; SIGUSR2 makes it
+	// send a DHCPRELEASE.
+	script := filepath.Join(lab.Dir, "udhcpc.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\n[ \"$1\" = bound ] && ip addr add \"$ip/24\" dev \"$interface\"\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	client := lab.Command(h.NS, busybox, "udhcpc", "-i", "eth0", "-f", "-t", "10", "-T", "1", "-s", script, "-x", "hostname:laptop-7")
+	var clientOut strings.Builder
+	client.Stdout, client.Stderr = &clientOut, &clientOut
+	t.Cleanup(func() {
+		if t.Failed() {
+			log, _ := os.ReadFile(logPath)
+			t.Logf("dnsmasq log:\n%s\nudhcpc:\n%s", log, clientOut.String())
+		}
+		if client.Process != nil {
+			_ = client.Process.Kill()
+			_ = client.Wait()
+		}
+	})
+	got := identityPhases(t, ch, p, leased, func() {
+		if err := client.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}, func() {
+		if err := client.Process.Signal(syscall.SIGUSR2); err != nil {
+			t.Fatal(err)
+		}
+	}, 1, 2)
+	want := []attribution{
+		{"", "", "", 2 + 3},
+		{"", "dhcp", mac + " laptop-7", 5},
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("flows of %s (-got +want):\n%s", leased, diff)
+	}
+}
