@@ -163,7 +163,7 @@ func (v *Verification) OK() bool { return len(v.Problems) == 0 }
 func Verify(dir string, pub ed25519.PublicKey) (*Verification, error) {
 	manifest, err := os.ReadFile(filepath.Join(dir, FileManifest))
 	if err != nil {
-		return nil, fmt.Errorf("report verify: %w (is %s an evidence pack?)", err, dir)
+		return nil, fmt.Errorf("%w (is %s an evidence pack?)", err, dir)
 	}
 	sum := sha256.Sum256(manifest)
 	v := &Verification{Dir: dir, Problems: []string{}, ManifestSHA256: hex.EncodeToString(sum[:])}
@@ -199,7 +199,7 @@ func Verify(dir string, pub ed25519.PublicKey) (*Verification, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("report verify: %w", err)
+		return nil, err
 	}
 	if page, err := os.ReadFile(filepath.Join(dir, FileHTML)); err == nil {
 		ext, err := ExternalURLs(page)
@@ -219,7 +219,7 @@ func Verify(dir string, pub ed25519.PublicKey) (*Verification, error) {
 		}
 		return v, nil
 	case err != nil:
-		return nil, fmt.Errorf("report verify: %w", err)
+		return nil, err
 	}
 	v.KeySource = "--key"
 	if pub == nil {
