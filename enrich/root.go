@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
@@ -354,21 +353,12 @@ func (s *Component) accessBacklog(since int64) (map[int32]int64, error) {
 // flowLoop enriches polled batches, produces them, waits for the broker,
 // then commits: at least once from flows to enriched.
 func (s *Component) flowLoop() error {
-	var (
-		in       schemas.FlowBatch
-		res      Result
-		out      = make([]schemas.FlowBatch, s.partitions)
-		verdicts [4]prometheus.Counter
-	)
-	for v := range verdicts {
-		verdicts[v] = s.metrics.flows.WithLabelValues(schemas.Verdict(v).String())
-	}
+	var in schemas.FlowBatch
+	bt := newBatcher(s.enricher, s.geo, s.enrichedTopic, s.partitions, s.metrics.flows, s.metrics.attributed)
 	var (
 		produceErr error
 		faults     []produceFault
 		errMu      sync.Mutex
-		chunkBuf   []byte
-		chunks     []*kgo.Record
 	)
 	for s.ctx.Err() == nil {
 		fetches := s.flows.PollRecords(s.ctx, 5000)
@@ -392,67 +382,22 @@ func (s *Component) flowLoop() error {
 				return
 			}
 			s.metrics.batches.Inc()
-			for i := range out {
-				out[i].Flows = out[i].Flows[:0]
-			}
-			for i := range in.Flows {
-				f := &in.Flows[i]
-				s.enricher.EnrichFlow(&in, f, &res)
-				f.SrcSegment, f.DstSegment = res.SrcSegment, res.DstSegment
-				f.SrcWorkload, f.DstWorkload = res.SrcWorkload, res.DstWorkload
-				f.SrcIdentity, f.DstIdentity = res.SrcIdentity, res.DstIdentity
-				f.SrcIdentitySource, f.DstIdentitySource = res.SrcIdentitySource, res.DstIdentitySource
-				f.SrcDevice, f.DstDevice = res.SrcDevice, res.DstDevice
-				f.Verdict, f.Rule = schemas.Verdict(res.Verdict), res.Rule
-				f.StagedVerdict, f.StagedRule = schemas.Verdict(res.StagedVerdict), res.StagedRule
-				f.ServiceSide, f.ServicePort = res.ServiceSide, res.ServicePort
-				if s.geo != nil {
-					s.addGeo(f)
-				}
-				if int(f.Verdict) < len(verdicts) {
-					verdicts[f.Verdict].Inc()
-				}
-				if f.SrcIdentity != "" {
-					s.metrics.attributed.Inc()
-				}
-				p := partitionOf(f.SrcAddr, s.partitions)
-				out[p].Flows = append(out[p].Flows, *f)
-			}
-			for p := range out {
-				if len(out[p].Flows) == 0 {
-					continue
-				}
-				b := &out[p]
-				b.TimeReceived, b.Exporter, b.ExporterPort = in.TimeReceived, in.Exporter, in.ExporterPort
-				b.Type, b.ObservationID, b.SequenceNumber = in.Type, in.ObservationID, in.SequenceNumber
-				// One input record may fan out to more than the broker
-				// takes in one record (labels make flows larger): split.
-				chunks = chunks[:0]
-				chunkBuf = schemas.AppendFlowBatchChunks(chunkBuf, b, kafka.MaxRecordBytes, func(chunk []byte, flows []schemas.Flow) {
-					chunks = append(chunks, &kgo.Record{Topic: s.enrichedTopic, Partition: int32(p),
-						Key: append([]byte(nil), flows[0].SrcAddr[:]...), Value: append([]byte(nil), chunk...)})
-				})
-				for i, out := range chunks {
-					// The source header lets the sink insert each input
-					// record once, however often a crash makes us produce it.
-					src := kafka.Source{Partition: rec.Partition, Offset: rec.Offset, Chunk: uint16(i), Chunks: uint16(len(chunks))}
-					out.Headers = append(out.Headers, src.Header())
-					// Not s.ctx: a stop must not fail records of a batch
-					// being finished; the batch is produced and committed whole.
-					s.flows.Produce(context.Background(), out,
-						func(_ *kgo.Record, err error) {
-							if err == nil {
-								return
-							}
-							errMu.Lock()
-							defer errMu.Unlock()
-							if reason, ok := kafka.RecordFault(err); ok {
-								faults = append(faults, produceFault{in: rec, reason: reason, err: err})
-								return
-							}
-							produceErr = err
-						})
-				}
+			for _, out := range bt.records(&in, rec.Partition, rec.Offset) {
+				// Not s.ctx: a stop must not fail records of a batch
+				// being finished; the batch is produced and committed whole.
+				s.flows.Produce(context.Background(), out,
+					func(_ *kgo.Record, err error) {
+						if err == nil {
+							return
+						}
+						errMu.Lock()
+						defer errMu.Unlock()
+						if reason, ok := kafka.RecordFault(err); ok {
+							faults = append(faults, produceFault{in: rec, reason: reason, err: err})
+							return
+						}
+						produceErr = err
+					})
 			}
 		})
 		// Commit only what the broker has: a crash before this point
@@ -594,19 +539,4 @@ func (s *Component) ApplyPolicy(m *policy.Matcher, content []byte) {
 // current policy stays in force.
 func (s *Component) RejectPolicy(error) {
 	s.metrics.policyReloads.WithLabelValues("invalid").Inc()
-}
-
-// addGeo sets the flow's countries, and its AS numbers where the exporter
-// gave none.
-func (s *Component) addGeo(f *schemas.Flow) {
-	country, asn, _ := s.geo.Lookup(f.SrcAddr)
-	f.SrcCountry = country
-	if f.SrcAS == 0 {
-		f.SrcAS = asn
-	}
-	country, asn, _ = s.geo.Lookup(f.DstAddr)
-	f.DstCountry = country
-	if f.DstAS == 0 {
-		f.DstAS = asn
-	}
 }
