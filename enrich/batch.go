@@ -8,9 +8,11 @@ import (
 	"github.com/flowaudit/flowaudit/schemas"
 )
 
-// batcher labels the flows of one input record and encodes them into the
-// enriched records, per partition of the enriched topic. It is owned by
-// the flow loop; the records it returns are valid until the next call.
+// batcher labels the flows of one input record in place and encodes
+// them straight from the input batch into the enriched records, one or
+// more per partition of the enriched topic: no flow is copied. It is
+// owned by the flow loop. The records it returns, their keys and values
+// are its own, reused after release.
 type batcher struct {
 	enricher   *Enricher
 	geo        *GeoDB // nil without GeoIP databases
@@ -20,16 +22,20 @@ type batcher struct {
 	attributed prometheus.Counter
 
 	res      Result
-	out      []schemas.FlowBatch
+	sel      [][]int32 // per partition: indexes of its flows
 	chunkBuf []byte
 	chunks   []*kgo.Record
+	// arena holds the keys and values of the records handed out since
+	// release; used are those records, free the ones to reuse.
+	arena      []byte
+	used, free []*kgo.Record
 }
 
 // newBatcher counts flows per verdict in flows and those with a source
 // identity in attributed.
 func newBatcher(e *Enricher, geo *GeoDB, topic string, partitions int32, flows *prometheus.CounterVec, attributed prometheus.Counter) *batcher {
 	b := &batcher{enricher: e, geo: geo, topic: topic, partitions: partitions, attributed: attributed,
-		out: make([]schemas.FlowBatch, partitions)}
+		sel: make([][]int32, partitions)}
 	for v := range b.verdicts {
 		b.verdicts[v] = flows.WithLabelValues(schemas.Verdict(v).String())
 	}
@@ -39,9 +45,8 @@ func newBatcher(e *Enricher, geo *GeoDB, topic string, partitions int32, flows *
 // records labels in, read from input record (partition, offset), and
 // returns the enriched records to produce, with their source headers.
 func (bt *batcher) records(in *schemas.FlowBatch, partition int32, offset int64) []*kgo.Record {
-	out := bt.out
-	for i := range out {
-		out[i].Flows = out[i].Flows[:0]
+	for p := range bt.sel {
+		bt.sel[p] = bt.sel[p][:0]
 	}
 	res := &bt.res
 	for i := range in.Flows {
@@ -65,22 +70,21 @@ func (bt *batcher) records(in *schemas.FlowBatch, partition int32, offset int64)
 			bt.attributed.Inc()
 		}
 		p := partitionOf(f.SrcAddr, bt.partitions)
-		out[p].Flows = append(out[p].Flows, *f)
+		bt.sel[p] = append(bt.sel[p], int32(i))
 	}
 	all := bt.chunks[:0]
-	for p := range out {
-		if len(out[p].Flows) == 0 {
+	for p, sel := range bt.sel {
+		if len(sel) == 0 {
 			continue
 		}
-		b := &out[p]
-		b.TimeReceived, b.Exporter, b.ExporterPort = in.TimeReceived, in.Exporter, in.ExporterPort
-		b.Type, b.ObservationID, b.SequenceNumber = in.Type, in.ObservationID, in.SequenceNumber
 		// One input record may fan out to more than the broker takes in
 		// one record (labels make flows larger): split.
 		first := len(all)
-		bt.chunkBuf = schemas.AppendFlowBatchChunks(bt.chunkBuf, b, kafka.MaxRecordBytes, func(chunk []byte, flows []schemas.Flow) {
-			all = append(all, &kgo.Record{Topic: bt.topic, Partition: int32(p),
-				Key: append([]byte(nil), flows[0].SrcAddr[:]...), Value: append([]byte(nil), chunk...)})
+		bt.chunkBuf = schemas.AppendFlowBatchChunksOf(bt.chunkBuf, in, sel, kafka.MaxRecordBytes, func(chunk []byte, sel []int32) {
+			rec := bt.record()
+			rec.Topic, rec.Partition = bt.topic, int32(p)
+			rec.Key, rec.Value = bt.keep(in.Flows[sel[0]].SrcAddr[:]), bt.keep(chunk)
+			all = append(all, rec)
 		})
 		for i, rec := range all[first:] {
 			// The source header lets the sink insert each input record
@@ -91,6 +95,37 @@ func (bt *batcher) records(in *schemas.FlowBatch, partition int32, offset int64)
 	}
 	bt.chunks = all
 	return all
+}
+
+// record returns a blank record, reused when one was released.
+func (bt *batcher) record() *kgo.Record {
+	var rec *kgo.Record
+	if n := len(bt.free); n > 0 {
+		rec = bt.free[n-1]
+		bt.free = bt.free[:n-1]
+		*rec = kgo.Record{Headers: rec.Headers[:0]}
+	} else {
+		rec = &kgo.Record{}
+	}
+	bt.used = append(bt.used, rec)
+	return rec
+}
+
+// keep copies b into the arena.
+func (bt *batcher) keep(b []byte) []byte {
+	start := len(bt.arena)
+	bt.arena = append(bt.arena, b...)
+	return bt.arena[start:len(bt.arena):len(bt.arena)]
+}
+
+// release makes every record handed out, and its key and value, free for
+// reuse: call it once the client is done with them (after Flush, whose
+// promises have all been called).
+func (bt *batcher) release() {
+	bt.free = append(bt.free, bt.used...)
+	clear(bt.used)
+	bt.used = bt.used[:0]
+	bt.arena = bt.arena[:0]
 }
 
 // addGeo sets the flow's countries, and its AS numbers where the exporter

@@ -1,6 +1,7 @@
 package enrich
 
 import (
+	"hash/fnv"
 	"math/rand/v2"
 	"testing"
 
@@ -58,6 +59,11 @@ func TestBatcherRecords(t *testing.T) {
 		p := partitionOf(f.SrcAddr, 4)
 		want[p].Flows = append(want[p].Flows, f)
 	}
+	// A first round, released: the second reuses its records and arena.
+	in1 := *in
+	in1.Flows = append([]schemas.Flow(nil), in.Flows[:150]...)
+	bt.records(&in1, 3, 40)
+	bt.release()
 	in2 := *in
 	in2.Flows = append([]schemas.Flow(nil), in.Flows...)
 	got := append([]*kgo.Record(nil), bt.records(&in2, 3, 41)...)
@@ -112,6 +118,27 @@ func BenchmarkBatcher(b *testing.B) {
 		}
 		bt.records(&in, 0, int64(i))
 		n += len(in.Flows)
+		if i%100 == 99 {
+			bt.release() // as after a poll's Flush
+		}
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "flows/s")
+}
+
+// TestPartitionOf: FNV-1a as hash/fnv computes it, so flows keep their
+// partitions across versions.
+func TestPartitionOf(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for i := 0; i < 1000; i++ {
+		var a schemas.Addr
+		for j := range a {
+			a[j] = byte(r.IntN(256))
+		}
+		h := fnv.New32a()
+		h.Write(a[:])
+		n := int32(1 + r.IntN(64))
+		if got, want := partitionOf(a, n), int(h.Sum32()%uint32(n)); got != want {
+			t.Fatalf("partitionOf(%v, %d) = %d, want %d", a, n, got, want)
+		}
+	}
 }

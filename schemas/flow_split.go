@@ -37,3 +37,33 @@ func AppendFlowBatchChunks(buf []byte, b *FlowBatch, maxBytes int, emit func(val
 	}
 	return buf
 }
+
+// AppendFlowBatchChunksOf is AppendFlowBatchChunks over the flows of b
+// that sel names (indexes into b.Flows, in that order) instead of all of
+// them: its payloads are byte for byte those AppendFlowBatchChunks gives
+// for a batch with b's header and those flows, without copying a flow.
+// emit gets each payload and the part of sel in it. Each flow is sized
+// once and encoded once.
+func AppendFlowBatchChunksOf(buf []byte, b *FlowBatch, sel []int32, maxBytes int, emit func(value []byte, sel []int32)) []byte {
+	buf = AppendFlowBatch(buf[:0], &FlowBatch{
+		TimeReceived: b.TimeReceived, Exporter: b.Exporter, ExporterPort: b.ExporterPort,
+		Type: b.Type, ObservationID: b.ObservationID, SequenceNumber: b.SequenceNumber,
+	})
+	header, start := len(buf), 0
+	for i, j := range sel {
+		f := &b.Flows[j]
+		fs := flowSize(f)
+		n := protowire.SizeTag(fieldBatchFlows) + protowire.SizeVarint(uint64(fs)) + fs
+		if len(buf)+n > maxBytes && i > start {
+			emit(buf, sel[start:i])
+			buf, start = buf[:header], i
+		}
+		buf = protowire.AppendTag(buf, fieldBatchFlows, protowire.BytesType)
+		buf = protowire.AppendVarint(buf, uint64(fs))
+		buf = appendFlow(buf, f)
+	}
+	if start < len(sel) || len(sel) == 0 {
+		emit(buf, sel[start:])
+	}
+	return buf
+}
