@@ -87,6 +87,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"webhook field", "alerts:\n  webhooks:\n    - url: x\n      colour: red\n", []string{"alerts.webhooks[0].colour (line 4): unknown key"}},
 		{"mapping expected", "kafka: 3\n", []string{"kafka (line 1): expected a mapping"}},
 		{"bad clickhouse addr", "clickhouse:\n  addr: localhost\n", []string{"clickhouse.addr"}},
+		{"bad policy_drift severity", "detect:\n  policy_drift:\n    enabled: true\n    severity: urgent\n", []string{"detect.policy_drift.severity: \"urgent\""}},
 		{"bad digest schedule", "audit:\n  digest_schedule: \"every minute\"\n", []string{"audit.digest_schedule: \"every minute\"", "5-field cron"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
