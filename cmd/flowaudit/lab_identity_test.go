@@ -169,3 +169,76 @@ func TestLabIdentityDHCP(t *testing.T) {
 		t.Errorf("flows of %s (-got +want):\n%s", leased, diff)
 	}
 }
+
+// TestLabIdentityRADIUS: FreeRADIUS in one namespace receives accounting
+// Start and Stop from radclient in another (a NAS) and writes its detail
+// file, which flowaudit tails (format radius). Flows from the
+// Framed-IP-Address carry the user and the Calling-Station-Id between the
+// Start and the Stop only.
+func TestLabIdentityRADIUS(t *testing.T) {
+	freeradius := needBin(t, "freeradius", "freeradius")
+	radclient := needBin(t, "radclient", "freeradius-utils")
+	if _, err := os.Stat("/etc/freeradius/3.0/radiusd.conf"); err != nil {
+		t.Skipf("no FreeRADIUS configuration: %v", err)
+	}
+	lab := identityLab(t, "nas", "aaa")
+	nas, aaa := lab.Hosts["nas"], lab.Hosts["aaa"]
+	raddb := filepath.Join(lab.Dir, "raddb")
+	if out, err := exec.Command("cp", "-a", "/etc/freeradius/3.0", raddb).CombinedOutput(); err != nil {
+		t.Fatalf("cp: %v: %s", err, out)
+	}
+	conf, err := os.ReadFile(filepath.Join(raddb, "radiusd.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acct := filepath.Join(lab.Dir, "radacct")
+	var lines []string
+	for _, l := range strings.Split(string(conf), "\n") {
+		switch k := strings.TrimSpace(l); {
+		case strings.HasPrefix(k, "radacctdir ="):
+			l = "radacctdir = " + acct
+		case strings.HasPrefix(k, "logdir ="):
+			l = "logdir = " + lab.Dir
+		case strings.HasPrefix(k, "user =") || strings.HasPrefix(k, "group ="):
+			l = "#" + l // stay root: the detail directory is the test's
+		}
+		lines = append(lines, l)
+	}
+	if err := os.WriteFile(filepath.Join(raddb, "radiusd.conf"), []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(raddb, "clients.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "\nclient lab-nas {\n\tipaddr = %s\n\tsecret = lab-secret\n}\n", nas.Host)
+	f.Close()
+	if err := lab.Start(aaa.NS, freeradius, "-f", "-l", "stdout", "-d", raddb); err != nil {
+		t.Fatal(err)
+	}
+	// The detail module's file: radacct/CLIENT/detail-YYYYMMDD (local time).
+	detail := filepath.Join(acct, nas.Host.String(), "detail-"+time.Now().Format("20060102"))
+
+	ch := testutil.StartClickHouse(t)
+	p := newPipeline(t, ch, pipelineOptions{accessYAML: "    tail_poll_interval: 50ms\n    files:\n      - {path: " + detail + ", format: radius, host: radius-1}\n"})
+	p.Start()
+
+	const framed = "10.72.9.50"
+	send := func(status string) {
+		t.Helper()
+		cmd := lab.Command(nas.NS, radclient, "-r", "5", "-t", "2", aaa.Host.String()+":1813", "acct", "lab-secret")
+		cmd.Stdin = strings.NewReader(fmt.Sprintf(`Acct-Status-Type = %s, User-Name = "alice@corp", Framed-IP-Address = %s, Calling-Station-Id = "02-00-5E-10-00-01", Acct-Session-Id = "lab-0001", NAS-Port-Type = Ethernet`, status, framed))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("radclient %s: %v: %s", status, err, out)
+		}
+	}
+	got := identityPhases(t, ch, p, framed, func() { send("Start") }, func() { send("Stop") }, 1, 2)
+	want := []attribution{
+		{"", "", "", 2 + 3},
+		{"alice@corp", "radius", "02:00:5e:10:00:01", 5},
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		b, _ := os.ReadFile(detail)
+		t.Errorf("flows of %s (-got +want):\n%s\ndetail file:\n%s", framed, diff, b)
+	}
+}
