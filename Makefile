@@ -63,6 +63,7 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzParsePolicy -fuzztime=20s ./policy
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeNetworkPolicies -fuzztime=20s ./policy/enforce
 	$(GO) test -run='^$$' -fuzz=FuzzKeyedUnmarshal -fuzztime=20s ./detect/engine
+	$(GO) test -run='^$$' -fuzz=FuzzParseParams -fuzztime=20s ./console
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeCheckpoint -fuzztime=20s ./detect
 	$(GO) test -run='^$$' -fuzz=FuzzUnmarshalAlert -fuzztime=20s ./schemas
 	$(GO) test -run='^$$' -fuzz=FuzzParse -fuzztime=20s ./cmd/flowaudit/internal/config
