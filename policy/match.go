@@ -10,30 +10,18 @@ import (
 	"github.com/flowaudit/flowaudit/schemas"
 )
 
-// Verdict is the policy decision on one flow. Numbers are stored in
-// schemas.Flow.Verdict; the string form is the ClickHouse value.
-type Verdict uint8
+// Verdict is the policy decision on one flow: the one type of
+// schemas.Verdict (stored in schemas.Flow.Verdict; its String is the
+// ClickHouse value), named here for the policy's readers.
+type Verdict = schemas.Verdict
 
 // Verdicts.
 const (
-	VerdictUnknown      Verdict = 0 // could not be decided (no policy, no address)
-	VerdictAllowed      Verdict = 1 // cross-segment, allowed by a rule (or by default allow)
-	VerdictViolation    Verdict = 2 // cross-segment, allowed by no rule
-	VerdictIntraSegment Verdict = 3 // both ends in the same segment
+	VerdictUnknown      = schemas.VerdictUnknown      // could not be decided (no policy, no address)
+	VerdictAllowed      = schemas.VerdictAllowed      // cross-segment, allowed by a rule (or by default allow)
+	VerdictViolation    = schemas.VerdictViolation    // cross-segment, allowed by no rule
+	VerdictIntraSegment = schemas.VerdictIntraSegment // both ends in the same segment
 )
-
-// String returns the ClickHouse value for v.
-func (v Verdict) String() string {
-	switch v {
-	case VerdictAllowed:
-		return "allowed"
-	case VerdictViolation:
-		return "violation"
-	case VerdictIntraSegment:
-		return "intra_segment"
-	}
-	return "unknown"
-}
 
 // DefaultRule is the rule name of flows allowed by "default: allow".
 const DefaultRule = "default"

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flowaudit/flowaudit/ingest/access/parser"
+	"github.com/flowaudit/flowaudit/internal/atomicfile"
 )
 
 // headBytes is how much of a file's start identifies it beside its inode,
@@ -399,23 +400,7 @@ func (t *tailer) save() error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(t.statePath), ".tail-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), t.statePath); err != nil {
+	if err := atomicfile.Write(t.statePath, data); err != nil {
 		return fmt.Errorf("saving the tail position of %s: %w", t.cfg.Path, err)
 	}
 	return nil

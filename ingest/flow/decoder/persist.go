@@ -10,9 +10,9 @@ import (
 	"maps"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 
+	"github.com/flowaudit/flowaudit/internal/atomicfile"
 	"github.com/flowaudit/flowaudit/schemas"
 )
 
@@ -119,7 +119,7 @@ func (d *Decoder) SaveTemplates() error {
 	if err != nil {
 		return fmt.Errorf("unable to encode flow templates: %w", err)
 	}
-	if err := writeFileAtomic(d.path, data); err != nil {
+	if err := atomicfile.Write(d.path, data); err != nil {
 		return fmt.Errorf("unable to save flow templates: %w", err)
 	}
 	d.savedGen = gen
@@ -202,26 +202,4 @@ func compareTemplateKeys(a, b templateKey) int {
 		return c
 	}
 	return cmp.Or(cmp.Compare(a.version, b.version), cmp.Compare(a.port, b.port), cmp.Compare(a.domain, b.domain), cmp.Compare(a.id, b.id))
-}
-
-// writeFileAtomic replaces path with data so that readers (and a crash)
-// see either the old or the new content, never a partial file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after a successful rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
