@@ -143,7 +143,8 @@ func generateSQL(database, addr string) []string {
 	t0 := genT0.Unix()
 	flows := fmt.Sprintf(`INSERT INTO %[1]s.flows (time_received, time_start, time_end, flow_type, exporter, sampling_rate, src_addr, dst_addr,
     src_port, dst_port, proto, bytes, packets, src_segment, dst_segment, src_workload, dst_workload, src_identity, dst_identity,
-    verdict, rule, staged_verdict, staged_rule, service_side, service_port, fw_action)
+    verdict, rule, staged_verdict, staged_rule, service_side, service_port, fw_action,
+    src_identity_source, dst_identity_source, src_device, dst_device)
 SELECT toDateTime(%[2]d + n * 431) AS tr, toDateTime(%[2]d + n * 431 - 3), toDateTime(%[2]d + n * 431 - 1),
     ['ipfix', 'netflow_v5', 'sflow'][n %% 3 + 1], %[3]s(concat('::ffff:192.0.2.', toString(n %% 2 + 1))), toUInt32(n %% 2 + 1),
     %[3]s(if(n %% 5 = 0, concat('2001:db8:1::', toString(n %% 4 + 1)), concat('::ffff:10.', toString(n %% 3 + 1), '.0.', toString(n %% 4 + 10)))),
@@ -160,7 +161,9 @@ SELECT toDateTime(%[2]d + n * 431) AS tr, toDateTime(%[2]d + n * 431 - 3), toDat
     if(n %% 5 = 1, 'violation', v), if(n %% 5 = 1, 'staged-deny', rl),
     if(n %% 11 = 0, '', if(n %% 6 = 0, 'src', 'dst')) AS side,
     toUInt16(if(side = '', 0, if(n %% 6 = 0, 5432, dp))),
-    ['', 'forwarded', 'dropped', 'denied', 'forwarded'][n %% 5 + 1]
+    ['', 'forwarded', 'dropped', 'denied', 'forwarded'][n %% 5 + 1],
+    ['session', 'radius', 'inventory', ''][n %% 4 + 1], ['', 'inventory', '', ''][n %% 4 + 1],
+    ['', 'aa:bb:cc:00:00:01', '', 'aa:bb:cc:00:00:02'][n %% 4 + 1], ''
 FROM (SELECT number AS n FROM system.numbers LIMIT 700)`, database, t0, addr)
 	alert := func(id, kind, src string, first, last int64, version int) string {
 		return fmt.Sprintf(`INSERT INTO %s.alerts (alert_id, time, kind, severity, src_addr, dst_addr, src_segment, dst_segment, src_identity, dst_port, proto, first_seen, last_seen, count, bytes, summary, evidence, version)

@@ -209,6 +209,7 @@ func TestNativeRoundTripModern(t *testing.T) {
 			Verdict: schemas.VerdictAllowed, SrcSegment: "web", DstSegment: "db", SrcWorkload: "shop-web", DstWorkload: "orders-db",
 			SrcIdentity: "alice", DstIdentity: "svc-orders", Rule: "web-to-db-postgres", SrcCountry: "DE", DstCountry: "FR",
 			StagedVerdict: schemas.VerdictViolation, StagedRule: "tighten-db", ServiceSide: schemas.ServiceDst, ServicePort: 5432,
+			SrcIdentitySource: "radius", DstIdentitySource: "inventory", SrcDevice: "aa:bb:cc:dd:ee:ff", DstDevice: "db-host-1",
 		}, {
 			// IPv6 throughout, no exported times (dated by arrival).
 			SrcAddr: addr("2001:db8:1::5"), DstAddr: addr("2001:db8:2::a"), NextHop: addr("fe80::1"),
@@ -245,6 +246,7 @@ func TestNativeRoundTripModern(t *testing.T) {
 			"verdict": "allowed", "src_segment": "web", "dst_segment": "db", "src_workload": "shop-web", "dst_workload": "orders-db",
 			"src_identity": "alice", "dst_identity": "svc-orders", "rule": "web-to-db-postgres", "src_country": "DE", "dst_country": "FR",
 			"staged_verdict": "violation", "staged_rule": "tighten-db", "service_side": "dst", "service_port": "5432",
+			"src_identity_source": "radius", "dst_identity_source": "inventory", "src_device": "aa:bb:cc:dd:ee:ff", "dst_device": "db-host-1",
 		}, {
 			"time_start": u((received + 123456789) / 1e6), "time_end": u((received + 123456789) / 1e6),
 			"src_addr": "2001:db8:1::5", "dst_addr": "2001:db8:2::a", "next_hop": "fe80::1",
@@ -255,6 +257,7 @@ func TestNativeRoundTripModern(t *testing.T) {
 			"verdict": "violation", "src_segment": "web", "dst_segment": "external", "src_workload": "", "dst_workload": "",
 			"src_identity": "", "dst_identity": "", "rule": "", "src_country": "", "dst_country": "",
 			"staged_verdict": "violation", "staged_rule": "", "service_side": "src", "service_port": "443",
+			"src_identity_source": "", "dst_identity_source": "", "src_device": "", "dst_device": "",
 		}}
 		for i := range want {
 			for k, v := range common {
