@@ -242,3 +242,88 @@ func TestLabIdentityRADIUS(t *testing.T) {
 		t.Errorf("flows of %s (-got +want):\n%s\ndetail file:\n%s", framed, diff, b)
 	}
 }
+
+// TestLabIdentityKerberos: kinit in one namespace against an MIT krb5kdc
+// in another, whose log file flowaudit tails (format kerberos). A wrong
+// password (PREAUTH_FAILED) binds nothing; the ticket issued for the
+// right one binds the client's address to alice@EXAMPLE.COM, so flows
+// before the login are unattributed and flows after carry her principal.
+func TestLabIdentityKerberos(t *testing.T) {
+	krb5kdc := needBin(t, "krb5kdc", "krb5-kdc")
+	kdb5util := needBin(t, "kdb5_util", "krb5-kdc")
+	kadmin := needBin(t, "kadmin.local", "krb5-admin-server")
+	kinit := needBin(t, "kinit", "krb5-user")
+	lab := identityLab(t, "client", "kdc")
+	client, kdc := lab.Hosts["client"], lab.Hosts["kdc"]
+	dir := lab.Dir
+	logPath := filepath.Join(dir, "krb5kdc.log")
+	files := map[string]string{
+		"kdc.conf": fmt.Sprintf("[kdcdefaults]\n kdc_ports = 88\n kdc_tcp_ports = 88\n[realms]\n EXAMPLE.COM = {\n  database_name = %[1]s/principal\n  key_stash_file = %[1]s/stash\n  acl_file = %[1]s/kadm5.acl\n }\n[logging]\n kdc = FILE:%[2]s\n", dir, logPath),
+		"krb5.conf": fmt.Sprintf("[libdefaults]\n default_realm = EXAMPLE.COM\n dns_lookup_kdc = false\n dns_lookup_realm = false\n rdns = false\n[realms]\n EXAMPLE.COM = {\n  kdc = %s\n }\n", kdc.Host),
+		"kadm5.acl": "",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"KRB5_CONFIG=" + filepath.Join(dir, "krb5.conf"), "KRB5_KDC_PROFILE=" + filepath.Join(dir, "kdc.conf"), "KRB5CCNAME=FILE:" + filepath.Join(dir, "ccache")}
+	run := func(stdin string, name string, args ...string) (string, error) {
+		cmd := exec.Command(name, args...)
+		cmd.Env = append(os.Environ(), env...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("", kdb5util, "create", "-s", "-r", "EXAMPLE.COM", "-P", "lab-master-key"); err != nil {
+		t.Fatalf("kdb5_util create: %v: %s", err, out)
+	}
+	if out, err := run("", kadmin, "-r", "EXAMPLE.COM", "-q", "addprinc +requires_preauth -pw alice-secret alice"); err != nil {
+		t.Fatalf("kadmin.local: %v: %s", err, out)
+	}
+	if err := lab.Start(kdc.NS, "env", append(env, krb5kdc, "-n", "-r", "EXAMPLE.COM")...); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.WaitTCP(client.NS, netip.AddrPortFrom(kdc.Host, 88), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	ch := testutil.StartClickHouse(t)
+	p := newPipeline(t, ch, pipelineOptions{accessYAML: "    tail_poll_interval: 50ms\n    files:\n      - {path: " + logPath + ", format: kerberos}\n"})
+	p.Start()
+	login := func(password string) (string, error) {
+		return run(password+"\n", "ip", append([]string{"netns", "exec", client.NS, "env"}, append(env, kinit, "alice@EXAMPLE.COM")...)...)
+	}
+	addr := client.Host.String()
+	fs := newFlowSender(t, p.NetFlowAddr)
+	fs.send(addr, 40000, "192.0.2.80", 443, 2) // before any login
+	nextSecond()
+	if out, err := login("wrong"); err == nil {
+		t.Fatalf("kinit with a wrong password succeeded: %s", out)
+	}
+	p.WaitMetric("flowaudit_enrich_access_events_total", 1, 30*time.Second) // PREAUTH_FAILED
+	fs.send(addr, 40001, "192.0.2.80", 443, 3)                             // still nobody
+	nextSecond()
+	if out, err := login("alice-secret"); err != nil {
+		t.Fatalf("kinit: %v: %s", err, out)
+	}
+	p.WaitMetric("flowaudit_enrich_access_events_total", 2, 30*time.Second) // ISSUE
+	nextSecond()
+	fs.send(addr, 40002, "192.0.2.80", 443, 5) // alice
+	q := "SELECT toUInt64(count()) FROM flowaudit.flows WHERE IPv6NumToString(src_addr) = '::ffff:" + addr + "'"
+	if got := waitCount(t, ch, q, 10, 60*time.Second); got != 10 {
+		t.Fatalf("%d flows of %s in ClickHouse, want 10", got, addr)
+	}
+	want := []attribution{
+		{"", "", "", 2 + 3},
+		{"alice@EXAMPLE.COM", "kerberos", "", 5},
+	}
+	if diff := cmp.Diff(attributions(t, ch, addr), want); diff != "" {
+		b, _ := os.ReadFile(logPath)
+		t.Errorf("flows of %s (-got +want):\n%s\nKDC log:\n%s", addr, diff, b)
+	}
+	// The access events as the KDC logged them.
+	if n := waitCount(t, ch, "SELECT toUInt64(count()) FROM flowaudit.access_events WHERE source = 'kerberos' AND user = 'alice@EXAMPLE.COM' AND outcome = 'failure'", 1, 30*time.Second); n != 1 {
+		t.Errorf("%d kerberos failures in access_events, want 1", n)
+	}
+}
