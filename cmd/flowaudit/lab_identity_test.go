@@ -258,7 +258,7 @@ func TestLabIdentityKerberos(t *testing.T) {
 	dir := lab.Dir
 	logPath := filepath.Join(dir, "krb5kdc.log")
 	files := map[string]string{
-		"kdc.conf": fmt.Sprintf("[kdcdefaults]\n kdc_ports = 88\n kdc_tcp_ports = 88\n[realms]\n EXAMPLE.COM = {\n  database_name = %[1]s/principal\n  key_stash_file = %[1]s/stash\n  acl_file = %[1]s/kadm5.acl\n }\n[logging]\n kdc = FILE:%[2]s\n", dir, logPath),
+		"kdc.conf":  fmt.Sprintf("[kdcdefaults]\n kdc_ports = 88\n kdc_tcp_ports = 88\n[realms]\n EXAMPLE.COM = {\n  database_name = %[1]s/principal\n  key_stash_file = %[1]s/stash\n  acl_file = %[1]s/kadm5.acl\n }\n[logging]\n kdc = FILE:%[2]s\n", dir, logPath),
 		"krb5.conf": fmt.Sprintf("[libdefaults]\n default_realm = EXAMPLE.COM\n dns_lookup_kdc = false\n dns_lookup_realm = false\n rdns = false\n[realms]\n EXAMPLE.COM = {\n  kdc = %s\n }\n", kdc.Host),
 		"kadm5.acl": "",
 	}
@@ -302,7 +302,7 @@ func TestLabIdentityKerberos(t *testing.T) {
 		t.Fatalf("kinit with a wrong password succeeded: %s", out)
 	}
 	p.WaitMetric("flowaudit_enrich_access_events_total", 1, 30*time.Second) // PREAUTH_FAILED
-	fs.send(addr, 40001, "192.0.2.80", 443, 3)                             // still nobody
+	fs.send(addr, 40001, "192.0.2.80", 443, 3)                              // still nobody
 	nextSecond()
 	if out, err := login("alice-secret"); err != nil {
 		t.Fatalf("kinit: %v: %s", err, out)
