@@ -37,7 +37,7 @@ test-short:
 # encode, and sink inserts; the audit layer over 30 days of 1M flows/day;
 # then the end-to-end pipeline benchmark.
 bench:
-	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./ingest/flow/decoder ./ingest/access/parser ./schemas ./sink
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s ./ingest/flow/decoder ./ingest/access/parser ./schemas ./sink ./archive
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=2s -cpu=1 ./enrich ./policy ./detect/engine
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -timeout=60m ./bench/audit
 	$(GO) run ./bench/e2e
