@@ -153,7 +153,6 @@ func (c *Component) Start() error {
 			// Save state and offsets before partitions move away.
 			c.checkpoint(ctx, cl)
 		}),
-		kgo.ProducerLinger(5*time.Millisecond),
 	)...)
 	if err != nil {
 		return fmt.Errorf("unable to create detect consumer: %w", err)

@@ -190,7 +190,6 @@ func (s *Component) Start() error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerLinger(2*time.Millisecond),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 		kgo.MaxBufferedBytes(256<<20),
 		// Batches stay within the broker's default message.max.bytes

@@ -195,7 +195,6 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 func (c *Component) Start() error {
 	opts := append(kafka.ClientOptions(c.deps.Kafka, "access"),
 		kgo.DefaultProduceTopic(c.accessTopic),
-		kgo.ProducerLinger(c.deps.Kafka.ProduceLinger),
 		kgo.MaxBufferedBytes(64<<20),
 		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 	)
@@ -208,7 +207,6 @@ func (c *Component) Start() error {
 	if c.hasUDP() {
 		udpOpts := append(kafka.ClientOptions(c.deps.Kafka, "access-udp"),
 			kgo.DefaultProduceTopic(c.accessTopic),
-			kgo.ProducerLinger(c.deps.Kafka.ProduceLinger),
 			kgo.MaxBufferedBytes(32<<20),
 			kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 		)

@@ -158,6 +158,9 @@ func ClientOptions(cfg Configuration, role string) []kgo.Opt {
 		// so stages pause rather than fail while the broker is away.
 		kgo.RequestRetries(1 << 30),
 		kgo.RetryTimeout(0),
+		// kafka.produce_linger, for every producer (the flow collector
+		// overrides it with ingest.flows.flush_interval).
+		kgo.ProducerLinger(cfg.ProduceLinger),
 	}
 }
 
