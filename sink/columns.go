@@ -24,8 +24,10 @@ var flowColumns = []string{
 	"kafka_partition", "source_partition", "source_offset",
 }
 
-// columns is one insert's data in column form, reused between flushes so
-// a steady flow of batches allocates little.
+// columns are buffered rows in column form, the form the INSERT takes:
+// the sink decodes each flow into them once, and appends them to the
+// batch's columns from there. Reused between flushes so a steady flow of
+// batches allocates little.
 type columns struct {
 	modern bool // IPv6 and DateTime64(3) columns (ClickHouse >= 23.8)
 
@@ -56,27 +58,6 @@ type columns struct {
 
 func (c *columns) len() int { return len(c.timeReceived) }
 
-func (c *columns) reset() {
-	c.timeReceived, c.timeStart, c.timeEnd = c.timeReceived[:0], c.timeStart[:0], c.timeEnd[:0]
-	c.flowType = c.flowType[:0]
-	c.exporter, c.src, c.dst, c.nextHop = c.exporter[:0], c.src[:0], c.dst[:0], c.nextHop[:0]
-	c.obsID, c.sampling, c.inIf, c.outIf = c.obsID[:0], c.sampling[:0], c.inIf[:0], c.outIf[:0]
-	c.srcAS, c.dstAS = c.srcAS[:0], c.dstAS[:0]
-	c.srcPort, c.dstPort, c.etherType = c.srcPort[:0], c.dstPort[:0], c.etherType[:0]
-	c.proto, c.tcpFlags, c.ipTos, c.dir = c.proto[:0], c.tcpFlags[:0], c.ipTos[:0], c.dir[:0]
-	c.bytes, c.packets = c.bytes[:0], c.packets[:0]
-	c.srcSeg, c.dstSeg, c.srcWl, c.dstWl = c.srcSeg[:0], c.dstSeg[:0], c.srcWl[:0], c.dstWl[:0]
-	c.srcID, c.dstID, c.verdict, c.rule = c.srcID[:0], c.dstID[:0], c.verdict[:0], c.rule[:0]
-	c.srcCountry, c.dstCountry = c.srcCountry[:0], c.dstCountry[:0]
-	c.fwAction, c.srcXlate, c.dstXlate = c.fwAction[:0], c.srcXlate[:0], c.dstXlate[:0]
-	c.srcPortXlate, c.dstPortXlate = c.srcPortXlate[:0], c.dstPortXlate[:0]
-	c.stagedVerdict, c.stagedRule = c.stagedVerdict[:0], c.stagedRule[:0]
-	c.serviceSide, c.servicePort = c.serviceSide[:0], c.servicePort[:0]
-	c.srcIDSource, c.dstIDSource = c.srcIDSource[:0], c.dstIDSource[:0]
-	c.srcDevice, c.dstDevice = c.srcDevice[:0], c.dstDevice[:0]
-	c.kafkaPart, c.srcPart, c.srcOff = c.kafkaPart[:0], c.srcPart[:0], c.srcOff[:0]
-}
-
 var flowTypeNames = func() [256]string {
 	var n [256]string
 	for i := range n {
@@ -92,17 +73,18 @@ func (c *columns) flowTime(ns uint64) int64 {
 	return int64(ns / 1e9)
 }
 
-func (c *columns) add(r *flowRow) {
-	f := &r.flow
-	c.timeReceived = append(c.timeReceived, int64(r.received/1e9))
+// add appends flow f of batch b, read from input partition part and
+// source (srcPart, srcOff).
+func (c *columns) add(b *schemas.FlowBatch, f *schemas.Flow, part, srcPart uint16, srcOff int64) {
+	c.timeReceived = append(c.timeReceived, int64(b.TimeReceived/1e9))
 	// The same dating rule as every other stage (a flow without its own
 	// times is dated by its arrival).
-	start, end := schemas.FlowSpan(f, r.received)
+	start, end := schemas.FlowSpan(f, b.TimeReceived)
 	c.timeStart = append(c.timeStart, c.flowTime(start))
 	c.timeEnd = append(c.timeEnd, c.flowTime(end))
-	c.flowType = append(c.flowType, flowTypeNames[r.typ])
-	c.exporter = append(c.exporter, r.exporter)
-	c.obsID = append(c.obsID, r.obsID)
+	c.flowType = append(c.flowType, flowTypeNames[b.Type])
+	c.exporter = append(c.exporter, b.Exporter)
+	c.obsID = append(c.obsID, b.ObservationID)
 	c.sampling = append(c.sampling, f.SamplingRate)
 	c.src = append(c.src, f.SrcAddr)
 	c.dst = append(c.dst, f.DstAddr)
@@ -143,9 +125,71 @@ func (c *columns) add(r *flowRow) {
 	c.dstIDSource = append(c.dstIDSource, f.DstIdentitySource)
 	c.srcDevice = append(c.srcDevice, f.SrcDevice)
 	c.dstDevice = append(c.dstDevice, f.DstDevice)
-	c.kafkaPart = append(c.kafkaPart, r.part)
-	c.srcPart = append(c.srcPart, r.srcPart)
-	c.srcOff = append(c.srcOff, r.srcOff)
+	c.kafkaPart = append(c.kafkaPart, part)
+	c.srcPart = append(c.srcPart, srcPart)
+	c.srcOff = append(c.srcOff, srcOff)
+}
+
+// all lists a pointer to every column, in flowColumns' order.
+func (c *columns) all() []any {
+	return []any{
+		&c.timeReceived, &c.timeStart, &c.timeEnd, &c.flowType, &c.exporter, &c.obsID,
+		&c.sampling, &c.src, &c.dst, &c.nextHop, &c.srcPort, &c.dstPort, &c.proto,
+		&c.bytes, &c.packets, &c.tcpFlags, &c.ipTos, &c.inIf, &c.outIf, &c.srcAS, &c.dstAS,
+		&c.etherType, &c.dir,
+		&c.srcSeg, &c.dstSeg, &c.srcWl, &c.dstWl, &c.srcID, &c.dstID, &c.verdict, &c.rule,
+		&c.srcCountry, &c.dstCountry,
+		&c.fwAction, &c.srcXlate, &c.dstXlate, &c.srcPortXlate, &c.dstPortXlate,
+		&c.stagedVerdict, &c.stagedRule, &c.serviceSide, &c.servicePort,
+		&c.srcIDSource, &c.dstIDSource, &c.srcDevice, &c.dstDevice,
+		&c.kafkaPart, &c.srcPart, &c.srcOff,
+	}
+}
+
+// filter keeps the rows from index from on for which keep says so; the
+// rows before from stay. keep sees the rows' original indexes.
+func (c *columns) filter(from int, keep func(i int) bool) {
+	var kept []bool
+	for i := from; i < c.len(); i++ {
+		kept = append(kept, keep(i))
+	}
+	for _, col := range c.all() {
+		switch s := col.(type) {
+		case *[]int64:
+			filterRows(s, from, kept)
+		case *[]string:
+			filterRows(s, from, kept)
+		case *[][16]byte:
+			filterRows(s, from, kept)
+		case *[]uint64:
+			filterRows(s, from, kept)
+		case *[]uint32:
+			filterRows(s, from, kept)
+		case *[]uint16:
+			filterRows(s, from, kept)
+		case *[]uint8:
+			filterRows(s, from, kept)
+		default:
+			panic(fmt.Sprintf("sink: column of type %T", col))
+		}
+	}
+}
+
+// dropFront removes the first n rows.
+func (c *columns) dropFront(n int) {
+	c.filter(0, func(i int) bool { return i >= n })
+}
+
+func filterRows[T any](s *[]T, from int, kept []bool) {
+	rows := *s
+	out := rows[:from]
+	for i, k := range kept {
+		if k {
+			out = append(out, rows[from+i])
+		}
+	}
+	clear(rows[len(out):]) // no strings kept alive past the end
+	*s = out
 }
 
 var serviceSideNames = func() [256]string {
@@ -187,7 +231,34 @@ func (c *columns) addrColumn(a [][16]byte, views *[][]byte) any {
 	return v
 }
 
-func (c *columns) appendTo(b driver.Batch) error {
+// appendTo appends the first n rows to the batch's columns.
+func (c *columns) appendTo(b driver.Batch, n int) error {
+	if n < c.len() {
+		head := *c
+		for _, col := range head.all() {
+			switch s := col.(type) {
+			case *[]int64:
+				*s = (*s)[:n]
+			case *[]string:
+				*s = (*s)[:n]
+			case *[][16]byte:
+				*s = (*s)[:n]
+			case *[]uint64:
+				*s = (*s)[:n]
+			case *[]uint32:
+				*s = (*s)[:n]
+			case *[]uint16:
+				*s = (*s)[:n]
+			case *[]uint8:
+				*s = (*s)[:n]
+			default:
+				panic(fmt.Sprintf("sink: column of type %T", col))
+			}
+		}
+		err := head.appendTo(b, n)
+		c.views = head.views
+		return err
+	}
 	values := []any{
 		c.timeReceived, c.timeStart, c.timeEnd, c.flowType, c.addrColumn(c.exporter, &c.views[0]), c.obsID,
 		c.sampling, c.addrColumn(c.src, &c.views[1]), c.addrColumn(c.dst, &c.views[2]), c.addrColumn(c.nextHop, &c.views[3]), c.srcPort, c.dstPort, c.proto,

@@ -49,7 +49,6 @@ const noSource = 0xFFFF
 // flowWriter writes the flows (or enriched) topic into the flows table.
 type flowWriter struct {
 	name    string
-	cols    columns
 	scratch schemas.FlowBatch
 	parts   map[int32]*flowPartition
 	n       int
@@ -67,8 +66,10 @@ type flowWriter struct {
 	skipped int
 }
 
+// flowPartition is what one input partition has buffered: its rows
+// decoded straight into insert columns.
 type flowPartition struct {
-	rows []flowRow
+	cols columns
 	next int64                 // offset after the last record read
 	open map[uint16]*openGroup // by source partition: sources with chunks still to come
 }
@@ -77,15 +78,13 @@ type flowPartition struct {
 type openGroup struct {
 	offset    int64  // source offset
 	recOffset int64  // input offset of its first chunk: where to resume
-	start     int    // index of its first row in rows
+	start     int    // index of its first row in cols
 	next      uint16 // next chunk expected
 	chunks    uint16
 }
 
 func newFlowWriter(name string, modern bool, onSkip func()) *flowWriter {
-	w := &flowWriter{name: name, modern: modern, onSkip: onSkip}
-	w.cols.modern = modern
-	return w
+	return &flowWriter{name: name, modern: modern, onSkip: onSkip}
 }
 
 func (w *flowWriter) topic() string { return w.name }
@@ -99,6 +98,7 @@ func (w *flowWriter) partition(p int32, offset int64) *flowPartition {
 	pr := w.parts[p]
 	if pr == nil {
 		pr = &flowPartition{}
+		pr.cols.modern = w.modern
 		w.parts[p] = pr
 	}
 	pr.next = offset + 1
@@ -161,7 +161,7 @@ func (w *flowWriter) add(rec *kgo.Record) (int, error) {
 		if pr.open == nil {
 			pr.open = map[uint16]*openGroup{}
 		}
-		pr.open[sp] = &openGroup{offset: src.Offset, recOffset: rec.Offset, start: len(pr.rows), next: src.Chunk + 1, chunks: src.Chunks}
+		pr.open[sp] = &openGroup{offset: src.Offset, recOffset: rec.Offset, start: pr.cols.len(), next: src.Chunk + 1, chunks: src.Chunks}
 	case g != nil:
 		g.next = src.Chunk + 1
 		if g.next >= g.chunks {
@@ -173,8 +173,7 @@ func (w *flowWriter) add(rec *kgo.Record) (int, error) {
 	}
 	b := &w.scratch
 	for i := range b.Flows {
-		pr.rows = append(pr.rows, flowRow{received: b.TimeReceived, exporter: b.Exporter, typ: b.Type, obsID: b.ObservationID, flow: b.Flows[i],
-			part: uint16(rec.Partition), srcPart: sp, srcOff: src.Offset})
+		pr.cols.add(b, &b.Flows[i], uint16(rec.Partition), sp, src.Offset)
 	}
 	w.n += len(b.Flows)
 	return len(b.Flows), nil
@@ -187,19 +186,18 @@ func (w *flowWriter) skip() {
 
 // removeGroup drops the rows of an unfinished source.
 func (w *flowWriter) removeGroup(pr *flowPartition, sp uint16, g *openGroup) {
-	kept := pr.rows[:g.start]
-	for _, r := range pr.rows[g.start:] {
-		if r.srcPart != sp || r.srcOff != g.offset {
-			kept = append(kept, r)
-		}
-	}
-	w.n -= len(pr.rows) - len(kept)
-	pr.rows = kept
+	c := &pr.cols
+	before := c.len()
+	c.filter(g.start, func(i int) bool { return c.srcPart[i] != sp || c.srcOff[i] != g.offset })
+	w.n -= before - c.len()
 	delete(pr.open, sp)
 	for osp, og := range pr.open {
-		og.start = slices.IndexFunc(pr.rows, func(r flowRow) bool { return r.srcPart == osp && r.srcOff == og.offset })
-		if og.start < 0 {
-			og.start = len(pr.rows)
+		og.start = c.len()
+		for i := range c.srcPart {
+			if c.srcPart[i] == osp && c.srcOff[i] == og.offset {
+				og.start = i
+				break
+			}
 		}
 	}
 }
@@ -207,7 +205,7 @@ func (w *flowWriter) removeGroup(pr *flowPartition, sp uint16, g *openGroup) {
 // hold returns the index of the first row held back (len(rows) when
 // none is) and the offset to resume from after the rows before it.
 func (pr *flowPartition) hold() (int, int64) {
-	h, off := len(pr.rows), pr.next
+	h, off := pr.cols.len(), pr.next
 	for _, g := range pr.open {
 		if g.start < h || (g.start == h && g.recOffset < off) {
 			h, off = g.start, g.recOffset
@@ -240,19 +238,19 @@ func (w *flowWriter) clear() {
 	for p, pr := range w.parts {
 		h, _ := pr.hold()
 		inserted := mark(&w.inserted, p)
-		for i := range pr.rows[:h] {
-			r := &pr.rows[i]
-			if cur, seen := inserted[r.srcPart]; !seen || r.srcOff > cur {
-				inserted[r.srcPart] = r.srcOff
+		c := &pr.cols
+		for i := range c.srcPart[:h] {
+			if cur, seen := inserted[c.srcPart[i]]; !seen || c.srcOff[i] > cur {
+				inserted[c.srcPart[i]] = c.srcOff[i]
 			}
 		}
 		if len(pr.open) == 0 {
-			w.n -= len(pr.rows)
+			w.n -= c.len()
 			delete(w.parts, p)
 			continue
 		}
 		w.n -= h
-		pr.rows = append(pr.rows[:0], pr.rows[h:]...)
+		c.dropFront(h)
 		for _, g := range pr.open {
 			g.start -= h
 		}
@@ -265,7 +263,7 @@ func (w *flowWriter) drop(partitions []int32) int {
 	dropped := 0
 	for _, p := range partitions {
 		if pr := w.parts[p]; pr != nil {
-			dropped += len(pr.rows)
+			dropped += pr.cols.len()
 			delete(w.parts, p)
 		}
 		delete(w.accepted, p)
@@ -292,14 +290,14 @@ func (w *flowWriter) readyRange() map[[2]uint16][2]int64 {
 	out := map[[2]uint16][2]int64{}
 	for _, pr := range w.parts {
 		h, _ := pr.hold()
-		for i := range pr.rows[:h] {
-			r := &pr.rows[i]
-			k := [2]uint16{r.part, r.srcPart}
+		c := &pr.cols
+		for i := range c.srcPart[:h] {
+			k, off := [2]uint16{c.kafkaPart[i], c.srcPart[i]}, c.srcOff[i]
 			cur, ok := out[k]
 			if !ok {
-				cur = [2]int64{r.srcOff, r.srcOff}
+				cur = [2]int64{off, off}
 			}
-			cur[0], cur[1] = min(cur[0], r.srcOff), max(cur[1], r.srcOff)
+			cur[0], cur[1] = min(cur[0], off), max(cur[1], off)
 			out[k] = cur
 		}
 	}
@@ -352,13 +350,6 @@ func (w *flowWriter) insert(ctx context.Context, conn driver.Conn, database stri
 			return nil
 		}
 	}
-	w.cols.reset()
-	for _, pr := range w.parts {
-		h, _ := pr.hold()
-		for i := range pr.rows[:h] {
-			w.cols.add(&pr.rows[i])
-		}
-	}
 	if w.modern {
 		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_deduplication_token": dedupToken(ranges)}))
 	}
@@ -367,12 +358,20 @@ func (w *flowWriter) insert(ctx context.Context, conn driver.Conn, database stri
 		return fmt.Errorf("prepare insert into flows: %w", err)
 	}
 	defer batch.Abort()
-	if err := w.cols.appendTo(batch); err != nil {
-		return err
+	// Each partition's ready rows go straight from its columns into the
+	// batch's.
+	n := 0
+	for _, pr := range w.parts {
+		if h, _ := pr.hold(); h > 0 {
+			if err := pr.cols.appendTo(batch, h); err != nil {
+				return err
+			}
+			n += h
+		}
 	}
 	w.attempted = true
 	if err := batch.Send(); err != nil {
-		return fmt.Errorf("send %d rows to flows: %w", w.cols.len(), err)
+		return fmt.Errorf("send %d rows to flows: %w", n, err)
 	}
 	return nil
 }

@@ -28,9 +28,7 @@ func readyBytes(w *flowWriter) []uint64 {
 	var out []uint64
 	for _, pr := range w.parts {
 		h, _ := pr.hold()
-		for _, r := range pr.rows[:h] {
-			out = append(out, r.flow.Bytes)
-		}
+		out = append(out, pr.cols.bytes[:h]...)
 	}
 	return out
 }

@@ -25,12 +25,12 @@ func TestDropExpiredPartitions(t *testing.T) {
 	chcfg := clickhousedb.DefaultConfiguration()
 	chcfg.Addr = ch.Addr
 	w := &flowWriter{name: "flows"}
-	w.cols.modern = v.Modern()
+	w.modern = v.Modern()
 	for _, day := range []time.Time{now.AddDate(0, 0, -4), now.AddDate(0, 0, -2), now} {
 		b := testBatch(3, "192.0.2.1")
 		b.TimeReceived = uint64(day.UnixNano())
 		for i := range b.Flows {
-			w.partition(0, 0).rows = append(w.partition(0, 0).rows, flowRow{received: b.TimeReceived, exporter: b.Exporter, typ: b.Type, flow: b.Flows[i]})
+			w.partition(0, 0).appendRow(flowRow{received: b.TimeReceived, exporter: b.Exporter, typ: b.Type, flow: b.Flows[i]})
 		}
 	}
 	if err := w.insert(ctx, conn, chcfg.Database); err != nil {

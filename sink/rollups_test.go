@@ -26,11 +26,11 @@ func TestRollups(t *testing.T) {
 		t.Fatalf("second Migrate (views must be idempotent): %v", err)
 	}
 	w := &flowWriter{name: "flows"}
-	w.cols.modern = v.Modern()
+	w.modern = v.Modern()
 	t0 := time.Date(2026, 11, 23, 8, 0, 10, 0, time.UTC)
 	add := func(at time.Time, src, dst string, port uint16, verdict schemas.Verdict, id string, bytes uint64) {
 		pr := w.partition(0, 0)
-		pr.rows = append(pr.rows, flowRow{received: uint64(at.UnixNano()), typ: schemas.FlowTypeIPFIX, flow: schemas.Flow{
+		pr.appendRow(flowRow{received: uint64(at.UnixNano()), typ: schemas.FlowTypeIPFIX, flow: schemas.Flow{
 			SrcSegment: src, DstSegment: dst, DstPort: port, Proto: 6, Verdict: verdict, SrcIdentity: id, Bytes: bytes, Packets: 1}})
 		w.n++
 	}
@@ -95,12 +95,12 @@ func TestRuleHits(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &flowWriter{name: "flows"}
-	w.cols.modern = v.Modern()
+	w.modern = v.Modern()
 	t0 := time.Date(2026, 11, 23, 8, 0, 10, 0, time.UTC)
 	add := func(at time.Time, f schemas.Flow) {
 		pr := w.partition(0, 0)
 		f.Proto, f.Packets = 6, 1
-		pr.rows = append(pr.rows, flowRow{received: uint64(at.UnixNano()), typ: schemas.FlowTypeIPFIX, flow: f})
+		pr.appendRow(flowRow{received: uint64(at.UnixNano()), typ: schemas.FlowTypeIPFIX, flow: f})
 		w.n++
 	}
 	allowed := schemas.Flow{SrcSegment: "web", DstSegment: "db", SrcWorkload: "shop", DstWorkload: "orders-db", SrcIdentity: "alice",
@@ -208,10 +208,10 @@ func TestMigrateRecreatesOutdatedView(t *testing.T) {
 		t.Errorf("segment_matrix_1m sorting key lacks staged_verdict:\n%s", key)
 	}
 	w := &flowWriter{name: "flows"}
-	w.cols.modern = v.Modern()
+	w.modern = v.Modern()
 	for _, sv := range []schemas.Verdict{schemas.VerdictViolation, schemas.VerdictAllowed, schemas.VerdictViolation} {
 		pr := w.partition(0, 0)
-		pr.rows = append(pr.rows, flowRow{received: uint64(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC).UnixNano()),
+		pr.appendRow(flowRow{received: uint64(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC).UnixNano()),
 			flow: schemas.Flow{SrcSegment: "a", DstSegment: "b", Verdict: schemas.VerdictAllowed, StagedVerdict: sv}})
 		w.n++
 	}

@@ -66,18 +66,6 @@ type Component struct {
 	migrated chan struct{}
 }
 
-type flowRow struct {
-	received uint64
-	exporter schemas.Addr
-	typ      schemas.FlowType
-	obsID    uint32
-	flow     schemas.Flow
-	// part is the input partition; srcPart and srcOff the source record
-	// (see flowWriter).
-	part, srcPart uint16
-	srcOff        int64
-}
-
 // New validates the configuration and prepares the sink; Start connects.
 func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component, error) {
 	if err := cfg.Validate(); err != nil {

@@ -234,12 +234,12 @@ func BenchmarkSinkInsert(b *testing.B) {
 	chcfg := clickhousedb.DefaultConfiguration()
 	chcfg.Addr = ch.Addr
 	w := &flowWriter{name: "flows"}
-	w.cols.modern = v.Modern()
+	w.modern = v.Modern()
 	const rows = 100_000
 	batch := testBatch(rows, "192.0.2.1")
 	pr := w.partition(0, 0)
 	for i := range batch.Flows {
-		pr.rows = append(pr.rows, flowRow{received: batch.TimeReceived, exporter: batch.Exporter, typ: batch.Type, flow: batch.Flows[i]})
+		pr.appendRow(flowRow{received: batch.TimeReceived, exporter: batch.Exporter, typ: batch.Type, flow: batch.Flows[i]})
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
