@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -325,5 +327,123 @@ func TestLabIdentityKerberos(t *testing.T) {
 	// The access events as the KDC logged them.
 	if n := waitCount(t, ch, "SELECT toUInt64(count()) FROM flowaudit.access_events WHERE source = 'kerberos' AND user = 'alice@EXAMPLE.COM' AND outcome = 'failure'", 1, 30*time.Second); n != 1 {
 		t.Errorf("%d kerberos failures in access_events, want 1", n)
+	}
+}
+
+// TestLabIdentityOpenVPN: an OpenVPN server in one namespace and a client
+// (certificate CN alice) in another; traffic goes through the tunnel and
+// flowaudit tails the server's --log file (format openvpn). Flows from the
+// client's virtual address carry alice while the tunnel is up and nobody
+// after the client exits (explicit exit notification).
+func TestLabIdentityOpenVPN(t *testing.T) {
+	openvpn := needBin(t, "openvpn", "openvpn")
+	openssl := needBin(t, "openssl", "openssl")
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skipf("no /dev/net/tun: %v", err)
+	}
+	lab := identityLab(t, "remote", "vpn")
+	remote, vpn := lab.Hosts["remote"], lab.Hosts["vpn"]
+	dir := lab.Dir
+	pki := func(args ...string) {
+		t.Helper()
+		cmd := exec.Command(openssl, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("openssl %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	pki("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=lab-ca")
+	for _, n := range []struct{ name, eku string }{{"server", "serverAuth"}, {"alice", "clientAuth"}} {
+		if err := os.WriteFile(filepath.Join(dir, n.name+".ext"), []byte("extendedKeyUsage="+n.eku+"\nkeyUsage=digitalSignature\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pki("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", n.name+".key", "-out", n.name+".csr", "-subj", "/CN="+n.name)
+		pki("x509", "-req", "-in", n.name+".csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", n.name+".crt", "-days", "2", "-extfile", n.name+".ext")
+	}
+	logPath := filepath.Join(dir, "openvpn.log")
+	if err := lab.Start(vpn.NS, openvpn, "--server", "10.8.72.0", "255.255.255.0", "--topology", "subnet", "--dev", "tun", "--proto", "udp",
+		"--local", vpn.Host.String(), "--port", "1194", "--ca", filepath.Join(dir, "ca.crt"), "--cert", filepath.Join(dir, "server.crt"),
+		"--key", filepath.Join(dir, "server.key"), "--dh", "none", "--keepalive", "1", "10", "--verb", "3", "--log", logPath); err != nil {
+		t.Fatal(err)
+	}
+
+	ch := testutil.StartClickHouse(t)
+	p := newPipeline(t, ch, pipelineOptions{accessYAML: "    tail_poll_interval: 50ms\n    files:\n      - {path: " + logPath + ", format: openvpn, host: vpn-1}\n"})
+	p.Start()
+	// caughtUp waits until the enricher applied every access event in
+	// ClickHouse once one matching cond is there.
+	caughtUp := func(cond string) {
+		t.Helper()
+		if n := waitCount(t, ch, "SELECT toUInt64(count()) FROM flowaudit.access_events WHERE source = 'openvpn' AND "+cond, 1, 60*time.Second); n == 0 {
+			b, _ := os.ReadFile(logPath)
+			t.Fatalf("no openvpn access event with %s; server log:\n%s", cond, b)
+		}
+		all := ch.QueryUint64(t, "SELECT toUInt64(count()) FROM flowaudit.access_events")
+		p.WaitMetric("flowaudit_enrich_access_events_total", float64(all), 30*time.Second)
+	}
+
+	const virtual = "10.8.72.2" // the pool's first address
+	fs := newFlowSender(t, p.NetFlowAddr)
+	fs.send(virtual, 40000, "192.0.2.80", 443, 2) // before the tunnel
+	nextSecond()
+	client := lab.Command(remote.NS, openvpn, "--client", "--dev", "tun", "--proto", "udp", "--remote", vpn.Host.String(), "1194",
+		"--nobind", "--ca", filepath.Join(dir, "ca.crt"), "--cert", filepath.Join(dir, "alice.crt"), "--key", filepath.Join(dir, "alice.key"),
+		"--remote-cert-tls", "server", "--explicit-exit-notify", "1", "--verb", "3")
+	var clientOut strings.Builder
+	client.Stdout, client.Stderr = &clientOut, &clientOut
+	if err := client.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = client.Process.Kill()
+		_ = client.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("server log:\n%s\nclient:\n%s", b, clientOut.String())
+		}
+	})
+	// Traffic through the tunnel: a TCP connection to the server's end,
+	// refused (a RST come back through the tunnel) or accepted.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := lab.InNS(remote.NS, func() error {
+			c, err := net.DialTimeout("tcp", "10.8.72.1:9", time.Second)
+			if err == nil {
+				c.Close()
+				return nil
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				return nil
+			}
+			return err
+		})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer through the tunnel after 30s: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	caughtUp("user = 'alice' AND action = 'session_open' AND IPv6NumToString(src_addr) = '::ffff:" + virtual + "'")
+	nextSecond()
+	fs.send(virtual, 40001, "192.0.2.80", 443, 5) // alice, through the tunnel
+	nextSecond()
+	if err := client.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	caughtUp("user = 'alice' AND action = 'disconnect'")
+	nextSecond()
+	fs.send(virtual, 40002, "192.0.2.80", 443, 3) // after the exit
+	q := "SELECT toUInt64(count()) FROM flowaudit.flows WHERE IPv6NumToString(src_addr) = '::ffff:" + virtual + "'"
+	if got := waitCount(t, ch, q, 10, 60*time.Second); got != 10 {
+		t.Fatalf("%d flows of %s in ClickHouse, want 10", got, virtual)
+	}
+	want := []attribution{
+		{"", "", "", 2 + 3},
+		{"alice", "openvpn", "", 5},
+	}
+	if diff := cmp.Diff(attributions(t, ch, virtual), want); diff != "" {
+		t.Errorf("flows of %s (-got +want):\n%s", virtual, diff)
 	}
 }
