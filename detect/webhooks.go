@@ -8,12 +8,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/flowaudit/flowaudit/detect/webhook"
-	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/schemas"
-	"github.com/flowaudit/flowaudit/schemas/pb"
 )
 
 // seenIDs remembers the last alert IDs handed to the webhooks, so a
@@ -197,15 +194,7 @@ func (c *Component) undelivered(a *schemas.Alert, endpoint string, err error) {
 	if errors.Is(err, webhook.ErrStopped) {
 		return // not committed: delivered after the restart
 	}
-	dl := &pb.DeadLetter{
-		Time: uint64(time.Now().UnixNano()), Stage: "webhook", Source: endpoint,
-		Reason: "undelivered", Error: err.Error(), Payload: schemas.AppendAlert(nil, a),
-	}
-	value, merr := proto.Marshal(dl)
-	if merr != nil {
-		return
-	}
-	c.client.Produce(context.Background(), &kgo.Record{Topic: c.deps.Kafka.Topic(kafka.TopicDeadLetter), Value: value}, nil)
+	c.client.Produce(context.Background(), c.deps.Kafka.DeadLetterRecord("webhook", endpoint, "undelivered", err, schemas.AppendAlert(nil, a), -1), nil)
 }
 
 // webhookPartitionsGone commits what is done on partitions about to move

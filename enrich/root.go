@@ -15,13 +15,11 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/internal/reporter"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/schemas"
-	"github.com/flowaudit/flowaudit/schemas/pb"
 )
 
 // Dependencies are what the enrich stage needs from the process.
@@ -464,24 +462,9 @@ func (s *Component) deadLetter(faults []produceFault) error {
 		if ok, n := s.sampler.Allow("dead-letter/" + f.reason); ok {
 			s.log.Error("broker refused an enriched record; dead-lettered, going on", "input", source, "reason", f.reason, "err", f.err, "suppressed", n)
 		}
-		payload := f.in.Value
-		if len(payload) > deadLetterPayloadMax {
-			payload = payload[:deadLetterPayloadMax]
-		}
-		value, err := proto.Marshal(&pb.DeadLetter{
-			Time:    uint64(time.Now().UnixNano()),
-			Stage:   "enrich",
-			Source:  source,
-			Reason:  f.reason,
-			Error:   f.err.Error(),
-			Payload: payload,
-		})
-		if err != nil {
-			return fmt.Errorf("encoding a dead letter: %w", err)
-		}
-		// The client partitions manually (the enriched topic's partitions
-		// are chosen per source address).
-		recs = append(recs, &kgo.Record{Topic: s.deadTopic, Partition: 0, Value: value})
+		// Partition 0: the client partitions manually (the enriched
+		// topic's partitions are chosen per source address).
+		recs = append(recs, s.deps.Kafka.DeadLetterRecord("enrich", source, f.reason, f.err, f.in.Value, deadLetterPayloadMax))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -29,14 +29,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/flowaudit/flowaudit/ingest/access/parser"
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/internal/reporter"
 	"github.com/flowaudit/flowaudit/internal/udpsock"
 	"github.com/flowaudit/flowaudit/schemas"
-	"github.com/flowaudit/flowaudit/schemas/pb"
 )
 
 // Dependencies are what the collector needs from the rest of the process.
@@ -663,20 +661,8 @@ func (c *Component) produceEvent(ctx context.Context, client *kgo.Client, ev *sc
 
 // deadLetter produces a rejected line to the dead-letter topic.
 func (c *Component) deadLetter(ctx context.Context, o origin, reason string, err error, payload []byte, acks *ackGroup) {
-	dl := &pb.DeadLetter{
-		Time:    uint64(time.Now().UnixNano()),
-		Stage:   "ingest.access",
-		Source:  o.String(),
-		Reason:  reason,
-		Error:   err.Error(),
-		Payload: append([]byte(nil), payload...),
-	}
-	value, merr := proto.Marshal(dl)
-	if merr != nil {
-		return
-	}
 	acks.add()
-	c.producer(o).Produce(ctx, &kgo.Record{Topic: c.deadTopic, Value: value}, func(_ *kgo.Record, err error) {
+	c.producer(o).Produce(ctx, c.deps.Kafka.DeadLetterRecord("ingest.access", o.String(), reason, err, payload, -1), func(_ *kgo.Record, err error) {
 		if err != nil {
 			c.metrics.produceErrors.Inc()
 		} else {

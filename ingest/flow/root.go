@@ -21,13 +21,11 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/flowaudit/flowaudit/ingest/flow/decoder"
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/internal/reporter"
 	"github.com/flowaudit/flowaudit/schemas"
-	"github.com/flowaudit/flowaudit/schemas/pb"
 )
 
 // Dependencies are what the collector needs from the rest of the process.
@@ -424,23 +422,8 @@ func (c *Component) decodeFailed(l *listener, ec *exporterCounters, data []byte,
 // deadLetter sends data, cut to dead_letter_max_bytes, with its reason to
 // the dead-letter topic.
 func (c *Component) deadLetter(source, reason string, err error, data []byte) {
-	payload := data
-	if len(payload) > c.cfg.DeadLetterMaxBytes {
-		payload = payload[:c.cfg.DeadLetterMaxBytes]
-	}
-	dl := &pb.DeadLetter{
-		Time:    uint64(time.Now().UnixNano()),
-		Stage:   "ingest.flows",
-		Source:  source,
-		Reason:  reason,
-		Error:   err.Error(),
-		Payload: append([]byte(nil), payload...),
-	}
-	value, merr := proto.Marshal(dl)
-	if merr != nil {
-		return
-	}
-	c.client.Produce(context.Background(), &kgo.Record{Topic: c.deadTopic, Value: value}, func(_ *kgo.Record, err error) {
+	rec := c.deps.Kafka.DeadLetterRecord("ingest.flows", source, reason, err, data, c.cfg.DeadLetterMaxBytes)
+	c.client.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
 		if err != nil {
 			c.metrics.produceErrors.Inc()
 			return
