@@ -174,20 +174,24 @@ func (c *Component) run() {
 // add puts rec's rows into its partition's open file, first writing that
 // file when rec belongs to another hour or the file is full.
 func (c *Component) add(rec *kgo.Record) {
+	if c.ctx.Err() != nil {
+		return // stopping: the rest is read again at the next start
+	}
 	key := topicPartition{rec.Topic, rec.Partition}
 	st := c.parts[key]
 	if st == nil {
-		st = &partState{}
+		st = &partState{next: rec.Offset}
 		c.parts[key] = st
 	}
-	st.next = rec.Offset + 1
 	switch rec.Topic {
 	case c.flowsTopic:
 		if err := schemas.UnmarshalFlowBatch(rec.Value, &c.scratch); err != nil {
 			c.skipBad(rec, err)
+			st.next = rec.Offset + 1
 			return
 		}
 		if len(c.scratch.Flows) == 0 {
+			st.next = rec.Offset + 1
 			return
 		}
 		src, ok, err := kafka.RecordSource(rec)
@@ -195,6 +199,9 @@ func (c *Component) add(rec *kgo.Record) {
 			src = kafka.Source{Partition: 0xFFFF, Offset: rec.Offset}
 		}
 		f := c.open(key, st, TableFlows, int64(c.scratch.TimeReceived/uint64(time.Hour)), rec.Offset, flowSchema)
+		if f == nil {
+			return
+		}
 		r := flowRow{b: &c.scratch, part: rec.Partition, offset: rec.Offset, srcPart: uint16(src.Partition), srcOff: src.Offset}
 		for i := range c.scratch.Flows {
 			r.f = &c.scratch.Flows[i]
@@ -207,18 +214,23 @@ func (c *Component) add(rec *kgo.Record) {
 		var ev schemas.AccessEvent
 		if err := schemas.UnmarshalAccessEvent(rec.Value, &ev); err != nil {
 			c.skipBad(rec, err)
+			st.next = rec.Offset + 1
 			return
 		}
 		if ev.Time == 0 {
 			ev.Time = ev.Received
 		}
 		f := c.open(key, st, TableAccess, int64(ev.Received/uint64(time.Hour)), rec.Offset, accessSchema)
+		if f == nil {
+			return
+		}
 		r := accessRow{e: &ev, part: rec.Partition, offset: rec.Offset}
 		for j, col := range accessColumns {
 			col.put(f.rb.Field(j), &r)
 		}
 		f.rows++
 	}
+	st.next = rec.Offset + 1
 }
 
 func (c *Component) skipBad(rec *kgo.Record, err error) {
@@ -228,10 +240,13 @@ func (c *Component) skipBad(rec *kgo.Record, err error) {
 }
 
 // open returns the partition's open file for hour, writing the current
-// one first when it is for another hour or full.
+// one first when it is for another hour or full; nil when that write was
+// given up because the archive is stopping.
 func (c *Component) open(key topicPartition, st *partState, table string, hour, offset int64, schema *arrow.Schema) *openFile {
 	if f := st.open; f != nil && (f.hour != hour || f.rows >= c.cfg.MaxRows) {
-		c.finish(c.ctx, key, st)
+		if !c.finish(c.ctx, key, st) {
+			return nil
+		}
 	}
 	if st.open == nil {
 		st.open = &openFile{table: table, hour: hour, first: offset, rb: array.NewRecordBuilder(memory.DefaultAllocator, schema)}
@@ -241,10 +256,12 @@ func (c *Component) open(key topicPartition, st *partState, table string, hour, 
 
 // finish writes the partition's open file, retrying while the directory
 // fails (the archive's input waits in Kafka meanwhile), until ctx ends.
-func (c *Component) finish(ctx context.Context, key topicPartition, st *partState) {
+// It reports false when it gave the rows up (stopping): they stay
+// uncommitted, read again at the next start.
+func (c *Component) finish(ctx context.Context, key topicPartition, st *partState) bool {
 	f := st.open
 	if f == nil {
-		return
+		return true
 	}
 	backoff := 100 * time.Millisecond
 	for {
@@ -255,21 +272,19 @@ func (c *Component) finish(ctx context.Context, key topicPartition, st *partStat
 		c.log.Error("writing archive file failed; retrying (offsets stay uncommitted)", "table", f.table, "partition", key.part, "err", err)
 		select {
 		case <-ctx.Done():
-			if c.ctx.Err() == nil {
-				return
-			}
-			// Stopping: keep the rows unwritten and uncommitted, so the
-			// next start reads them again.
+			// Keep the rows unwritten and uncommitted: the next start
+			// reads them again.
 			f.release()
 			st.open = nil
 			st.next = f.first
-			return
+			return false
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		backoff = min(2*backoff, 5*time.Second)
 	}
 	f.release()
 	st.open = nil
+	return true
 }
 
 // Path returns the file of table's rows of hour (Unix hours) starting at

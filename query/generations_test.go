@@ -146,7 +146,7 @@ func generateSQL(database, addr string) []string {
     verdict, rule, staged_verdict, staged_rule, service_side, service_port, fw_action,
     src_identity_source, dst_identity_source, src_device, dst_device)
 SELECT toDateTime(%[2]d + n * 431) AS tr, toDateTime(%[2]d + n * 431 - 3), toDateTime(%[2]d + n * 431 - 1),
-    ['ipfix', 'netflow_v5', 'sflow'][n %% 3 + 1], %[3]s(concat('::ffff:192.0.2.', toString(n %% 2 + 1))), toUInt32(n %% 2 + 1),
+    ['ipfix', 'netflow_v5', 'sflow'][n %% 3 + 1], %[3]s(concat('::ffff:192.0.2.', toString(n %% 2 + 1))), toUInt32(n %% 3 + 1), -- constant per flow_type: the demo reads any(sampling_rate)
     %[3]s(if(n %% 5 = 0, concat('2001:db8:1::', toString(n %% 4 + 1)), concat('::ffff:10.', toString(n %% 3 + 1), '.0.', toString(n %% 4 + 10)))),
     %[3]s(if(n %% 5 = 0, concat('2001:db8:2::', toString(n %% 3 + 1)), concat('::ffff:10.', toString((n + 1) %% 3 + 1), '.0.', toString(n %% 2 + 10)))),
     toUInt16(if(n %% 6 = 0, 5432, 40000 + n %% 50)) AS sp,
