@@ -191,8 +191,11 @@ func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
 		kind |= kindDevice
 	}
 	stop := ev.Binding == schemas.BindingStop || (ev.Binding == schemas.BindingNone && isEnding(ev.Action))
+	// Only explicit sessions (Binding set) are tracked by ID: a Kubernetes
+	// audit ID or a gateway session names one request or connection, and
+	// keeping those would grow without need.
 	var key string
-	if ev.SessionID != "" {
+	if ev.SessionID != "" && ev.Binding != schemas.BindingNone {
 		key = ev.Source + "\x00" + ev.Host + "\x00" + ev.SessionID
 	}
 	if stop && key != "" {

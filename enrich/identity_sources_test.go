@@ -232,3 +232,25 @@ func BenchmarkEnrichMixedSources(b *testing.B) {
 	}
 	b.ReportMetric(float64(k)/b.Elapsed().Seconds(), "flows/s")
 }
+
+// TestIdentitySessionsBounded: request IDs of events without an explicit
+// session (Kubernetes audit IDs, gateway sessions) are not tracked; stops
+// of explicit sessions forget them.
+func TestIdentitySessionsBounded(t *testing.T) {
+	const T = 1_796_173_200 * sec
+	s := NewIdentityStore(time.Hour)
+	for i := range 1000 {
+		s.Observe(&schemas.AccessEvent{Time: T + uint64(i), Source: "k8s_audit", User: "alice", SrcAddr: ipAddr("10.1.0.5"), SessionID: fmt.Sprint(i), Action: "get", Outcome: schemas.OutcomeSuccess})
+	}
+	s.Observe(session("openvpn", "10.1.0.6", "bob", "", "b", schemas.BindingStart, T))
+	if n := len(s.sessions); n != 1 {
+		t.Fatalf("%d sessions tracked, want 1", n)
+	}
+	s.Observe(session("openvpn", "", "bob", "", "b", schemas.BindingStop, T+sec))
+	if n := len(s.sessions); n != 0 {
+		t.Fatalf("%d sessions after the stop, want 0", n)
+	}
+	if n := s.Expire(T + 3*3600*sec); n == 0 || len(s.stopped) != 0 {
+		t.Fatalf("Expire dropped %d bindings, %d stops kept", n, len(s.stopped))
+	}
+}
