@@ -180,6 +180,31 @@ func (c *columns) dropFront(n int) {
 	c.filter(0, func(i int) bool { return i >= n })
 }
 
+// truncate keeps the first n rows, leaving the arrays past them as
+// they are (a copy of c may still use them).
+func (c *columns) truncate(n int) {
+	for _, col := range c.all() {
+		switch s := col.(type) {
+		case *[]int64:
+			*s = (*s)[:n]
+		case *[]string:
+			*s = (*s)[:n]
+		case *[][16]byte:
+			*s = (*s)[:n]
+		case *[]uint64:
+			*s = (*s)[:n]
+		case *[]uint32:
+			*s = (*s)[:n]
+		case *[]uint16:
+			*s = (*s)[:n]
+		case *[]uint8:
+			*s = (*s)[:n]
+		default:
+			panic(fmt.Sprintf("sink: column of type %T", col))
+		}
+	}
+}
+
 func filterRows[T any](s *[]T, from int, kept []bool) {
 	rows := *s
 	out := rows[:from]
@@ -235,26 +260,7 @@ func (c *columns) addrColumn(a [][16]byte, views *[][]byte) any {
 func (c *columns) appendTo(b driver.Batch, n int) error {
 	if n < c.len() {
 		head := *c
-		for _, col := range head.all() {
-			switch s := col.(type) {
-			case *[]int64:
-				*s = (*s)[:n]
-			case *[]string:
-				*s = (*s)[:n]
-			case *[][16]byte:
-				*s = (*s)[:n]
-			case *[]uint64:
-				*s = (*s)[:n]
-			case *[]uint32:
-				*s = (*s)[:n]
-			case *[]uint16:
-				*s = (*s)[:n]
-			case *[]uint8:
-				*s = (*s)[:n]
-			default:
-				panic(fmt.Sprintf("sink: column of type %T", col))
-			}
-		}
+		head.truncate(n)
 		err := head.appendTo(b, n)
 		c.views = head.views
 		return err

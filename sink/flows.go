@@ -51,8 +51,11 @@ type flowWriter struct {
 	name    string
 	scratch schemas.FlowBatch
 	parts   map[int32]*flowPartition
-	n       int
-	modern  bool
+	// spare are the columns of partitions forgotten, for reuse: a
+	// steady flow fills the same buffers flush after flush.
+	spare  []columns
+	n      int
+	modern bool
 
 	// inserted is, per input partition and source partition, the highest
 	// source offset ClickHouse has; accepted also counts buffered rows.
@@ -98,6 +101,9 @@ func (w *flowWriter) partition(p int32, offset int64) *flowPartition {
 	pr := w.parts[p]
 	if pr == nil {
 		pr = &flowPartition{}
+		if n := len(w.spare); n > 0 {
+			pr.cols, w.spare = w.spare[n-1], w.spare[:n-1]
+		}
 		pr.cols.modern = w.modern
 		w.parts[p] = pr
 	}
@@ -246,7 +252,7 @@ func (w *flowWriter) clear() {
 		}
 		if len(pr.open) == 0 {
 			w.n -= c.len()
-			delete(w.parts, p)
+			w.forget(p)
 			continue
 		}
 		w.n -= h
@@ -257,6 +263,15 @@ func (w *flowWriter) clear() {
 	}
 }
 
+// forget removes partition p's buffer, keeping its columns for reuse.
+func (w *flowWriter) forget(p int32) {
+	if pr := w.parts[p]; pr != nil {
+		pr.cols.truncate(0)
+		w.spare = append(w.spare, pr.cols)
+		delete(w.parts, p)
+	}
+}
+
 // drop forgets partitions taken away: their buffered rows, and what was
 // accepted beyond what ClickHouse has.
 func (w *flowWriter) drop(partitions []int32) int {
@@ -264,7 +279,7 @@ func (w *flowWriter) drop(partitions []int32) int {
 	for _, p := range partitions {
 		if pr := w.parts[p]; pr != nil {
 			dropped += pr.cols.len()
-			delete(w.parts, p)
+			w.forget(p)
 		}
 		delete(w.accepted, p)
 		delete(w.inserted, p)
