@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/flowaudit/flowaudit/internal/backoff"
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/schemas"
 )
@@ -263,8 +264,7 @@ func (c *Component) finish(ctx context.Context, key topicPartition, st *partStat
 	if f == nil {
 		return true
 	}
-	backoff := 100 * time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		err := c.write(key.part, f)
 		if err == nil {
 			break
@@ -278,9 +278,8 @@ func (c *Component) finish(ctx context.Context, key topicPartition, st *partStat
 			st.open = nil
 			st.next = f.first
 			return false
-		case <-time.After(backoff):
+		case <-time.After(backoff.Delay(100*time.Millisecond, 5*time.Second, attempt, false)):
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 	f.release()
 	st.open = nil

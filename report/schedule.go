@@ -21,6 +21,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/robfig/cron/v3"
 
+	"github.com/flowaudit/flowaudit/internal/backoff"
 	"github.com/flowaudit/flowaudit/query"
 )
 
@@ -77,7 +78,6 @@ func Announce(ctx context.Context, client *http.Client, hooks []Hook, ev Event) 
 		if attempts <= 0 {
 			attempts = 3
 		}
-		wait := 500 * time.Millisecond
 		var last error
 		for a := 1; a <= attempts; a++ {
 			if last = postEvent(ctx, client, h, body, sig, ev.ReportID, a); last == nil {
@@ -87,9 +87,8 @@ func Announce(ctx context.Context, client *http.Client, hooks []Hook, ev Event) 
 				select {
 				case <-ctx.Done():
 					a = attempts
-				case <-time.After(wait):
+				case <-time.After(backoff.Delay(500*time.Millisecond, 8*time.Second, a, false)):
 				}
-				wait *= 2
 			}
 		}
 		if last != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/flowaudit/flowaudit/internal/backoff"
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/internal/kafka"
 	"github.com/flowaudit/flowaudit/internal/reporter"
@@ -356,8 +357,8 @@ func (c *Component) flushTopic(ctx context.Context, w topicWriter) error {
 // retryable: a server outage, a full disk or a missing table are all fixed
 // outside the sink, and skipping would lose data.
 func (c *Component) retry(ctx context.Context, what string, fn func(context.Context) error) error {
-	backoff := 100 * time.Millisecond
 	for attempt := 1; ; attempt++ {
+		wait := backoff.Delay(100*time.Millisecond, c.cfg.MaxRetryBackoff, attempt, false)
 		// An attempt is never cut short by ctx: an INSERT cancelled after
 		// its data went out may still land, and retrying it would write
 		// the rows twice. ctx only stops the retrying between attempts.
@@ -374,14 +375,13 @@ func (c *Component) retry(ctx context.Context, what string, fn func(context.Cont
 		c.metrics.chErrors.WithLabelValues(what).Inc()
 		c.ready.NotReady(what + " failing: " + err.Error())
 		if ok, n := c.sampler.Allow("retry/" + what); ok {
-			c.log.Warn("ClickHouse call failed; retrying", "what", what, "attempt", attempt, "backoff", backoff, "err", err, "suppressed", n)
+			c.log.Warn("ClickHouse call failed; retrying", "what", what, "attempt", attempt, "backoff", wait, "err", err, "suppressed", n)
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s: gave up after %d attempts: %w", what, attempt, err)
-		case <-time.After(backoff):
+		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, c.cfg.MaxRetryBackoff)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/flowaudit/flowaudit/audit"
 	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/detect/webhook"
+	"github.com/flowaudit/flowaudit/internal/backoff"
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/query"
@@ -221,7 +222,6 @@ func postDigest(ctx context.Context, client *http.Client, hooks []webhook.Endpoi
 		if attempts <= 0 {
 			attempts = 3
 		}
-		wait := 500 * time.Millisecond
 		var last error
 		for a := 1; a <= attempts; a++ {
 			if last = postDigestOnce(ctx, client, h, body, sig, a); last == nil || ctx.Err() != nil {
@@ -230,9 +230,8 @@ func postDigest(ctx context.Context, client *http.Client, hooks []webhook.Endpoi
 			if a < attempts {
 				select {
 				case <-ctx.Done():
-				case <-time.After(wait):
+				case <-time.After(backoff.Delay(500*time.Millisecond, 8*time.Second, a, false)):
 				}
-				wait *= 2
 			}
 		}
 		if last != nil {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/flowaudit/flowaudit/internal/backoff"
 	"github.com/flowaudit/flowaudit/schemas"
 )
 
@@ -237,7 +237,7 @@ func (d *Dispatcher) deliver(h *hook, it *item) (stopped bool) {
 			d.giveUp(h, it.alert, fmt.Errorf("after %d attempt(s): %w", attempt, f.err))
 			return false
 		}
-		wait := backoff(h.cfg.InitialBackoff, h.cfg.MaxBackoff, attempt)
+		wait := backoff.Delay(h.cfg.InitialBackoff, h.cfg.MaxBackoff, attempt, true)
 		if f.retryAfter > wait {
 			// Honour the receiver, but never beyond max_backoff: the
 			// queue behind this alert waits too.
@@ -372,23 +372,6 @@ func (e *StatusError) Error() string {
 // would fail again.
 func (e *StatusError) Permanent() bool {
 	return e.Code < 500 && e.Code != http.StatusTooManyRequests && e.Code != http.StatusRequestTimeout
-}
-
-// backoff is the wait after the attempt-th failure: initial doubled per
-// earlier failure, capped at maxWait, with equal jitter (a uniformly
-// random value in [b/2, b]). Equal rather than full jitter keeps a known
-// lower bound on the total retry span (see the Default* constants).
-func backoff(initial, maxWait time.Duration, attempt int) time.Duration {
-	b := initial
-	for i := 1; i < attempt && b < maxWait; i++ {
-		b *= 2
-	}
-	b = min(b, maxWait)
-	half := b / 2
-	if half <= 0 {
-		return b
-	}
-	return half + rand.N(b-half+1)
 }
 
 // parseRetryAfter reads delay-seconds or an HTTP date; 0 when absent or

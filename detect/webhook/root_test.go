@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/flowaudit/flowaudit/internal/backoff"
 	"github.com/flowaudit/flowaudit/internal/reporter"
 	"github.com/flowaudit/flowaudit/schemas"
 )
@@ -639,7 +640,7 @@ func TestBackoff(t *testing.T) {
 	initial, maxWait := 500*time.Millisecond, 30*time.Second
 	for attempt, base := range map[int]time.Duration{1: 500 * time.Millisecond, 2: time.Second, 3: 2 * time.Second, 7: 30 * time.Second, 60: 30 * time.Second} {
 		for range 100 {
-			if got := backoff(initial, maxWait, attempt); got < base/2 || got > base {
+			if got := backoff.Delay(initial, maxWait, attempt, true); got < base/2 || got > base {
 				t.Fatalf("backoff(attempt %d) = %s, want within [%s, %s]", attempt, got, base/2, base)
 			}
 		}

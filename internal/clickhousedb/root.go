@@ -12,6 +12,8 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/flowaudit/flowaudit/internal/backoff"
 )
 
 // Configuration is the clickhouse section of the configuration file.
@@ -103,8 +105,7 @@ func Open(c Configuration) (driver.Conn, error) {
 // WaitReady pings until the server answers or ctx ends, logging through
 // onRetry (may be nil) between attempts.
 func WaitReady(ctx context.Context, conn driver.Conn, onRetry func(error)) error {
-	backoff := 200 * time.Millisecond
-	for {
+	for attempt := 1; ; attempt++ {
 		err := conn.Ping(ctx)
 		if err == nil {
 			return nil
@@ -115,8 +116,7 @@ func WaitReady(ctx context.Context, conn driver.Conn, onRetry func(error)) error
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("ClickHouse not reachable: %w", err)
-		case <-time.After(backoff):
+		case <-time.After(backoff.Delay(200*time.Millisecond, 5*time.Second, attempt, false)):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
