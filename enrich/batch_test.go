@@ -109,11 +109,14 @@ func BenchmarkBatcher(b *testing.B) {
 	for i := 0; i < 64; i++ {
 		values = append(values, schemas.AppendFlowBatch(nil, randomBatch(syn, r, 30)))
 	}
-	var in schemas.FlowBatch
+	var (
+		in  schemas.FlowBatch
+		dec schemas.FlowDecoder
+	)
 	b.ReportAllocs()
 	n := 0
 	for i := 0; b.Loop(); i++ {
-		if err := schemas.UnmarshalFlowBatch(values[i%len(values)], &in); err != nil {
+		if err := dec.Unmarshal(values[i%len(values)], &in); err != nil {
 			b.Fatal(err)
 		}
 		bt.records(&in, 0, int64(i))

@@ -349,7 +349,10 @@ func (s *Component) accessBacklog(since int64) (map[int32]int64, error) {
 // flowLoop enriches polled batches, produces them, waits for the broker,
 // then commits: at least once from flows to enriched.
 func (s *Component) flowLoop() error {
-	var in schemas.FlowBatch
+	var (
+		in  schemas.FlowBatch
+		dec schemas.FlowDecoder
+	)
 	bt := newBatcher(s.enricher, s.geo, s.enrichedTopic, s.partitions, s.metrics.flows, s.metrics.attributed)
 	var (
 		produceErr error
@@ -370,7 +373,7 @@ func (s *Component) flowLoop() error {
 			}
 		})
 		fetches.EachRecord(func(rec *kgo.Record) {
-			if err := schemas.UnmarshalFlowBatch(rec.Value, &in); err != nil {
+			if err := dec.Unmarshal(rec.Value, &in); err != nil {
 				s.metrics.malformed.Inc()
 				if ok, n := s.sampler.Allow("malformed"); ok {
 					s.log.Warn("skipping undecodable flow record", "partition", rec.Partition, "offset", rec.Offset, "err", err, "suppressed", n)

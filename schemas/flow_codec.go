@@ -212,6 +212,40 @@ func AppendFlowBatch(dst []byte, b *FlowBatch) []byte {
 // b.Flows' capacity. Unknown fields are skipped (forward compatibility).
 // Errors wrap ErrMalformed.
 func UnmarshalFlowBatch(data []byte, b *FlowBatch) error {
+	return (*FlowDecoder)(nil).Unmarshal(data, b)
+}
+
+// FlowDecoder decodes FlowBatch payloads as UnmarshalFlowBatch does,
+// looking decoded labels (segments, rules, identities...) up in a cache
+// of its own before the process-wide one, which costs far more per
+// string. A decoder belongs to one goroutine; the zero value is ready.
+type FlowDecoder struct {
+	labels map[string]string
+}
+
+// flowDecoderLabels bounds a decoder's cache; past it the cache starts
+// again empty.
+const flowDecoderLabels = 1 << 14
+
+func (d *FlowDecoder) label(v []byte) string {
+	if d == nil {
+		return internString(v)
+	}
+	if s, ok := d.labels[string(v)]; ok {
+		return s
+	}
+	if d.labels == nil {
+		d.labels = make(map[string]string)
+	} else if len(d.labels) >= flowDecoderLabels {
+		clear(d.labels)
+	}
+	s := internString(v)
+	d.labels[s] = s
+	return s
+}
+
+// Unmarshal decodes data into b, like UnmarshalFlowBatch.
+func (d *FlowDecoder) Unmarshal(data []byte, b *FlowBatch) error {
 	b.Reset()
 	for len(data) > 0 {
 		num, typ, n := protowire.ConsumeTag(data)
@@ -226,7 +260,7 @@ func UnmarshalFlowBatch(data []byte, b *FlowBatch) error {
 			}
 			data = data[n:]
 			b.Flows = append(b.Flows, Flow{})
-			if err := unmarshalFlow(v, &b.Flows[len(b.Flows)-1]); err != nil {
+			if err := d.unmarshalFlow(v, &b.Flows[len(b.Flows)-1]); err != nil {
 				return err
 			}
 			continue
@@ -269,7 +303,7 @@ func UnmarshalFlowBatch(data []byte, b *FlowBatch) error {
 	return nil
 }
 
-func unmarshalFlow(data []byte, f *Flow) error {
+func (d *FlowDecoder) unmarshalFlow(data []byte, f *Flow) error {
 	for len(data) > 0 {
 		num, typ, n := protowire.ConsumeTag(data)
 		if n < 0 {
@@ -283,7 +317,7 @@ func unmarshalFlow(data []byte, f *Flow) error {
 				return fmt.Errorf("%w: flow field %d: %v", ErrMalformed, num, protowire.ParseError(n))
 			}
 			data = data[n:]
-			s := internString(v)
+			s := d.label(v)
 			switch num {
 			case fieldFlowSrcSegment:
 				f.SrcSegment = s

@@ -50,6 +50,7 @@ const noSource = 0xFFFF
 type flowWriter struct {
 	name    string
 	scratch schemas.FlowBatch
+	dec     schemas.FlowDecoder
 	parts   map[int32]*flowPartition
 	// spare are the columns of partitions forgotten, for reuse: a
 	// steady flow fills the same buffers flush after flush.
@@ -159,7 +160,7 @@ func (w *flowWriter) add(rec *kgo.Record) (int, error) {
 		}
 		g = nil
 	}
-	if err := schemas.UnmarshalFlowBatch(rec.Value, &w.scratch); err != nil {
+	if err := w.dec.Unmarshal(rec.Value, &w.scratch); err != nil {
 		return 0, err
 	}
 	switch {
