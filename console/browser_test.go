@@ -215,7 +215,10 @@ func TestBrowser(t *testing.T) {
 	hour := query.Window{From: t0, To: t0.Add(time.Hour)}
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(b.ctx, steps...); err != nil {
+		// A step that waits for what never comes fails instead of hanging.
+		ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+		defer cancel()
+		if err := chromedp.Do(ctx, steps...); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}

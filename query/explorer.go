@@ -167,14 +167,48 @@ func (r *Reader) SankeyPaths(ctx context.Context, w Window, f FlowFilter, top in
 			metric = "sum(flows)"
 		}
 	}
-	fold := func(expr string) string {
-		return fmt.Sprintf("if(%[1]s IN (SELECT v FROM (SELECT %[1]s AS v, %[2]s AS m FROM %[3]s WHERE %[4]s GROUP BY v ORDER BY m DESC, v LIMIT %[5]d)), %[1]s, '\\x01other')",
-			expr, metric, from, where, top)
+	// Each stage's top values, all four in one read.
+	cols := "bytes"
+	if flows != "count()" {
+		cols = "bytes, flows"
+	}
+	tops, err := r.conn.Query(ctx, fmt.Sprintf(`SELECT st, v FROM
+(
+    SELECT tupleElement(t, 1) AS st, tupleElement(t, 2) AS v, %s AS m
+    FROM (SELECT arrayJoin([(0, %s), (1, %s), (2, %s), (3, %s)]) AS t, %s FROM %s WHERE %s)
+    GROUP BY st, v
+)
+ORDER BY st, m DESC, v
+LIMIT %d BY st`, metric, cSeg, port, sSeg, cID, cols, from, where, top))
+	if err != nil {
+		return nil, fmt.Errorf("query: sankey tops: %w", err)
+	}
+	var keep [4][]string
+	for tops.Next() {
+		var st uint8
+		var v string
+		if err := tops.Scan(&st, &v); err != nil {
+			tops.Close()
+			return nil, fmt.Errorf("query: sankey tops: %w", err)
+		}
+		if st < 4 {
+			keep[st] = append(keep[st], v)
+		}
+	}
+	tops.Close()
+	if err := tops.Err(); err != nil {
+		return nil, fmt.Errorf("query: sankey tops: %w", err)
+	}
+	fold := func(st int, expr string) string {
+		if len(keep[st]) == 0 {
+			return expr
+		}
+		return fmt.Sprintf("if(%s IN (%s), %s, '\\x01other')", expr, quoteList(keep[st]), expr)
 	}
 	q := fmt.Sprintf(`SELECT %s AS c, %s AS p, %s AS s, %s AS i, %s, sum(bytes)
 FROM %s
 WHERE %s
-GROUP BY c, p, s, i`, fold(cSeg), fold(port), fold(sSeg), fold(cID), flows, from, where)
+GROUP BY c, p, s, i`, fold(0, cSeg), fold(1, port), fold(2, sSeg), fold(3, cID), flows, from, where)
 	rows, err := r.conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("query: sankey: %w", err)
