@@ -358,7 +358,10 @@ func (c *Component) loop() {
 	}
 	c.ready.Ready()
 	lastCheckpoint := time.Now()
-	var batch schemas.FlowBatch
+	var (
+		batch schemas.FlowBatch
+		dec   schemas.FlowDecoder
+	)
 	var ev schemas.AccessEvent
 	var keyed engine.Keyed
 	for c.ctx.Err() == nil {
@@ -374,7 +377,7 @@ func (c *Component) loop() {
 		fetches.EachRecord(func(rec *kgo.Record) {
 			switch rec.Topic {
 			case c.enriched:
-				if err := schemas.UnmarshalFlowBatch(rec.Value, &batch); err != nil {
+				if err := dec.Unmarshal(rec.Value, &batch); err != nil {
 					c.malformed(rec, err)
 					return
 				}
