@@ -115,10 +115,19 @@ func TestUnmarshalFlowBatchMalformed(t *testing.T) {
 func FuzzUnmarshalFlowBatch(f *testing.F) {
 	f.Add(AppendFlowBatch(nil, testBatch()))
 	f.Add([]byte{0x3a, 0x02, 0x08})
+	var d FlowDecoder // one decoder across inputs, as a stage uses it
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var b FlowBatch
-		if err := UnmarshalFlowBatch(data, &b); err != nil {
+		var b, viaDecoder FlowBatch
+		err := UnmarshalFlowBatch(data, &b)
+		derr := d.Unmarshal(data, &viaDecoder)
+		if (err == nil) != (derr == nil) {
+			t.Fatalf("UnmarshalFlowBatch error %v, FlowDecoder error %v", err, derr)
+		}
+		if err != nil {
 			return
+		}
+		if diff := cmp.Diff(&viaDecoder, &b, cmp.Comparer(func(x, y []Flow) bool { return cmp.Equal(append([]Flow{}, x...), append([]Flow{}, y...)) })); diff != "" {
+			t.Fatalf("FlowDecoder (-decoder +UnmarshalFlowBatch):\n%s", diff)
 		}
 		// Whatever decoded must re-encode and decode to the same value.
 		var again FlowBatch
