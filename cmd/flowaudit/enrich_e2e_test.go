@@ -191,7 +191,9 @@ func TestEnrichmentEndToEnd(t *testing.T) {
 	if n := waitCount(t, ch, "SELECT toUInt64(sum(flows)) FROM flowaudit.segment_matrix_1m WHERE verdict = 'violation'", 12, 10*time.Second); n != 12 {
 		t.Errorf("segment matrix violations = %d, want 12", n)
 	}
-	if n := ch.QueryUint64(t, "SELECT toUInt64(count()) FROM (SELECT src_segment, dst_segment, dst_port, proto, src_identity FROM flowaudit.observed_edges GROUP BY src_segment, dst_segment, dst_port, proto, src_identity)"); n != 6 {
+	// The views are written after the flows rows of the same INSERT become
+	// visible: wait for the edges rather than reading them once.
+	if n := waitCount(t, ch, "SELECT toUInt64(count()) FROM (SELECT src_segment, dst_segment, dst_port, proto, src_identity FROM flowaudit.observed_edges GROUP BY src_segment, dst_segment, dst_port, proto, src_identity)", 6, 10*time.Second); n != 6 {
 		t.Errorf("observed edges = %d, want 6", n)
 	}
 }
