@@ -4,24 +4,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/robfig/cron/v3"
 
-	"github.com/flowaudit/flowaudit/internal/backoff"
+	"github.com/flowaudit/flowaudit/internal/signedpost"
 	"github.com/flowaudit/flowaudit/query"
 )
 
@@ -68,31 +63,9 @@ func Announce(ctx context.Context, client *http.Client, hooks []Hook, ev Event) 
 			errs = append(errs, err)
 			continue
 		}
-		sig := ""
-		if h.Secret != "" {
-			mac := hmac.New(sha256.New, []byte(h.Secret))
-			mac.Write(body)
-			sig = hex.EncodeToString(mac.Sum(nil))
-		}
-		attempts := h.MaxAttempts
-		if attempts <= 0 {
-			attempts = 3
-		}
-		var last error
-		for a := 1; a <= attempts; a++ {
-			if last = postEvent(ctx, client, h, body, sig, ev.ReportID, a); last == nil {
-				break
-			}
-			if a < attempts {
-				select {
-				case <-ctx.Done():
-					a = attempts
-				case <-time.After(backoff.Delay(500*time.Millisecond, 8*time.Second, a, false)):
-				}
-			}
-		}
-		if last != nil {
-			errs = append(errs, fmt.Errorf("webhook %s: %w", redact(h.URL), last))
+		t := signedpost.Target{URL: h.URL, Secret: h.Secret, Headers: h.Headers, Timeout: h.Timeout, MaxAttempts: h.MaxAttempts}
+		if err := signedpost.Post(ctx, client, t, "report", map[string]string{"X-Flowaudit-Report-Id": ev.ReportID}, body); err != nil {
+			errs = append(errs, fmt.Errorf("webhook %s: %w", redact(h.URL), err))
 		}
 	}
 	return errors.Join(errs...)
@@ -113,41 +86,6 @@ func eventBody(h Hook, ev Event) ([]byte, error) {
 		return json.Marshal(map[string]string{"text": text})
 	}
 	return json.Marshal(ev)
-}
-
-func postEvent(ctx context.Context, client *http.Client, h Hook, body []byte, sig, id string, attempt int) error {
-	timeout := h.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	for k, v := range h.Headers {
-		req.Header.Set(k, v)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "flowaudit")
-	req.Header.Set("X-Flowaudit-Event", "report")
-	req.Header.Set("X-Flowaudit-Report-Id", id)
-	req.Header.Set("X-Flowaudit-Timestamp", strconv.FormatInt(time.Now().Unix(), 10))
-	req.Header.Set("X-Flowaudit-Attempt", strconv.Itoa(attempt))
-	if sig != "" {
-		req.Header.Set("X-Flowaudit-Signature", sig)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	return nil
 }
 
 // Dependencies are what scheduled packs need from the process.

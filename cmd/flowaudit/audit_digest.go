@@ -3,16 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -21,8 +17,8 @@ import (
 	"github.com/flowaudit/flowaudit/audit"
 	"github.com/flowaudit/flowaudit/cmd/flowaudit/internal/config"
 	"github.com/flowaudit/flowaudit/detect/webhook"
-	"github.com/flowaudit/flowaudit/internal/backoff"
 	"github.com/flowaudit/flowaudit/internal/clickhousedb"
+	"github.com/flowaudit/flowaudit/internal/signedpost"
 	"github.com/flowaudit/flowaudit/policy"
 	"github.com/flowaudit/flowaudit/query"
 	"github.com/flowaudit/flowaudit/report"
@@ -212,30 +208,9 @@ func postDigest(ctx context.Context, client *http.Client, hooks []webhook.Endpoi
 			errs = append(errs, err)
 			continue
 		}
-		sig := ""
-		if h.Secret != "" {
-			mac := hmac.New(sha256.New, []byte(h.Secret))
-			mac.Write(body)
-			sig = hex.EncodeToString(mac.Sum(nil))
-		}
-		attempts := h.MaxAttempts
-		if attempts <= 0 {
-			attempts = 3
-		}
-		var last error
-		for a := 1; a <= attempts; a++ {
-			if last = postDigestOnce(ctx, client, h, body, sig, a); last == nil || ctx.Err() != nil {
-				break
-			}
-			if a < attempts {
-				select {
-				case <-ctx.Done():
-				case <-time.After(backoff.Delay(500*time.Millisecond, 8*time.Second, a, false)):
-				}
-			}
-		}
-		if last != nil {
-			errs = append(errs, fmt.Errorf("alerts.webhooks[%d]: %w", i, last))
+		t := signedpost.Target{URL: h.URL, Secret: h.Secret, Headers: h.Headers, Timeout: h.Timeout, MaxAttempts: h.MaxAttempts}
+		if err := signedpost.Post(ctx, client, t, "digest", nil, body); err != nil {
+			errs = append(errs, fmt.Errorf("alerts.webhooks[%d]: %w", i, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -250,38 +225,4 @@ func digestBody(format string, d *audit.Digest) ([]byte, error) {
 		return json.Marshal(map[string]string{"text": "```\n" + b.String() + "```"})
 	}
 	return json.Marshal(DigestEvent{Event: "digest", Digest: d})
-}
-
-func postDigestOnce(ctx context.Context, client *http.Client, h webhook.Endpoint, body []byte, sig string, attempt int) error {
-	timeout := h.Timeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	for k, v := range h.Headers {
-		req.Header.Set(k, v)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "flowaudit")
-	req.Header.Set("X-Flowaudit-Event", "digest")
-	req.Header.Set("X-Flowaudit-Timestamp", strconv.FormatInt(time.Now().Unix(), 10))
-	req.Header.Set("X-Flowaudit-Attempt", strconv.Itoa(attempt))
-	if sig != "" {
-		req.Header.Set("X-Flowaudit-Signature", sig)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("HTTP %d", resp.StatusCode)
-	}
-	return nil
 }
