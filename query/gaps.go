@@ -149,36 +149,19 @@ type AppliedPolicy struct {
 
 // AppliedPolicies returns every policy version ever applied (not only in
 // a window: review ages need the whole history), sorted by first loaded
-// time, then version.
+// time, then version: the first of each version's PolicyApplications.
 func (r *Reader) AppliedPolicies(ctx context.Context) ([]AppliedPolicy, error) {
-	q := fmt.Sprintf(`SELECT version, toUInt64(toUInt32(toDateTime(min(loaded_at)))), any(content)
-FROM %s
-GROUP BY version`, r.table(schemas.PolicyVersionsTable.Name))
-	rows, err := r.conn.Query(ctx, q)
+	apps, err := r.PolicyApplications(ctx, time.Unix(1<<32-1, 0)) // DateTime's last second
 	if err != nil {
-		return nil, fmt.Errorf("query: policy versions: %w", err)
+		return nil, err
 	}
-	defer rows.Close()
 	var out []AppliedPolicy
-	for rows.Next() {
-		var v AppliedPolicy
-		var secs uint64
-		var content string
-		if err := rows.Scan(&v.Version, &secs, &content); err != nil {
-			return nil, fmt.Errorf("query: policy versions: %w", err)
+	seen := map[string]bool{}
+	for _, a := range apps {
+		if !seen[a.Version] {
+			seen[a.Version] = true
+			out = append(out, AppliedPolicy{Version: a.Version, FirstLoaded: a.LoadedAt, Content: a.Content})
 		}
-		v.FirstLoaded = time.Unix(int64(secs), 0).UTC()
-		v.Content = []byte(content)
-		out = append(out, v)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query: policy versions: %w", err)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].FirstLoaded.Equal(out[j].FirstLoaded) {
-			return out[i].FirstLoaded.Before(out[j].FirstLoaded)
-		}
-		return out[i].Version < out[j].Version
-	})
 	return out, nil
 }
