@@ -157,10 +157,11 @@ func (h *hook) take() (*item, bool) {
 func (h *hook) done() {
 	h.mu.Lock()
 	h.inFlight = false
+	// The gauge first: Flush returns as soon as idle closes.
+	h.queued.Set(float64(h.pendingLocked()))
 	if h.n == 0 {
 		close(h.idle)
 	}
-	h.queued.Set(float64(h.pendingLocked()))
 	h.mu.Unlock()
 }
 
