@@ -3,6 +3,9 @@
 // local ClickHouse, drives it with simulated exporters at a fixed rate for
 // a fixed time, waits until every flow is in ClickHouse, and reports
 // flows/s sustained, losses and how long the pipeline took to catch up.
+// With -archive the pipeline also writes the Parquet archive (archive.dir),
+// whose rows are counted after the stop: run it with and without to see
+// what the archive costs the end-to-end rate.
 package main
 
 import (
@@ -10,6 +13,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -18,9 +22,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/apache/arrow-go/v18/parquet/file"
 
 	"github.com/flowaudit/flowaudit/internal/simulate"
 )
@@ -32,8 +38,9 @@ func main() {
 	protocol := flag.String("protocol", "ipfix", "export protocol: ipfix, v9, v5, sflow")
 	chAddr := flag.String("clickhouse", "127.0.0.1:9000", "ClickHouse native address (started by deploy/clickhouse-local.sh when absent)")
 	keep := flag.Bool("keep", false, "keep the bench database and data directory")
+	withArchive := flag.Bool("archive", false, "also write the Parquet archive (archive.dir in the data directory), to compare the rate with and without it")
 	flag.Parse()
-	if err := run(*rate, *duration, *senders, *protocol, *chAddr, *keep); err != nil {
+	if err := run(*rate, *duration, *senders, *protocol, *chAddr, *keep, *withArchive); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/e2e:", err)
 		os.Exit(1)
 	}
@@ -56,7 +63,7 @@ func freePort(network string) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func run(rate int, duration time.Duration, senders int, protoName, chAddr string, keep bool) error {
+func run(rate int, duration time.Duration, senders int, protoName, chAddr string, keep, withArchive bool) error {
 	proto, err := simulate.ParseProtocol(protoName)
 	if err != nil {
 		return err
@@ -114,6 +121,10 @@ metrics:
 log:
   level: warn
 `, dir, freePort("tcp"), chAddr, db, listen, metrics)
+	archiveDir := filepath.Join(dir, "archive")
+	if withArchive {
+		cfg += "archive:\n  dir: " + archiveDir + "\n"
+	}
 	cfgPath := filepath.Join(dir, "bench.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
@@ -174,10 +185,48 @@ log:
 	fmt.Printf("inserted:  %d rows in ClickHouse, %.1fs after the first flow was sent (%.1fs after the last)\n", rows, total.Seconds(), (total - sendTime).Seconds())
 	fmt.Printf("end to end: %.0f flows/s sustained, %d flows lost (%.4f%%)\n",
 		float64(rows)/total.Seconds(), int64(sent.Flows)-int64(rows), 100*float64(int64(sent.Flows)-int64(rows))/float64(max(sent.Flows, 1)))
+	if withArchive {
+		// The archive writes its open files (one per partition and hour)
+		// at the stop: stop the pipeline as an operator would, then count
+		// the rows of the Parquet files.
+		stopStart := time.Now()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		files, arows, size, err := archiveRows(filepath.Join(archiveDir, "table=flows"))
+		if err != nil {
+			return fmt.Errorf("reading the archive: %w", err)
+		}
+		fmt.Printf("archive:   %d rows in %d Parquet files (%.1f MiB, %.1f bytes/row), stop took %.1fs\n",
+			arows, files, float64(size)/(1<<20), float64(size)/float64(max(arows, 1)), time.Since(stopStart).Seconds())
+	}
 	if !keep {
 		_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
 	}
 	return nil
+}
+
+// archiveRows counts the files, rows (from the Parquet footers) and bytes
+// under dir.
+func archiveRows(dir string) (files int, rows int64, size int64, err error) {
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".parquet") {
+			return err
+		}
+		r, err := file.OpenParquetFile(path, false)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		files++
+		rows += r.NumRows()
+		size += info.Size()
+		return nil
+	})
+	return files, rows, size, err
 }
 
 func waitReady(addr string, timeout time.Duration) error {
