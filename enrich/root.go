@@ -188,7 +188,6 @@ func (s *Component) Start() error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 		kgo.MaxBufferedBytes(256<<20),
 		// Batches stay within the broker's default message.max.bytes
 		// (1 MiB): a larger one is refused for good, not retried.

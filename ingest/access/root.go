@@ -194,7 +194,6 @@ func (c *Component) Start() error {
 	opts := append(kafka.ClientOptions(c.deps.Kafka, "access"),
 		kgo.DefaultProduceTopic(c.accessTopic),
 		kgo.MaxBufferedBytes(64<<20),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 	)
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -206,7 +205,6 @@ func (c *Component) Start() error {
 		udpOpts := append(kafka.ClientOptions(c.deps.Kafka, "access-udp"),
 			kgo.DefaultProduceTopic(c.accessTopic),
 			kgo.MaxBufferedBytes(32<<20),
-			kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 		)
 		if c.udpClient, err = kgo.NewClient(udpOpts...); err != nil {
 			client.Close()

@@ -124,7 +124,6 @@ func (c *Component) Start() error {
 		// Batches stay within the broker's default message.max.bytes
 		// (1 MiB): a larger one is refused for good, not retried.
 		kgo.ProducerBatchMaxBytes(kafka.MaxBatchBytes),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 	)
 	client, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"regexp"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Configuration is the kafka section of the configuration file.
@@ -38,6 +40,11 @@ type Configuration struct {
 	// cache) but not a power loss or kernel crash; with it, it survives
 	// both, at a throughput cost measured in README.md.
 	EmbeddedSyncWrites bool `yaml:"embedded_sync_writes"`
+	// Compression is the codec of produced record batches: auto (none
+	// with the embedded broker, which shares the process and its CPU,
+	// lz4 with a cluster, where the network and the broker's disk pay
+	// for every byte), none, lz4, zstd, snappy or gzip.
+	Compression string `yaml:"compression"`
 }
 
 // DefaultConfiguration returns defaults that work on one machine.
@@ -50,6 +57,7 @@ func DefaultConfiguration() Configuration {
 		ClientID:          "flowaudit",
 		ProduceLinger:     5 * time.Millisecond,
 		Retention:         24 * time.Hour,
+		Compression:       "auto",
 	}
 }
 
@@ -80,10 +88,34 @@ func (c Configuration) Validate() error {
 	if c.ProduceLinger < 0 || c.ProduceLinger > time.Second {
 		errs = append(errs, fmt.Errorf("kafka.produce_linger: must be between 0 and 1s, got %s", c.ProduceLinger))
 	}
+	if _, ok := codecs[c.Compression]; !ok && c.Compression != "auto" {
+		errs = append(errs, fmt.Errorf("kafka.compression: %q is not auto, none, lz4, zstd, snappy or gzip", c.Compression))
+	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("kafka.retention: must be 0 (broker default) or positive, got %s", c.Retention))
 	}
 	return errors.Join(errs...)
+}
+
+var codecs = map[string]kgo.CompressionCodec{
+	"none":   kgo.NoCompression(),
+	"lz4":    kgo.Lz4Compression(),
+	"zstd":   kgo.ZstdCompression(),
+	"snappy": kgo.SnappyCompression(),
+	"gzip":   kgo.GzipCompression(),
+}
+
+// Codec returns the producers' batch codec for kafka.compression.
+func (c Configuration) Codec() kgo.CompressionCodec {
+	if codec, ok := codecs[c.Compression]; ok {
+		return codec
+	}
+	if c.Embedded() {
+		// In-process: compressing costs the CPU the pipeline runs on
+		// and saves nothing but page cache and data_dir bytes.
+		return kgo.NoCompression()
+	}
+	return kgo.Lz4Compression()
 }
 
 // Embedded reports whether this configuration asks for the embedded broker.

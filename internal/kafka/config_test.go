@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 func TestDefaultConfiguration(t *testing.T) {
@@ -21,6 +22,7 @@ func TestDefaultConfiguration(t *testing.T) {
 		ClientID:          "flowaudit",
 		ProduceLinger:     5 * time.Millisecond,
 		Retention:         24 * time.Hour,
+		Compression:       "auto",
 	}
 	if diff := cmp.Diff(cfg, want); diff != "" {
 		t.Errorf("DefaultConfiguration() (-got +want):\n%s", diff)
@@ -30,6 +32,26 @@ func TestDefaultConfiguration(t *testing.T) {
 	}
 	if diff := cmp.Diff(cfg.SeedBrokers(), []string{"127.0.0.1:9092"}); diff != "" {
 		t.Errorf("SeedBrokers() (-got +want):\n%s", diff)
+	}
+}
+
+func TestCompression(t *testing.T) {
+	cfg := DefaultConfiguration()
+	if got := cfg.Codec(); got != kgo.NoCompression() {
+		t.Errorf("Codec() with the embedded broker = %v, want none", got)
+	}
+	cfg.Brokers = []string{"kafka-1:9092"}
+	if got := cfg.Codec(); got != kgo.Lz4Compression() {
+		t.Errorf("Codec() with kafka.brokers = %v, want lz4", got)
+	}
+	cfg.Compression = "zstd"
+	if got := cfg.Codec(); got != kgo.ZstdCompression() {
+		t.Errorf("Codec() with compression zstd = %v, want zstd", got)
+	}
+	cfg.Compression = "brotli"
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "kafka.compression") || !strings.Contains(err.Error(), `"brotli"`) {
+		t.Errorf("Validate() with compression brotli = %v, want an error naming kafka.compression and the value", err)
 	}
 }
 

@@ -161,6 +161,8 @@ func ClientOptions(cfg Configuration, role string) []kgo.Opt {
 		// kafka.produce_linger, for every producer (the flow collector
 		// overrides it with ingest.flows.flush_interval).
 		kgo.ProducerLinger(cfg.ProduceLinger),
+		// kafka.compression, for every producer.
+		kgo.ProducerBatchCompression(cfg.Codec()),
 	}
 }
 
