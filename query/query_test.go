@@ -274,3 +274,89 @@ func TestRollupMatchesFlows(t *testing.T) {
 		t.Error("rollup used although not exact")
 	}
 }
+
+// TestSplitWindowExactDays: the rollup's first day and the days of a
+// window's ends are read from the rollup when it holds exactly their flows
+// inside the window, else from flows; either way the answers are those of
+// flows alone.
+func TestSplitWindowExactDays(t *testing.T) {
+	_, r := startDB(t)
+	ctx := context.Background()
+	d0 := time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	var flows []testFlow
+	for h := 0; h < 4*24; h += 5 {
+		at := d0.Add(time.Duration(h)*time.Hour + 17*time.Minute)
+		flows = append(flows,
+			testFlow{t: at, src: "10.3.0.10", dst: "10.2.0.10", sport: uint16(33000 + h*100), dport: 5432, proto: 6, bytes: 100, srcID: "svc-app", verdict: "allowed", rule: "app-to-db"},
+			testFlow{t: at, src: "10.1.0.7", dst: "10.3.0.10", sport: 40000, dport: 8080, proto: 6, bytes: 10},
+		)
+	}
+	insertFlows(t, r, flows)
+	raw := New(r.conn, r.db)
+	raw.noRollup = true
+	same := func(t *testing.T, w Window) {
+		t.Helper()
+		got, err := r.ServiceEdges(ctx, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := raw.ServiceEdges(ctx, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := cmp.Diff(got, want, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+			t.Errorf("ServiceEdges rollup vs flows (-rollup +flows):\n%s", d)
+		}
+		if len(got) == 0 {
+			t.Error("no edges")
+		}
+	}
+	cases := []struct {
+		name    string
+		w       Window
+		wantRaw string
+	}{
+		// Every day whole or without flows outside the window (it ends
+		// after the last flow): the rollup alone.
+		{"whole", Window{From: d0, To: d0.Add(3*day + 23*time.Hour + 30*time.Minute)}, ""},
+		{"ends after the data", Window{From: d0.Add(-2 * day).Add(5 * time.Hour), To: d0.Add(10*day + time.Hour)},
+			fmt.Sprintf("((time_received >= toDateTime(%d) AND time_received < toDateTime(%d)))", d0.Add(-2*day).Add(5*time.Hour).Unix(), d0.Unix())},
+		// The first day has flows before From: that day from flows.
+		{"starts inside a day", Window{From: d0.Add(12 * time.Hour), To: d0.Add(10 * day)},
+			fmt.Sprintf("((time_received >= toDateTime(%d) AND time_received < toDateTime(%d)))", d0.Add(12*time.Hour).Unix(), d0.Add(day).Unix())},
+		// The last day has flows after To: that day's part from flows.
+		{"ends inside a day", Window{From: d0, To: d0.Add(3*day + 12*time.Hour)},
+			fmt.Sprintf("((time_received >= toDateTime(%d) AND time_received < toDateTime(%d)))", d0.Add(3*day).Unix(), d0.Add(3*day+12*time.Hour).Unix())},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			sp, err := r.splitWindow(ctx, c.w, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sp.rollup == "" || sp.raw != c.wantRaw {
+				t.Errorf("split %+v, want raw %q and a rollup", sp, c.wantRaw)
+			}
+			same(t, c.w)
+		})
+	}
+	// Flows of the first day inserted while the view did not exist: the
+	// rollup's first day is partial, so it is read from flows.
+	if err := r.conn.Exec(ctx, "DROP TABLE flowaudit.audit_edges_1d_mv"); err != nil {
+		t.Fatal(err)
+	}
+	insertFlows(t, r, []testFlow{{t: d0.Add(time.Hour), src: "10.1.0.9", dst: "10.3.0.10", sport: 40000, dport: 8080, proto: 6, bytes: 10}})
+	if _, err := sink.Migrate(ctx, r.conn, "flowaudit", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	w := Window{From: d0, To: d0.Add(10 * day)}
+	sp, err := r.splitWindow(ctx, w, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("((time_received >= toDateTime(%d) AND time_received < toDateTime(%d)))", d0.Unix(), d0.Add(day).Unix()); sp.raw != want {
+		t.Errorf("partial first day: raw %q, want %q", sp.raw, want)
+	}
+	same(t, w)
+}

@@ -77,34 +77,100 @@ func parseAddr(s string) (netip.Addr, error) {
 // the daily rollup (a WHERE condition on day, "" for none).
 type split struct{ raw, rollup string }
 
-// splitWindow cuts w into whole days after the rollup's first day (which
-// may be partial: the view fills only what is inserted after it exists),
-// read from the rollup, and the rest, read from flows. useRollup false, an
-// empty or missing rollup, or a window without a whole day reads flows
-// only. Day boundaries are the server's (toDate), as the view's are.
+// splitWindow cuts w into days read from the daily rollup and the rest,
+// read from flows. Days strictly inside w after the rollup's first day are
+// read from the rollup. The rollup's first day (which may be partial: the
+// view fills only what is inserted after it exists) and the days holding
+// w's ends are read from it too when they are exact: when the rollup's
+// count of that day equals the count of flows of that day inside w (so the
+// view saw the whole day, and no flow of the day lies outside w: the usual
+// case for a window ending now); else their part of w is read from flows.
+// useRollup false, an empty or missing rollup, or a window without such a
+// day reads flows only. Day boundaries are the server's (toDate), as the
+// view's are.
 func (r *Reader) splitWindow(ctx context.Context, w Window, useRollup bool) (split, error) {
 	all := split{raw: w.where("time_received")}
-	if !useRollup || r.noRollup {
+	if !useRollup || r.noRollup || !w.To.After(w.From) {
 		return all, nil
 	}
 	var n uint64
-	var t1, t2 uint32
-	q := fmt.Sprintf(`SELECT toUInt64(count()),
-    toUInt32(toDateTime(greatest(toDate(toDateTime(%d)) + 1, min(day) + 1))),
-    toUInt32(toDateTime(toDate(toDateTime(%d))))
-FROM %s`, w.From.Unix(), w.To.Unix(), r.table(schemas.AuditEdgesTable.Name))
-	if err := r.conn.QueryRow(ctx, q).Scan(&n, &t1, &t2); err != nil {
+	var first, firstNext, fromDay, fromNext, toDay, toNext uint32
+	q := fmt.Sprintf(`SELECT toUInt64(count()), toUInt32(toDateTime(min(day))), toUInt32(toDateTime(min(day) + 1)),
+    toUInt32(toDateTime(toDate(toDateTime(%[1]d)))), toUInt32(toDateTime(toDate(toDateTime(%[1]d)) + 1)),
+    toUInt32(toDateTime(toDate(toDateTime(%[2]d)))), toUInt32(toDateTime(toDate(toDateTime(%[2]d)) + 1))
+FROM %[3]s`, w.From.Unix(), w.To.Unix(), r.table(schemas.AuditEdgesTable.Name))
+	if err := r.conn.QueryRow(ctx, q).Scan(&n, &first, &firstNext, &fromDay, &fromNext, &toDay, &toNext); err != nil {
 		if strings.Contains(err.Error(), "doesn't exist") || strings.Contains(err.Error(), "code: 60") {
 			return all, nil // not migrated yet: flows only
 		}
 		return split{}, fmt.Errorf("query: rollup coverage: %w", err)
 	}
-	if n == 0 || t1 >= t2 {
+	if n == 0 {
 		return all, nil
 	}
-	return split{
-		raw: fmt.Sprintf("((time_received >= toDateTime(%d) AND time_received < toDateTime(%d)) OR (time_received >= toDateTime(%d) AND time_received < toDateTime(%d)))",
-			w.From.Unix(), t1, t2, w.To.Unix()),
-		rollup: fmt.Sprintf("day >= toDate(toDateTime(%d)) AND day < toDate(toDateTime(%d))", t1, t2),
-	}, nil
+	from, to := uint32(w.From.Unix()), uint32(w.To.Unix())
+	// [lo, hi) are the rollup's days, as the times of their midnights;
+	// each of check is a day [start, next) read from it only if exact.
+	type day struct{ start, next uint32 }
+	var check []day
+	lo, loNext := fromDay, fromNext
+	if first > fromDay {
+		lo, loNext = first, firstNext
+	}
+	if lo == first || from > lo {
+		check = append(check, day{lo, loNext})
+	}
+	hi := toDay
+	if to > toDay {
+		hi = toNext
+		if toDay != lo || len(check) == 0 {
+			check = append(check, day{toDay, toNext})
+		}
+	}
+	if lo >= hi {
+		return all, nil
+	}
+	if len(check) > 0 {
+		var cols []string
+		for _, d := range check {
+			cols = append(cols, fmt.Sprintf(`(SELECT toUInt64(countMerge(flows)) FROM %s WHERE day = toDate(toDateTime(%d))),
+    (SELECT toUInt64(count()) FROM %s WHERE time_received >= toDateTime(%d) AND time_received < toDateTime(%d))`,
+				r.table(schemas.AuditEdgesTable.Name), d.start, r.table("flows"), max(d.start, from), min(d.next, to)))
+		}
+		counts := make([]uint64, 2*len(check))
+		dest := make([]any, len(counts))
+		for i := range counts {
+			dest[i] = &counts[i]
+		}
+		if err := r.conn.QueryRow(ctx, "SELECT "+strings.Join(cols, ",\n    ")).Scan(dest...); err != nil {
+			return split{}, fmt.Errorf("query: rollup coverage: %w", err)
+		}
+		for i, d := range check {
+			if counts[2*i] == counts[2*i+1] {
+				continue
+			}
+			// Not exact: that day's part of w from flows.
+			if d.start == lo {
+				lo = d.next
+			}
+			if d.next == hi {
+				hi = d.start
+			}
+		}
+		if lo >= hi {
+			return all, nil
+		}
+	}
+	var raw []string
+	if from < lo {
+		raw = append(raw, fmt.Sprintf("(time_received >= toDateTime(%d) AND time_received < toDateTime(%d))", from, lo))
+	}
+	if hi < to {
+		raw = append(raw, fmt.Sprintf("(time_received >= toDateTime(%d) AND time_received < toDateTime(%d))", hi, to))
+	}
+	sp := split{rollup: fmt.Sprintf("day >= toDate(toDateTime(%d)) AND day < toDate(toDateTime(%d))", lo, hi)}
+	if len(raw) > 0 {
+		sp.raw = "(" + strings.Join(raw, " OR ") + ")"
+	}
+	return sp, nil
 }
