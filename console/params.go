@@ -119,7 +119,13 @@ func parseParams(q url.Values, now time.Time, defRange string) (params, error) {
 			to := now.UTC().Truncate(time.Hour).Add(time.Hour)
 			p.window = query.Window{From: to.Add(-d), To: to}
 		} else {
-			p.window = query.Since(d, now.UTC())
+			// Whole minutes (ending at the next one), so the pages read
+			// the minute rollup.
+			to := now.UTC().Truncate(time.Minute)
+			if to.Before(now) {
+				to = to.Add(time.Minute)
+			}
+			p.window = query.Window{From: to.Add(-d), To: to}
 		}
 	}
 	p.filter.Identity = p.Identity

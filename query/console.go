@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/flowaudit/flowaudit/schemas"
 )
 
 // The console's questions. Segment edges are in the service orientation
@@ -103,17 +105,58 @@ func (w Window) hourAligned() bool {
 	return w.From.Equal(w.From.Truncate(time.Hour)) && w.To.Equal(w.To.Truncate(time.Hour)) && w.To.After(w.From)
 }
 
+// minuteAligned reports whether w is on whole minutes.
+func (w Window) minuteAligned() bool {
+	return w.From.Equal(w.From.Truncate(time.Minute)) && w.To.Equal(w.To.Truncate(time.Minute)) && w.To.After(w.From)
+}
+
+// edgeRollup is a rollup in the service orientation (rule_hits_1h or
+// console_edges_1m, the same columns) and its time column.
+type edgeRollup struct{ table, time string }
+
+// edgeRollup returns the rollup that answers w exactly in buckets of step
+// (0: any), ok false to read flows: rule_hits_1h for whole hours,
+// console_edges_1m for whole minutes when the minute view covers w (it has
+// a row from before w's first minute, so it existed then; a view added to
+// an existing database fills only what is inserted after it).
+func (r *Reader) edgeRollup(ctx context.Context, w Window, step time.Duration) (edgeRollup, bool, error) {
+	if r.noRollup {
+		return edgeRollup{}, false, nil
+	}
+	if w.hourAligned() && step%time.Hour == 0 {
+		return edgeRollup{r.table(schemas.RuleHitsTable.Name), "hour"}, true, nil
+	}
+	if !w.minuteAligned() || step%time.Minute != 0 {
+		return edgeRollup{}, false, nil
+	}
+	t := r.table(schemas.ConsoleEdgesTable.Name)
+	var n uint64
+	q := fmt.Sprintf("SELECT toUInt64(count()) FROM (SELECT 1 FROM %s WHERE minute < toDateTime(%d) LIMIT 1)", t, w.From.Unix())
+	if err := r.conn.QueryRow(ctx, q).Scan(&n); err != nil {
+		if strings.Contains(err.Error(), "doesn't exist") || strings.Contains(err.Error(), "code: 60") {
+			return edgeRollup{}, false, nil // not migrated yet: flows only
+		}
+		return edgeRollup{}, false, fmt.Errorf("query: minute rollup coverage: %w", err)
+	}
+	return edgeRollup{t, "minute"}, n > 0, nil
+}
+
 // SegmentEdges returns the segment edges of w passing f, sorted by client
-// then server. A window on whole hours is read from rule_hits_1h, any
-// other from flows; both give the same numbers.
+// then server. A window on whole hours is read from rule_hits_1h, one on
+// whole minutes from console_edges_1m, any other from flows; all give the
+// same numbers.
 func (r *Reader) SegmentEdges(ctx context.Context, w Window, f EdgeFilter) ([]SegmentEdge, error) {
+	ru, ok, err := r.edgeRollup(ctx, w, 0)
+	if err != nil {
+		return nil, err
+	}
 	var q string
-	if w.hourAligned() {
+	if ok {
 		q = fmt.Sprintf(`SELECT client_segment, server_segment, sum(flows), sum(bytes),
     sumIf(flows, verdict = 'violation'), sumIf(flows, staged_verdict = 'violation' AND verdict != 'violation')
 FROM %s
 WHERE %s%s
-GROUP BY client_segment, server_segment`, r.table("rule_hits_1h"), w.where("hour"), f.rollupWhere())
+GROUP BY client_segment, server_segment`, ru.table, w.where(ru.time), f.rollupWhere())
 	} else {
 		q = fmt.Sprintf(`SELECT %s AS c, %s AS s, count(), sum(bytes),
     countIf(verdict = 'violation'), countIf(staged_verdict = 'violation' AND verdict != 'violation')
@@ -192,16 +235,20 @@ func (r *Reader) EdgeDetail(ctx context.Context, w Window, f EdgeFilter, client,
 		w.where("time_received"), c, sv, sv, c, clientSegExpr, c, serverSegExpr, sv, f.flowsWhere())
 	from := r.table("flows")
 	d := &EdgeDetail{}
-	// Ports, identities and rules of whole hours from the hourly rollup
+	// Ports, identities and rules of whole hours or minutes from a rollup
 	// (the same numbers); the talkers' addresses only flows keep.
 	portsQ := fmt.Sprintf(`SELECT %s AS p, proto, count(), sum(bytes), countIf(verdict = 'violation')
 FROM %s WHERE %s GROUP BY p, proto`, servicePort, from, where)
 	idsQ := fmt.Sprintf(`SELECT %s AS i, count() FROM %s WHERE %s GROUP BY i`, clientIDExpr, from, where)
 	rulesQ := fmt.Sprintf(`SELECT rule, verdict, staged_rule, staged_verdict, count()
 FROM %s WHERE %s GROUP BY rule, verdict, staged_rule, staged_verdict`, from, where)
-	if w.hourAligned() && !r.noRollup {
-		rh := r.table("rule_hits_1h")
-		rw := fmt.Sprintf("%s AND client_segment = %s AND server_segment = %s%s", w.where("hour"), c, sv, f.rollupWhere())
+	ru, ok, err := r.edgeRollup(ctx, w, 0)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		rh := ru.table
+		rw := fmt.Sprintf("%s AND client_segment = %s AND server_segment = %s%s", w.where(ru.time), c, sv, f.rollupWhere())
 		portsQ = fmt.Sprintf(`SELECT service_port, proto, sum(flows), sum(bytes), sumIf(flows, verdict = 'violation')
 FROM %s WHERE %s GROUP BY service_port, proto`, rh, rw)
 		idsQ = fmt.Sprintf(`SELECT client_identity, sum(flows) FROM %s WHERE %s GROUP BY client_identity`, rh, rw)
@@ -365,19 +412,45 @@ type FlowRow struct {
 // addresses and ports), skipping offset, and the number of flows passing f.
 func (r *Reader) Flows(ctx context.Context, w Window, f FlowFilter, limit, offset int) ([]FlowRow, uint64, error) {
 	where := w.where("time_received") + f.where()
+	// The count from a rollup when one answers w and f (the same number).
+	count := fmt.Sprintf("SELECT count() FROM %s WHERE %s", r.table("flows"), where)
+	if f.rollupOK() {
+		ru, ok, err := r.edgeRollup(ctx, w, 0)
+		if err != nil {
+			return nil, 0, err
+		}
+		if ok {
+			count = fmt.Sprintf("SELECT toUInt64(sum(flows)) FROM %s WHERE %s%s", ru.table, w.where(ru.time), f.rollupWhere())
+		}
+	}
 	var total uint64
-	if err := r.conn.QueryRow(ctx, fmt.Sprintf("SELECT count() FROM %s WHERE %s", r.table("flows"), where)).Scan(&total); err != nil {
+	if err := r.conn.QueryRow(ctx, count).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("query: flows: %w", err)
 	}
 	if total == 0 || uint64(offset) >= total {
 		return nil, total, nil
 	}
 	// The page's oldest time first, reading one column: the page's rows
-	// are then read from that time on only.
+	// are then read from that time on only. The window's last hour
+	// first: when it holds the page, the older hours are not read.
 	var cutoff time.Time
-	if err := r.conn.QueryRow(ctx, fmt.Sprintf("SELECT min(t) FROM (SELECT time_received AS t FROM %s WHERE %s ORDER BY time_received DESC LIMIT %d)",
-		r.table("flows"), where, offset+limit)).Scan(&cutoff); err != nil {
-		return nil, 0, fmt.Errorf("query: flows: %w", err)
+	n := uint64(offset + limit)
+	if recent := w.To.Add(-time.Hour); recent.After(w.From) {
+		var found uint64
+		var t time.Time
+		if err := r.conn.QueryRow(ctx, fmt.Sprintf("SELECT toUInt64(count()), min(t) FROM (SELECT time_received AS t FROM %s WHERE %s ORDER BY time_received DESC LIMIT %d)",
+			r.table("flows"), Window{From: recent, To: w.To}.where("time_received")+f.where(), n)).Scan(&found, &t); err != nil {
+			return nil, 0, fmt.Errorf("query: flows: %w", err)
+		}
+		if found == n {
+			cutoff = t
+		}
+	}
+	if cutoff.IsZero() {
+		if err := r.conn.QueryRow(ctx, fmt.Sprintf("SELECT min(t) FROM (SELECT time_received AS t FROM %s WHERE %s ORDER BY time_received DESC LIMIT %d)",
+			r.table("flows"), where, n)).Scan(&cutoff); err != nil {
+			return nil, 0, fmt.Errorf("query: flows: %w", err)
+		}
 	}
 	where += fmt.Sprintf(" AND time_received >= toDateTime(%d)", cutoff.Unix())
 	q := fmt.Sprintf(`SELECT time_received, IPv6NumToString(exporter), IPv6NumToString(src_addr), IPv6NumToString(dst_addr),

@@ -10,7 +10,8 @@ import (
 
 // The flows explorer's questions: a time series of flows split by one
 // dimension, and the paths of a Sankey diagram. Both read flows, where every
-// filter of FlowFilter applies.
+// filter of FlowFilter applies, or a rollup (rule_hits_1h, console_edges_1m)
+// when the window, the buckets and the filter allow it.
 
 // Dimensions are the columns the explorer can split by, in menu order.
 var Dimensions = []string{"src_segment", "dst_segment", "client_segment", "server_segment",
@@ -37,8 +38,9 @@ func dimensionExpr(dim string) (string, bool) {
 	return "", false
 }
 
-// rollupDimensionExpr is a dimension's SQL over rule_hits_1h, for the
-// dimensions the rollup keeps (in the service orientation).
+// rollupDimensionExpr is a dimension's SQL over rule_hits_1h and
+// console_edges_1m, for the dimensions they keep (in the service
+// orientation).
 func rollupDimensionExpr(dim string) (string, bool) {
 	switch dim {
 	case "client_segment", "server_segment", "client_identity", "verdict", "staged_verdict":
@@ -51,7 +53,8 @@ func rollupDimensionExpr(dim string) (string, bool) {
 	return "", false
 }
 
-// rollupOK reports whether f filters only on what rule_hits_1h keeps.
+// rollupOK reports whether f filters only on what rule_hits_1h and
+// console_edges_1m keep.
 func (f FlowFilter) rollupOK() bool {
 	return f.SrcSegment == "" && f.DstSegment == "" && !f.Addr.IsValid() && !f.Exporter.IsValid()
 }
@@ -88,13 +91,20 @@ func (r *Reader) FlowSeries(ctx context.Context, w Window, f FlowFilter, dim str
 FROM %s
 WHERE %s%s
 GROUP BY b, k`, s, s, expr, r.table("flows"), w.where("time_received"), f.where())
-	// Whole hours in buckets of whole hours, on what the hourly rollup
-	// keeps: read it instead (the same numbers).
-	if rexpr, ok := rollupDimensionExpr(dim); ok && w.hourAligned() && step%time.Hour == 0 && f.rollupOK() && !r.noRollup {
-		q = fmt.Sprintf(`SELECT intDiv(toUInt32(hour), %d) * %d AS b, toString(%s) AS k, sum(flows), sum(bytes)
+	// Whole hours in buckets of whole hours (or whole minutes in buckets
+	// of whole minutes), on what the rollups keep: read one instead (the
+	// same numbers).
+	if rexpr, ok := rollupDimensionExpr(dim); ok && f.rollupOK() {
+		ru, ok, err := r.edgeRollup(ctx, w, time.Duration(s)*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			q = fmt.Sprintf(`SELECT intDiv(toUInt32(%s), %d) * %d AS b, toString(%s) AS k, sum(flows), sum(bytes)
 FROM %s
 WHERE %s%s
-GROUP BY b, k`, s, s, rexpr, r.table("rule_hits_1h"), w.where("hour"), f.rollupWhere())
+GROUP BY b, k`, ru.time, s, s, rexpr, ru.table, w.where(ru.time), f.rollupWhere())
+		}
 	}
 	rows, err := r.conn.Query(ctx, q)
 	if err != nil {
@@ -157,11 +167,15 @@ func (r *Reader) SankeyPaths(ctx context.Context, w Window, f FlowFilter, top in
 	}
 	from, where := r.table("flows"), w.where("time_received")+f.where()
 	cSeg, sSeg, cID := clientSegExpr, serverSegExpr, clientIDExpr
-	if w.hourAligned() && f.rollupOK() && !r.noRollup {
-		// Every stage is in the hourly rollup: read it instead.
+	ru, ok, err := r.edgeRollup(ctx, w, 0)
+	if err != nil {
+		return nil, err
+	}
+	if ok && f.rollupOK() {
+		// Every stage is in the rollups: read one instead.
 		port, _ = rollupDimensionExpr("port")
 		cSeg, sSeg, cID = "client_segment", "server_segment", "client_identity"
-		from, where = r.table("rule_hits_1h"), w.where("hour")+f.rollupWhere()
+		from, where = ru.table, w.where(ru.time)+f.rollupWhere()
 		flows = "sum(flows)"
 		if !byBytes {
 			metric = "sum(flows)"
@@ -239,21 +253,26 @@ GROUP BY c, p, s, i`, fold(0, cSeg), fold(1, port), fold(2, sSeg), fold(3, cID),
 // WorkloadEdges are the edges of w passing f with at least one end in
 // segment, with that segment's ends split by workload: an end in segment
 // is named "segment/workload" ("segment/" without a workload), any other
-// end by its segment. Read from rule_hits_1h on whole hours, else from
-// flows; sorted like SegmentEdges.
+// end by its segment. Read from rule_hits_1h on whole hours,
+// console_edges_1m on whole minutes, else from flows; sorted like
+// SegmentEdges.
 func (r *Reader) WorkloadEdges(ctx context.Context, w Window, f EdgeFilter, segment string) ([]SegmentEdge, error) {
 	seg := quoteList([]string{segment})
 	name := func(segCol, wlCol string) string {
 		return fmt.Sprintf("if(%s = %s, concat(%s, '/', %s), %s)", segCol, seg, segCol, wlCol, segCol)
 	}
+	ru, ok, err := r.edgeRollup(ctx, w, 0)
+	if err != nil {
+		return nil, err
+	}
 	var q string
-	if w.hourAligned() {
+	if ok {
 		q = fmt.Sprintf(`SELECT %s AS c, %s AS s, sum(flows), sum(bytes),
     sumIf(flows, verdict = 'violation'), sumIf(flows, staged_verdict = 'violation' AND verdict != 'violation')
 FROM %s
 WHERE %s AND (client_segment = %s OR server_segment = %s)%s
 GROUP BY c, s`, name("client_segment", "client_workload"), name("server_segment", "server_workload"),
-			r.table("rule_hits_1h"), w.where("hour"), seg, seg, f.rollupWhere())
+			ru.table, w.where(ru.time), seg, seg, f.rollupWhere())
 	} else {
 		cw := "if(service_side = 'src', dst_workload, src_workload)"
 		sw := "if(service_side = 'src', src_workload, dst_workload)"

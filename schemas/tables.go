@@ -583,6 +583,54 @@ GROUP BY hour, rule, verdict, staged_rule, staged_verdict, client_segment, serve
     client_workload, server_workload, client_identity, service_port, proto, service_side`,
 }
 
+// ConsoleEdgesTable is the console's per-minute rollup of segment edges,
+// in the service orientation of RuleHitsTable (client_segment is the end
+// that did not offer the service, service_port the serving end's port):
+// flows and bytes per minute, segment and workload pair, service, client
+// identity, verdict and deciding rule (enforced and staged), filled by a
+// materialized view. The console reads it for windows on whole minutes
+// that rule_hits_1h's hours are too coarse for (the map, the explorer's
+// series and Sankey and an edge's detail over the last hour). Read with
+// sum(flows), sum(bytes) GROUP BY the key: merges are lazy. Sums are as
+// exported (sampled).
+var ConsoleEdgesTable = Table{
+	Name:    "console_edges_1m",
+	Comment: "Per-minute segment edges in the service orientation for the console, filled from flows",
+	Columns: []Column{
+		{Name: "minute", Type: TypeDateTime},
+		{Name: "client_segment", Type: TypeLowString, Comment: "segment of the end that did not offer the service"},
+		{Name: "server_segment", Type: TypeLowString, Comment: "segment of the end that offered the service"},
+		{Name: "service_port", Type: TypeUInt16, Comment: "port of the serving end; the destination port when the side is unknown"},
+		{Name: "proto", Type: TypeUInt8},
+		{Name: "verdict", Type: TypeLowString},
+		{Name: "staged_verdict", Type: TypeLowString},
+		{Name: "client_identity", Type: TypeLowString, Comment: "user or service account of the client end"},
+		{Name: "rule", Type: TypeLowString},
+		{Name: "staged_rule", Type: TypeLowString},
+		{Name: "client_workload", Type: TypeLowString},
+		{Name: "server_workload", Type: TypeLowString},
+		{Name: "flows", Type: TypeUInt64},
+		{Name: "bytes", Type: TypeUInt64},
+	},
+	Engine:      "SummingMergeTree((flows, bytes))",
+	PartitionBy: "toYYYYMMDD(minute)",
+	OrderBy:     "(minute, client_segment, server_segment, service_port, proto, verdict, staged_verdict, client_identity, rule, staged_rule, client_workload, server_workload)",
+	TTLColumn:   "minute",
+	View: `SELECT toStartOfMinute(time_received) AS minute,
+    if(service_side = 'src', dst_segment, src_segment) AS client_segment,
+    if(service_side = 'src', src_segment, dst_segment) AS server_segment,
+    if(service_side = '', dst_port, service_port) AS service_port,
+    proto, verdict, staged_verdict,
+    if(service_side = 'src', dst_identity, src_identity) AS client_identity,
+    rule, staged_rule,
+    if(service_side = 'src', dst_workload, src_workload) AS client_workload,
+    if(service_side = 'src', src_workload, dst_workload) AS server_workload,
+    count() AS flows, sum(bytes) AS bytes
+FROM {db}.flows
+GROUP BY minute, client_segment, server_segment, service_port, proto, verdict, staged_verdict,
+    client_identity, rule, staged_rule, client_workload, server_workload`,
+}
+
 // PolicyVersionsTable records every policy an enricher applied (at start
 // and on each reload): the file's SHA-256, when and by whom it was
 // applied, and its content, for drift and review. The enricher produces
@@ -797,7 +845,8 @@ var ReportsTable = Table{
 // Tables returns every table, in creation order.
 func Tables() []Table {
 	return []Table{FlowsTable, AccessEventsTable, AlertsTable, KafkaOffsetsTable, SegmentMatrixTable, ObservedEdgesTable,
-		RuleHitsTable, PolicyVersionsTable, ProbeResultsTable, SinkProgressTable, AuditEdgesTable, ReportsTable}
+		RuleHitsTable, PolicyVersionsTable, ProbeResultsTable, SinkProgressTable, AuditEdgesTable, ReportsTable,
+		ConsoleEdgesTable}
 }
 
 // ViewSQL returns the CREATE MATERIALIZED VIEW statement of a table with

@@ -85,7 +85,8 @@ func TestRollups(t *testing.T) {
 
 // TestRuleHits: rule_hits_1h counts flows per hour and deciding rule in
 // the service orientation (replies swapped onto their connection, unknown
-// sides kept as they are), and segment_matrix_1m carries staged_verdict.
+// sides kept as they are), and so does console_edges_1m per minute;
+// segment_matrix_1m carries staged_verdict.
 func TestRuleHits(t *testing.T) {
 	ch := testutil.StartClickHouse(t)
 	conn := ch.Conn(t)
@@ -163,6 +164,40 @@ func TestRuleHits(t *testing.T) {
 	}
 	if staged != 4 {
 		t.Errorf("segment_matrix_1m allowed but staged violation: %d flows, want 4", staged)
+	}
+
+	// console_edges_1m: the same orientation, per minute.
+	rows, err = conn.Query(ctx, `SELECT minute, client_segment, server_segment, service_port, verdict, staged_verdict, client_identity,
+		rule, staged_rule, client_workload, server_workload, sum(flows), sum(bytes)
+		FROM flowaudit.console_edges_1m
+		GROUP BY minute, client_segment, server_segment, service_port, verdict, staged_verdict, client_identity, rule, staged_rule,
+			client_workload, server_workload
+		ORDER BY minute, rule`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var edges [][]any
+	for rows.Next() {
+		var m time.Time
+		var c, s, v, sv, id, rl, srl, cw, sw string
+		var port uint16
+		var flows, bytes uint64
+		if err := rows.Scan(&m, &c, &s, &port, &v, &sv, &id, &rl, &srl, &cw, &sw, &flows, &bytes); err != nil {
+			t.Fatal(err)
+		}
+		edges = append(edges, []any{m.UTC(), c, s, port, v, sv, id, rl, srl, cw, sw, flows, bytes})
+	}
+	rows.Close()
+	m0 := t0.Truncate(time.Minute)
+	wantEdges := [][]any{
+		{m0, "web", "db", uint16(40000), "violation", "violation", "", "", "", "", "", uint64(1), uint64(7)},
+		{m0, "web", "db", uint16(5432), "allowed", "violation", "alice", "web-db", "deny-db", "shop", "orders-db", uint64(1), uint64(100)},
+		{m0.Add(time.Minute), "web", "db", uint16(5432), "allowed", "violation", "alice", "web-db", "deny-db", "shop", "orders-db", uint64(1), uint64(1000)},
+		{m0.Add(20 * time.Minute), "web", "db", uint16(5432), "allowed", "violation", "alice", "web-db", "deny-db", "shop", "orders-db", uint64(1), uint64(100)},
+		{m0.Add(time.Hour), "web", "db", uint16(5432), "allowed", "violation", "alice", "web-db", "deny-db", "shop", "orders-db", uint64(1), uint64(1000)},
+	}
+	if diff := cmp.Diff(edges, wantEdges); diff != "" {
+		t.Errorf("console_edges_1m (-got +want):\n%s", diff)
 	}
 }
 

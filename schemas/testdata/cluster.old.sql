@@ -292,6 +292,30 @@ ORDER BY (framework, generated_at, report_id);
 CREATE TABLE IF NOT EXISTS flowaudit.reports ON CLUSTER flowaudit_cluster AS flowaudit.reports_local
 ENGINE = Distributed('flowaudit_cluster', 'flowaudit', 'reports_local', rand());
 
+CREATE TABLE IF NOT EXISTS flowaudit.console_edges_1m_local ON CLUSTER flowaudit_cluster
+(
+    minute DateTime,
+    client_segment String COMMENT 'segment of the end that did not offer the service',
+    server_segment String COMMENT 'segment of the end that offered the service',
+    service_port UInt16 COMMENT 'port of the serving end; the destination port when the side is unknown',
+    proto UInt8,
+    verdict String,
+    staged_verdict String,
+    client_identity String COMMENT 'user or service account of the client end',
+    rule String,
+    staged_rule String,
+    client_workload String,
+    server_workload String,
+    flows UInt64,
+    bytes UInt64
+)
+ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}', (flows, bytes))
+PARTITION BY toYYYYMMDD(minute)
+ORDER BY (minute, client_segment, server_segment, service_port, proto, verdict, staged_verdict, client_identity, rule, staged_rule, client_workload, server_workload);
+
+CREATE TABLE IF NOT EXISTS flowaudit.console_edges_1m ON CLUSTER flowaudit_cluster AS flowaudit.console_edges_1m_local
+ENGINE = Distributed('flowaudit_cluster', 'flowaudit', 'console_edges_1m_local', rand());
+
 CREATE MATERIALIZED VIEW IF NOT EXISTS flowaudit.segment_matrix_1m_mv ON CLUSTER flowaudit_cluster TO flowaudit.segment_matrix_1m_local AS
 SELECT toStartOfMinute(time_received) AS minute, src_segment, dst_segment, dst_port, proto, verdict, staged_verdict,
     count() AS flows, sum(bytes) AS bytes, sum(packets) AS packets
@@ -332,3 +356,18 @@ SELECT toDate(time_received) AS day, src_addr, dst_addr, service_side,
     minState(CAST(multiIf(toUInt32(toDateTime(time_start)) != 0, toDateTime(time_start), toUInt32(toDateTime(time_end)) != 0, toDateTime(time_end), time_received) AS DateTime)) AS first_seen, maxState(CAST(multiIf(toUInt32(toDateTime(time_start)) != 0, toDateTime(time_start), toUInt32(toDateTime(time_end)) != 0, toDateTime(time_end), time_received) AS DateTime)) AS last_seen
 FROM flowaudit.flows_local
 GROUP BY day, src_addr, dst_addr, src_port_key, dst_port_key, proto, service_side, src_identity, dst_identity, verdict, rule;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flowaudit.console_edges_1m_mv ON CLUSTER flowaudit_cluster TO flowaudit.console_edges_1m_local AS
+SELECT toStartOfMinute(time_received) AS minute,
+    if(service_side = 'src', dst_segment, src_segment) AS client_segment,
+    if(service_side = 'src', src_segment, dst_segment) AS server_segment,
+    if(service_side = '', dst_port, service_port) AS service_port,
+    proto, verdict, staged_verdict,
+    if(service_side = 'src', dst_identity, src_identity) AS client_identity,
+    rule, staged_rule,
+    if(service_side = 'src', dst_workload, src_workload) AS client_workload,
+    if(service_side = 'src', src_workload, dst_workload) AS server_workload,
+    count() AS flows, sum(bytes) AS bytes
+FROM flowaudit.flows_local
+GROUP BY minute, client_segment, server_segment, service_port, proto, verdict, staged_verdict,
+    client_identity, rule, staged_rule, client_workload, server_workload;
