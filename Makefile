@@ -7,12 +7,18 @@ TEST_TIMEOUT ?= 60m
 # only when CHDB_LIB_PATH names it (chdb-go panics without the library).
 TAGS      := $(if $(CHDB_LIB_PATH),-tags chdb)
 
-.PHONY: all build demo test test-short bench fuzz lint fmt clean lab
+.PHONY: all build build-chdb demo test test-short bench fuzz lint fmt clean lab
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/flowaudit
+
+# The binary with the embedded modern ClickHouse engine, for
+# `--from-archive` (run it with CHDB_LIB_PATH naming libchdb.so: it will
+# not start without the library).
+build-chdb:
+	$(GO) build -tags chdb -o bin/flowaudit-chdb ./cmd/flowaudit
 
 # Runs the whole pipeline on the embedded defaults: a local ClickHouse
 # (installed and started if none answers on 127.0.0.1:9000), the embedded

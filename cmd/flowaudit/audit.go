@@ -35,6 +35,9 @@ Subcommands:
   drift       policy versions applied, what each opened or closed, new edges, violation trend
   digest      one screen: what is new, what is hot, what went quiet
 
+--from-archive DIR reads the Parquet archive (archive.dir) instead of
+ClickHouse, for windows older than ClickHouse's retention.
+
 Every subcommand takes --help. Exit codes: 0 done, 1 findings at or above
 --fail-on, 2 usage or runtime error.`
 
@@ -69,6 +72,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 // auditFlags are the flags every audit subcommand shares.
 type auditFlags struct {
 	config, since, until, format, failOn string
+	fromArchive                          string
 }
 
 func (a *auditFlags) register(fs *flag.FlagSet, since, formats, failOn string) {
@@ -77,6 +81,7 @@ func (a *auditFlags) register(fs *flag.FlagSet, since, formats, failOn string) {
 	fs.StringVar(&a.until, "until", "", "end of the history, RFC 3339 `time` (default now); fix it for byte-identical re-runs")
 	fs.StringVar(&a.format, "format", "table", "output `format`: "+formats)
 	fs.StringVar(&a.failOn, "fail-on", "none", "exit 1 when there are findings of this `kind`: "+failOn)
+	fs.StringVar(&a.fromArchive, "from-archive", "", fromArchiveUsage)
 }
 
 func (a *auditFlags) window(now time.Time) (query.Window, error) {
@@ -157,8 +162,8 @@ type auditEnv struct {
 	close  func()
 }
 
-func openAudit(name, configPath string, needPolicy bool, stderr io.Writer) (*auditEnv, bool) {
-	cfg, ok := loadConfig(configPath, stderr)
+func openAudit(name string, af auditFlags, needPolicy bool, stderr io.Writer) (*auditEnv, bool) {
+	cfg, ok := loadConfig(af.config, stderr)
 	if !ok {
 		return nil, false
 	}
@@ -176,6 +181,17 @@ func openAudit(name, configPath string, needPolicy bool, stderr io.Writer) (*aud
 			fmt.Fprintf(stderr, "flowaudit %s: policy.file: %v\n", name, err)
 			return nil, false
 		}
+	}
+	if af.fromArchive != "" {
+		ctx, cancel := signalContext()
+		defer cancel()
+		r, closeArchive, err := openArchiveReader(ctx, cfg, af.fromArchive, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "flowaudit %s: %v\n", name, err)
+			return nil, false
+		}
+		env.reader, env.close = r, closeArchive
+		return env, true
 	}
 	conn, err := clickhousedb.Open(cfg.ClickHouse)
 	if err != nil {
@@ -270,7 +286,7 @@ export".`, stderr)
 	}
 	opt.Granularity, opt.IdentityShare, opt.GeneralizePorts = *gran, *share, *generalize
 
-	env, ok := openAudit("audit recommend", af.config, true, stderr)
+	env, ok := openAudit("audit recommend", af, true, stderr)
 	if !ok {
 		return 2
 	}
@@ -369,7 +385,7 @@ example addresses.`, stderr)
 		fmt.Fprintf(stderr, "flowaudit audit simulate: draft: %v\n", err)
 		return 2
 	}
-	env, ok := openAudit("audit simulate", af.config, false, stderr)
+	env, ok := openAudit("audit simulate", af, false, stderr)
 	if !ok {
 		return 2
 	}

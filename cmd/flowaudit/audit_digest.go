@@ -57,7 +57,7 @@ audit.digest_schedule (cron; off by default), signed like alerts.
 		fmt.Fprintf(stderr, "flowaudit audit digest: %v\n", err)
 		return 2
 	}
-	env, ok := openAudit("audit digest", af.config, false, stderr)
+	env, ok := openAudit("audit digest", af, false, stderr)
 	if !ok {
 		return 2
 	}

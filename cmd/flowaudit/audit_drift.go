@@ -41,7 +41,7 @@ segment tagged sensitive or pci-cde.`, stderr)
 		fmt.Fprintf(stderr, "flowaudit audit drift: %v\n", err)
 		return 2
 	}
-	env, ok := openAudit("audit drift", af.config, false, stderr)
+	env, ok := openAudit("audit drift", af, false, stderr)
 	if !ok {
 		return 2
 	}

@@ -101,6 +101,13 @@ type auditScenario struct {
 // in ClickHouse and, when waitAlerts, every expected alert.
 func runAuditScenario(t *testing.T, policyPath string, cfg simulate.ScenarioConfig, scale float64, waitAlerts bool) *auditScenario {
 	t.Helper()
+	return runAuditScenarioWith(t, policyPath, "", cfg, scale, waitAlerts)
+}
+
+// runAuditScenarioWith is runAuditScenario with extraYAML appended to the
+// pipeline's configuration.
+func runAuditScenarioWith(t *testing.T, policyPath, extraYAML string, cfg simulate.ScenarioConfig, scale float64, waitAlerts bool) *auditScenario {
+	t.Helper()
 	ch := testutil.StartClickHouse(t)
 	p := newPipeline(t, ch, pipelineOptions{extraYAML: fmt.Sprintf(`policy:
   file: %s
@@ -111,7 +118,7 @@ detect:
   volume_spike:
     sustain: 1
     min_bytes: 1000000
-`, policyPath)})
+`, policyPath) + extraYAML})
 	p.Start()
 	sc := simulate.NewScenario(cfg)
 	withReplies(sc)

@@ -62,7 +62,7 @@ untrusted, environments env:NAME. Review ages come from policy_versions.`, stder
 	}
 	opt.HotspotHours = *hotspot
 
-	env, ok := openAudit("audit gaps", af.config, true, stderr)
+	env, ok := openAudit("audit gaps", af, true, stderr)
 	if !ok {
 		return 2
 	}

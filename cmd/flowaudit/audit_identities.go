@@ -50,7 +50,7 @@ access review of PCI DSS 7.2.4.`, stderr)
 		fmt.Fprintf(stderr, "flowaudit audit identities: %v\n", err)
 		return 2
 	}
-	env, ok := openAudit("audit identities", af.config, true, stderr)
+	env, ok := openAudit("audit identities", af, true, stderr)
 	if !ok {
 		return 2
 	}

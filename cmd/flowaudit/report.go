@@ -72,7 +72,7 @@ Exit codes: 0 written, 1 written with a control at or above --fail-on,
 	}
 	ctx, cancel := signalContext()
 	defer cancel()
-	res, err := writeReport(ctx, cfg, *framework, w, *out, *store, stderr)
+	res, err := writeReport(ctx, cfg, *framework, w, *out, *store, af.fromArchive, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "flowaudit report: %v\n", err)
 		return 2
@@ -104,8 +104,11 @@ type reportResult struct {
 
 // writeReport generates one pack over w into dir (default
 // report.dir/REPORT_ID) and, with store, indexes it in the reports table
-// (a failure to index is a warning: the pack is written).
-func writeReport(ctx context.Context, cfg config.Configuration, framework string, w query.Window, dir string, store bool, warn io.Writer) (*reportResult, error) {
+// (a failure to index is a warning: the pack is written). With
+// fromArchive the pack is made from the Parquet archive under it
+// (openArchiveReader) and still indexed in ClickHouse.
+func writeReport(ctx context.Context, cfg config.Configuration, framework string, w query.Window, dir string, store bool,
+	fromArchive string, warn io.Writer) (*reportResult, error) {
 	var key ed25519.PrivateKey
 	if cfg.Report.SigningKey != "" {
 		var err error
@@ -118,7 +121,16 @@ func writeReport(ctx context.Context, cfg config.Configuration, framework string
 		return nil, fmt.Errorf("clickhouse: %w", err)
 	}
 	defer conn.Close()
-	pack, err := report.Generate(ctx, query.New(conn, cfg.ClickHouse.Database), report.Request{
+	reader := query.New(conn, cfg.ClickHouse.Database)
+	if fromArchive != "" {
+		r, closeArchive, err := openArchiveReader(ctx, cfg, fromArchive, warn)
+		if err != nil {
+			return nil, err
+		}
+		defer closeArchive()
+		reader = r
+	}
+	pack, err := report.Generate(ctx, reader, report.Request{
 		Framework: framework, Window: w, PolicyFile: cfg.Policy.File, RetentionTTL: cfg.ClickHouse.Retention})
 	if err != nil {
 		return nil, err

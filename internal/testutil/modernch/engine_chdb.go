@@ -3,67 +3,22 @@
 package modernch
 
 import (
-	"errors"
 	"os"
-	"sync"
 	"testing"
 
-	"github.com/chdb-io/chdb-go/chdb"
+	"github.com/flowaudit/flowaudit/internal/chengine"
 )
 
-type engine struct {
-	mu  sync.Mutex
-	s   *chdb.Session
-	dir string
-}
-
-var (
-	once    sync.Once
-	shared  *engine
-	openErr error
-)
-
-// Open returns the process-wide engine, started on first use with its
-// data in a fresh folder under os.TempDir.
+// Open returns the process-wide engine (chengine's), started on first
+// use; tests never release it.
 func Open(t testing.TB) Engine {
 	t.Helper()
 	if os.Getenv(EnvLib) == "" {
 		unavailable(t, EnvLib+" is not set")
 	}
-	once.Do(func() {
-		dir, err := os.MkdirTemp("", "flowaudit-chdb-")
-		if err != nil {
-			openErr = err
-			return
-		}
-		s, err := chdb.NewSession(dir)
-		if err != nil {
-			openErr = err
-			return
-		}
-		shared = &engine{s: s, dir: dir}
-	})
-	if openErr != nil {
-		t.Fatalf("start modern ClickHouse engine (%s=%s): %v", EnvLib, os.Getenv(EnvLib), openErr)
-	}
-	return shared
-}
-
-func (e *engine) Dir() string { return e.dir }
-
-func (e *engine) Query(sql, format string) ([]byte, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	r, err := e.s.Query(sql, format)
+	e, _, err := chengine.Open()
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	if r == nil {
-		return nil, errors.New("no result")
-	}
-	defer r.Free()
-	if err := r.Error(); err != nil {
-		return nil, err
-	}
-	return append([]byte(nil), r.Buf()...), nil
+	return e
 }

@@ -12,21 +12,22 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/flowaudit/flowaudit/internal/chengine"
 )
 
 // EnvLib is the environment variable naming libchdb.so (chdb-go's own).
-const EnvLib = "CHDB_LIB_PATH"
+const EnvLib = chengine.EnvLib
 
-// Engine is one process-wide modern ClickHouse engine. Queries are
-// serialized; each test works in a database of its own.
-type Engine interface {
-	// Query runs one statement and returns its output in format
-	// (e.g. "TSV", "JSONEachRow", "Native").
-	Query(sql, format string) ([]byte, error)
-	// Dir is a folder the engine may read files from (INSERT ... FROM
-	// INFILE, file()).
-	Dir() string
-}
+// Engine is the process-wide modern ClickHouse engine
+// (internal/chengine). Queries are serialized; each test works in a
+// database of its own.
+type Engine = chengine.Engine
+
+// Conn returns a driver.Conn over e (chengine.Conn).
+func Conn(e Engine) driver.Conn { return chengine.Conn(e) }
 
 func unavailable(t testing.TB, why string) {
 	t.Helper()

@@ -1,4 +1,4 @@
-package modernch
+package chengine
 
 import (
 	"bytes"
@@ -58,7 +58,7 @@ func (c *conn) Query(_ context.Context, query string, args ...any) (driver.Rows,
 			if errors.Is(err, io.EOF) { // after the last block
 				return r, nil
 			}
-			return nil, fmt.Errorf("modernch: decode Native result: %w", err)
+			return nil, fmt.Errorf("chengine: decode Native result: %w", err)
 		}
 		r.blocks = append(r.blocks, b)
 	}
@@ -89,18 +89,18 @@ func (r *rows) Next() bool {
 func (r *rows) Scan(dest ...any) error {
 	b := r.blocks[r.bi]
 	if len(dest) != len(b.Columns) {
-		return fmt.Errorf("modernch: expected %d destination arguments in Scan, not %d", len(b.Columns), len(dest))
+		return fmt.Errorf("chengine: expected %d destination arguments in Scan, not %d", len(b.Columns), len(dest))
 	}
 	for i, d := range dest {
 		if err := b.Columns[i].ScanRow(d, r.next-1); err != nil {
-			return fmt.Errorf("modernch: column %s: %w", b.ColumnsNames()[i], err)
+			return fmt.Errorf("chengine: column %s: %w", b.ColumnsNames()[i], err)
 		}
 	}
 	return nil
 }
 
-func (r *rows) ScanStruct(any) error { return fmt.Errorf("modernch: ScanStruct is not supported") }
-func (r *rows) Totals(...any) error  { return fmt.Errorf("modernch: Totals is not supported") }
+func (r *rows) ScanStruct(any) error { return fmt.Errorf("chengine: ScanStruct is not supported") }
+func (r *rows) Totals(...any) error  { return fmt.Errorf("chengine: Totals is not supported") }
 func (r *rows) Close() error         { return nil }
 func (r *rows) Err() error           { return nil }
 func (r *rows) HasData() bool        { return len(r.blocks) > 0 && r.blocks[0].Rows() > 0 }
@@ -141,7 +141,7 @@ func (r *row) Scan(dest ...any) error {
 	return r.rows.Scan(dest...)
 }
 
-func (r *row) ScanStruct(any) error { return fmt.Errorf("modernch: ScanStruct is not supported") }
+func (r *row) ScanStruct(any) error { return fmt.Errorf("chengine: ScanStruct is not supported") }
 
 // bindArgs replaces each ? outside string literals with the next argument
 // as an SQL literal.
@@ -163,7 +163,7 @@ func bindArgs(query string, args []any) (string, error) {
 			inString = !inString
 		case ch == '?' && !inString:
 			if n >= len(args) {
-				return "", fmt.Errorf("modernch: more ? than the %d arguments in %q", len(args), query)
+				return "", fmt.Errorf("chengine: more ? than the %d arguments in %q", len(args), query)
 			}
 			lit, err := literal(args[n])
 			if err != nil {
@@ -176,7 +176,7 @@ func bindArgs(query string, args []any) (string, error) {
 		b.WriteByte(ch)
 	}
 	if n != len(args) {
-		return "", fmt.Errorf("modernch: %d arguments for %d ? in %q", len(args), n, query)
+		return "", fmt.Errorf("chengine: %d arguments for %d ? in %q", len(args), n, query)
 	}
 	return b.String(), nil
 }
@@ -196,5 +196,5 @@ func literal(v any) (string, error) {
 	case uint16:
 		return strconv.FormatUint(uint64(v), 10), nil
 	}
-	return "", fmt.Errorf("modernch: argument of type %T is not supported", v)
+	return "", fmt.Errorf("chengine: argument of type %T is not supported", v)
 }
