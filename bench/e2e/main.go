@@ -118,6 +118,8 @@ ingest:
     http_listen: ""
 metrics:
   listen: %s
+console:
+  listen: ""
 log:
   level: warn
 `, dir, freePort("tcp"), chAddr, db, listen, metrics)

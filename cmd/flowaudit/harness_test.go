@@ -123,6 +123,11 @@ metrics:
   listen: %s
 %s`, filepath.Join(p.dir, "var"), p.KafkaAddr, opts.kafkaYAML, ch.Addr, p.NetFlowAddr, p.SFlowAddr,
 		p.SyslogUDP, p.SyslogTCP, p.HTTPAddr, opts.accessYAML, opts.sinkYAML, p.MetricsAddr, opts.extraYAML)
+	if !strings.Contains(opts.extraYAML, "\nconsole:") && !strings.HasPrefix(opts.extraYAML, "console:") {
+		// Its own port, not console.listen's default 127.0.0.1:8088,
+		// which the console `make demo` leaves running may hold.
+		cfg += fmt.Sprintf("console:\n  listen: 127.0.0.1:%d\n", freePort(t, "tcp"))
+	}
 	p.config = filepath.Join(p.dir, "flowaudit.yaml")
 	if err := os.WriteFile(p.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
