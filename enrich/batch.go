@@ -21,7 +21,7 @@ type batcher struct {
 	verdicts   [4]prometheus.Counter
 	attributed prometheus.Counter
 
-	res      Result
+	res      [enrichGroup]Result
 	sel      [][]int32 // per partition: indexes of its flows
 	chunkBuf []byte
 	chunks   []*kgo.Record
@@ -48,10 +48,12 @@ func (bt *batcher) records(in *schemas.FlowBatch, partition int32, offset int64)
 	for p := range bt.sel {
 		bt.sel[p] = bt.sel[p][:0]
 	}
-	res := &bt.res
 	for i := range in.Flows {
 		f := &in.Flows[i]
-		bt.enricher.EnrichFlow(in, f, res)
+		if i%enrichGroup == 0 {
+			bt.enricher.EnrichFlows(in, in.Flows[i:min(i+enrichGroup, len(in.Flows))], bt.res[:])
+		}
+		res := &bt.res[i%enrichGroup]
 		f.SrcSegment, f.DstSegment = res.SrcSegment, res.DstSegment
 		f.SrcWorkload, f.DstWorkload = res.SrcWorkload, res.DstWorkload
 		f.SrcIdentity, f.DstIdentity = res.SrcIdentity, res.DstIdentity

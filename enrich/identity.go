@@ -1,7 +1,8 @@
 package enrich
 
 import (
-	"encoding/binary"
+	"math/bits"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"sync"
@@ -14,17 +15,25 @@ import (
 // sessions around a flow's time, however late the flow or its events come.
 const identityHistory = 8
 
-// identityShards splits the store so that Lookups from several workers and
-// the Observe of the access-event consumer rarely meet on a lock. A power
-// of two.
-const identityShards = 64
+// identityShards splits the store so that a writer (Observe, Expire, a
+// table's growth) holds up readers only for one shard's work. A power of
+// two: a lookup takes the shard from the top bits of the address's hash.
+const identityShards = 8
+const identityShardBits = 3
 
 // IdentityStore binds addresses to users from access events, as intervals:
 // a flow at time T takes the user bound to its address at T, whatever the
 // order events arrived in. It is safe for concurrent use; reads (one or two
 // per flow) far outnumber writes (one per access event), so the store is
-// split into shards, each behind a sync.RWMutex. Lookup does not allocate;
-// the strings it returns are the users of observed events.
+// split into shards, each behind a sync.RWMutex, and LookupFlows reads
+// the bindings of many flows under one read lock of each shard. Lookups do
+// not allocate; the strings they return are the names of observed events,
+// immutable.
+//
+// Layout. The bindings are held with no Go pointer (bindtable.go): the
+// garbage collector does not scan them, however many there are, and an
+// address costs one probe of a control array and one 64-byte slot holding
+// its newest event; names are interned once into a string pool.
 //
 // Model. Per address the store keeps a short time-ordered history
 // (identityHistory events, the oldest dropped first) of
@@ -43,7 +52,9 @@ const identityShards = 64
 // later login wins until it ends, after which the earlier one shows again.
 type IdentityStore struct {
 	ttl    uint64 // ns
-	shards [identityShards]identityShard
+	seed   uint64
+	pool   *stringPool
+	shards [identityShards]bindShard
 
 	// Sessions: the addresses each session (source, host, session ID)
 	// bound, so that a stop naming only its session (Windows 4634, an
@@ -57,7 +68,7 @@ type IdentityStore struct {
 // identitySession is what one session bound.
 type identitySession struct {
 	addrs []schemas.Addr
-	user  string
+	user  strRef
 	kind  uint8
 	seen  uint64 // latest event time, for Expire
 }
@@ -65,21 +76,6 @@ type identitySession struct {
 // maxSessionAddrs bounds the addresses one session may bind (IPv4, IPv6,
 // a few more); later ones are not ended by a session-only stop.
 const maxSessionAddrs = 8
-
-type identityShard struct {
-	mu    sync.RWMutex
-	addrs map[schemas.Addr]addrIdentity
-	_     [64]byte // keep shards' locks off each other's cache lines
-}
-
-type identityEvent struct {
-	time   uint64 // Unix ns: bind start, or close time
-	until  uint64 // bind: end of the interval (exclusive); 0 for a close
-	user   string // close: "" ends every binding of the kinds it names
-	device string // the device behind the address ("" for user-only events)
-	source string // the access event's Source (openvpn, radius, dhcp…)
-	kind   uint8  // kindUser and/or kindDevice: what the event binds or ends
-}
 
 // Kinds of binding: a user (or service account) and a device (DHCP MAC,
 // RADIUS Calling-Station-Id, pod) are resolved independently, so that a
@@ -90,43 +86,16 @@ const (
 	kindDevice uint8 = 2
 )
 
-func (e *identityEvent) isClose() bool { return e.until == 0 }
-
-// addrIdentity is the history of one address, its newest event held in the
-// map slot itself: a flow usually wants the latest binding, and reading it
-// then costs no second memory access.
-type addrIdentity struct {
-	last      identityEvent   // the newest event
-	older     []identityEvent // the others, oldest first
-	hasDevice bool            // some event binds a device: resolve that kind too
-}
-
-// history returns the whole history, oldest first. It reuses older's array
-// (history is called under the shard's write lock, or on a copy).
-func (v *addrIdentity) history() []identityEvent {
-	return append(v.older, v.last)
-}
-
-func splitHistory(h []identityEvent) addrIdentity {
-	n := len(h)
-	v := addrIdentity{last: h[n-1], older: h[: n-1 : n]}
-	for i := range h {
-		if h[i].kind&kindDevice != 0 && !h[i].isClose() {
-			v.hasDevice = true
-		}
-	}
-	return v
-}
-
 // NewIdentityStore returns an empty store whose logins bind for ttl
 // (enrich.identity_ttl). A ttl ≤ 0 is taken as 8h.
 func NewIdentityStore(ttl time.Duration) *IdentityStore {
 	if ttl <= 0 {
 		ttl = 8 * time.Hour
 	}
-	s := &IdentityStore{ttl: uint64(ttl), sessions: map[string]*identitySession{}, stopped: map[string]uint64{}}
+	s := &IdentityStore{ttl: uint64(ttl), seed: rand.Uint64(), pool: newStringPool(),
+		sessions: map[string]*identitySession{}, stopped: map[string]uint64{}}
 	for i := range s.shards {
-		s.shards[i].addrs = make(map[schemas.Addr]addrIdentity)
+		s.shards[i].init(s.seed)
 	}
 	return s
 }
@@ -134,14 +103,9 @@ func NewIdentityStore(ttl time.Duration) *IdentityStore {
 // TTL returns how long a login binds.
 func (s *IdentityStore) TTL() time.Duration { return time.Duration(s.ttl) }
 
-func (s *IdentityStore) shard(a *schemas.Addr) *identityShard {
-	return &s.shards[shardIndex(a)]
-}
-
-func shardIndex(a *schemas.Addr) uint64 {
-	h := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(a[8:])
-	h *= 0x9E3779B97F4A7C15
-	return h >> (64 - 6) // identityShards == 1<<6
+// shard returns the shard of the address whose hash is h.
+func (s *IdentityStore) shard(h uint64) *bindShard {
+	return &s.shards[h>>(64-identityShardBits)]
 }
 
 // isEnding reports whether action ends a session.
@@ -171,6 +135,8 @@ func isEnding(action string) bool {
 // sender, see ingest.access.trusted_senders and http_token_hosts) are
 // ignored too, closes included: whoever can forge a login can forge a
 // logout, and either would mislabel someone else's traffic.
+//
+// Names longer than 4 KiB are cut to 4 KiB.
 func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
 	if ev == nil || ev.Untrusted || ev.Time == 0 {
 		return
@@ -204,13 +170,13 @@ func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
 	if ev.SrcAddr == (schemas.Addr{}) {
 		return
 	}
-	var e identityEvent
+	var e bindEvent
 	switch {
 	case stop:
 		if kind == 0 {
 			kind = kindUser // "" ends every user binding, as before devices
 		}
-		e = identityEvent{time: ev.Time, user: ev.User, device: device, source: ev.Source, kind: kind}
+		e = bindEvent{time: ev.Time, kind: kind}
 	case kind != 0 && (ev.Binding != schemas.BindingNone && ev.Outcome != schemas.OutcomeFailure && ev.Outcome != schemas.OutcomeDenied ||
 		ev.Binding == schemas.BindingNone && ev.Outcome == schemas.OutcomeSuccess && ev.User != ""):
 		until := ev.Time + s.ttl
@@ -220,33 +186,41 @@ func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
 		if until <= ev.Time {
 			return // a lease that already ended
 		}
-		e = identityEvent{time: ev.Time, until: until, user: ev.User, device: device, source: ev.Source, kind: kind}
+		e = bindEvent{time: ev.Time, until: until, kind: kind}
 	default:
 		return
 	}
+	e.user, e.device, e.source = s.pool.intern(ev.User), s.pool.intern(device), s.pool.intern(ev.Source)
 	s.insert(ev.SrcAddr, e)
 	if key != "" && !stop {
 		if at, ok := s.bindSession(key, ev.SrcAddr, &e); ok {
-			s.insert(ev.SrcAddr, identityEvent{time: at, user: e.user, device: e.device, source: e.source, kind: e.kind})
+			s.insert(ev.SrcAddr, bindEvent{time: at, user: e.user, device: e.device, source: e.source, kind: e.kind})
 		}
 	}
 }
 
-func (s *IdentityStore) insert(a schemas.Addr, e identityEvent) {
-	sh := s.shard(&a)
+func (s *IdentityStore) insert(a schemas.Addr, e bindEvent) {
+	h := addrHash(&a, s.seed)
+	sh := s.shard(h)
+	var buf [identityHistory]bindEvent
 	sh.mu.Lock()
-	var h []identityEvent
-	if v, ok := sh.addrs[a]; ok {
-		h = v.history()
+	hist := buf[:0]
+	i := sh.find(&a, h)
+	if i >= 0 {
+		hist = sh.history(i, &buf)
 	}
-	sh.addrs[a] = splitHistory(insertEvent(h, e))
+	hist = insertEvent(hist, e)
+	if i < 0 {
+		i = sh.add(&a, h)
+	}
+	sh.setHistory(i, hist)
 	sh.mu.Unlock()
 }
 
 // bindSession records that session key bound a; it returns the time of a
 // stop of that session seen before (at or after the bind) for the caller
 // to apply.
-func (s *IdentityStore) bindSession(key string, a schemas.Addr, e *identityEvent) (uint64, bool) {
+func (s *IdentityStore) bindSession(key string, a schemas.Addr, e *bindEvent) (uint64, bool) {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	if at, ok := s.stopped[key]; ok && at >= e.time {
@@ -280,12 +254,13 @@ func (s *IdentityStore) stopSession(key string, t uint64) {
 		return
 	}
 	for _, a := range ss.addrs {
-		s.insert(a, identityEvent{time: t, user: ss.user, kind: ss.kind})
+		s.insert(a, bindEvent{time: t, user: ss.user, kind: ss.kind})
 	}
 }
 
-// insertEvent adds e to the time-ordered history h.
-func insertEvent(h []identityEvent, e identityEvent) []identityEvent {
+// insertEvent adds e to the time-ordered history h (whose capacity is
+// identityHistory).
+func insertEvent(h []bindEvent, e bindEvent) []bindEvent {
 	n := len(h)
 	// Extend the latest bind when the same user is seen again while bound
 	// (every request of a web session would otherwise be an event).
@@ -306,10 +281,7 @@ func insertEvent(h []identityEvent, e identityEvent) []identityEvent {
 		h[i-1] = e
 		return h
 	}
-	if h == nil {
-		h = make([]identityEvent, 0, 2)
-	}
-	h = append(h, identityEvent{})
+	h = append(h, bindEvent{})
 	copy(h[i+1:], h[i:])
 	h[i] = e
 	return h
@@ -323,6 +295,11 @@ type Binding struct {
 	Device, DeviceSource string
 }
 
+// FlowBindings are the bindings of a flow's two ends.
+type FlowBindings struct {
+	Src, Dst Binding
+}
+
 // Lookup returns the user bound to a at time t (Unix ns), or "".
 func (s *IdentityStore) Lookup(a schemas.Addr, t uint64) string {
 	return s.LookupBinding(a, t).User
@@ -331,61 +308,145 @@ func (s *IdentityStore) Lookup(a schemas.Addr, t uint64) string {
 // LookupBinding returns the user and device bound to a at time t (Unix
 // ns), with their sources. It does not allocate.
 func (s *IdentityStore) LookupBinding(a schemas.Addr, t uint64) Binding {
-	sh := s.shard(&a)
-	sh.mu.RLock()
-	v, ok := sh.addrs[a]
+	h := addrHash(&a, s.seed)
+	sh := s.shard(h)
 	var b Binding
-	if ok {
-		if e := v.resolveAt(t, kindUser); e != nil {
-			b.User, b.Source = e.user, e.source
-		}
-		if v.hasDevice {
-			if e := v.resolveAt(t, kindDevice); e != nil {
-				b.Device, b.DeviceSource = e.device, e.source
-			}
-		}
+	sh.mu.RLock()
+	if i := sh.find(&a, h); i >= 0 {
+		s.resolveBinding(sh, i, t, &b)
 	}
 	sh.mu.RUnlock()
 	return b
 }
 
-// resolveAt walks the history back from t (see IdentityStore) for the
-// binding of kind k. Callers hold the shard's lock: Observe shifts events
-// in older's array.
-func (v *addrIdentity) resolveAt(t uint64, k uint8) *identityEvent {
-	name := func(e *identityEvent) string {
-		if k == kindDevice {
-			// The device's ID without the host name: a DHCP release
-			// names only the MAC its lease was given with a name.
-			id, _, _ := strings.Cut(e.device, " ")
-			return id
-		}
-		return e.user
+// lookupGroup is how many flows LookupFlows resolves together: their
+// control words, then their slots, are loaded one after the other with
+// nothing depending on them in between, so that the cache misses of a
+// large table overlap instead of following each other.
+const lookupGroup = 16
+
+// LookupFlows sets out[i] to the bindings of flows[i]'s source and
+// destination at the flow's time (b.FlowTime), as LookupBinding would. It
+// takes each shard's read lock once for all of them: callers pass a few
+// dozen flows at a time (Enricher.EnrichFlows passes 64), so that an
+// Observe never waits long. len(out) ≥ len(flows). It does not allocate.
+func (s *IdentityStore) LookupFlows(b *schemas.FlowBatch, flows []schemas.Flow, out []FlowBindings) {
+	out = out[:len(flows)]
+	for i := range s.shards {
+		s.shards[i].mu.RLock()
 	}
-	// Fast path: the newest event decides, without touching older.
-	if t >= v.last.time && v.last.kind&k != 0 {
-		if !v.last.isClose() && t < v.last.until {
-			return &v.last
+	var hs, cw [2 * lookupGroup]uint64
+	var cand [2 * lookupGroup]int32
+	for base := 0; base < len(flows); base += lookupGroup {
+		fl := flows[base:min(base+lookupGroup, len(flows))]
+		n := 2 * len(fl)
+		for j := range fl {
+			hs[2*j] = addrHash(&fl[j].SrcAddr, s.seed)
+			hs[2*j+1] = addrHash(&fl[j].DstAddr, s.seed)
 		}
-		if v.last.isClose() && name(&v.last) == "" {
+		// The control words: one load each, none waiting for another.
+		for j := range n {
+			sh := s.shard(hs[j])
+			cw[j] = sh.ctrl[(hs[j]>>7)&uint64(len(sh.ctrl)-1)]
+		}
+		// The slot of each first match, likewise; the key decides later.
+		for j := range n {
+			cand[j] = -1
+			if m := matchH2(cw[j], hs[j]&0x7f); m != 0 {
+				sh := s.shard(hs[j])
+				i := int((hs[j]>>7)&uint64(len(sh.ctrl)-1))*8 + bits.TrailingZeros64(m)/8
+				if sh.slots[i].last.time != 0 {
+					cand[j] = int32(i)
+				}
+			}
+		}
+		for j := range fl {
+			f := &fl[j]
+			t := b.FlowTime(f)
+			o := &out[base+j]
+			*o = FlowBindings{}
+			s.lookupHashed(&f.SrcAddr, hs[2*j], cw[2*j], cand[2*j], t, &o.Src)
+			s.lookupHashed(&f.DstAddr, hs[2*j+1], cw[2*j+1], cand[2*j+1], t, &o.Dst)
+		}
+	}
+	for i := range s.shards {
+		s.shards[i].mu.RUnlock()
+	}
+}
+
+// lookupHashed resolves a (hash h, first control word c, first candidate
+// slot cand or -1) at t into out. The caller holds the shard's read lock.
+func (s *IdentityStore) lookupHashed(a *schemas.Addr, h, c uint64, cand int32, t uint64, out *Binding) {
+	sh := s.shard(h)
+	i := -1
+	switch {
+	case cand >= 0 && sh.slots[cand].addr == *a:
+		i = int(cand)
+	case matchH2(c, h&0x7f) == 0 && matchEmpty(c) != 0:
+		return // the common miss: no candidate, and the probe ends here
+	default:
+		i = sh.find(a, h)
+	}
+	if i >= 0 {
+		s.resolveBinding(sh, i, t, out)
+	}
+}
+
+// resolveBinding sets b from slot i's history at t. The caller holds the
+// shard's lock.
+func (s *IdentityStore) resolveBinding(sh *bindShard, i int, t uint64, b *Binding) {
+	last := &sh.slots[i].last
+	if e := s.resolveAt(sh, last, t, kindUser); e != nil {
+		b.User, b.Source = s.pool.str(e.user), s.pool.str(e.source)
+	}
+	if last.hasDevice {
+		if e := s.resolveAt(sh, last, t, kindDevice); e != nil {
+			b.Device, b.DeviceSource = s.pool.str(e.device), s.pool.str(e.source)
+		}
+	}
+}
+
+// name is what a close of kind k must name to end e: the user, or the
+// device's ID without the host name (a DHCP release names only the MAC
+// its lease was given with a name).
+func (s *IdentityStore) name(e *bindEvent, k uint8) string {
+	if k == kindDevice {
+		id, _, _ := strings.Cut(s.pool.str(e.device), " ")
+		return id
+	}
+	return s.pool.str(e.user)
+}
+
+// resolveAt walks the history of the address whose newest event is last
+// back from t (see IdentityStore) for the binding of kind k. Callers hold
+// the shard's lock.
+func (s *IdentityStore) resolveAt(sh *bindShard, last *bindEvent, t uint64, k uint8) *bindEvent {
+	// Fast path: the newest event decides, without touching older.
+	if t >= last.time && last.kind&k != 0 {
+		if !last.isClose() && t < last.until {
+			return last
+		}
+		if last.isClose() && s.name(last, k) == "" {
 			return nil
 		}
 	}
+	older := sh.olderEvents[last.older : int(last.older)+int(last.nOlder)]
 	var closed [identityHistory]string
 	nclosed := 0
-	for i := len(v.older); i >= 0; i-- {
-		e := &v.last
-		if i < len(v.older) {
-			e = &v.older[i]
+	for i := len(older); i >= 0; i-- {
+		e := last
+		if i < len(older) {
+			e = &older[i]
 		}
 		if e.time > t || e.kind&k == 0 {
 			continue
 		}
 		if e.isClose() {
-			if name(e) == "" {
+			name := s.name(e, k)
+			if name == "" {
 				return nil
 			}
-			closed[nclosed] = name(e)
+			closed[nclosed] = name
 			nclosed++
 			continue
 		}
@@ -393,8 +454,9 @@ func (v *addrIdentity) resolveAt(t uint64, k uint8) *identityEvent {
 			continue
 		}
 		ended := false
+		name := s.name(e, k)
 		for _, u := range closed[:nclosed] {
-			if u == name(e) {
+			if u == name {
 				ended = true
 				break
 			}
@@ -414,7 +476,7 @@ func (s *IdentityStore) Len() int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
-		n += len(sh.addrs)
+		n += sh.n
 		sh.mu.RUnlock()
 	}
 	return n
@@ -443,33 +505,40 @@ func (s *IdentityStore) Expire(now uint64) int {
 		}
 	}
 	s.sessMu.Unlock()
+	var buf [identityHistory]bindEvent
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for a, v := range sh.addrs {
-			if len(v.older) == 0 && ((v.last.isClose() && v.last.time >= horizon) || (!v.last.isClose() && v.last.until >= horizon)) {
-				continue // the common case: one event, still current
-			}
-			h := v.history()
-			kept := h[:0]
-			binds := 0
-			for _, e := range h {
-				switch {
-				case !e.isClose() && e.until < horizon:
-					dropped++
-				case e.isClose() && e.time < horizon && binds == 0:
-				default:
-					if !e.isClose() {
-						binds++
-					}
-					kept = append(kept, e)
+		for g, c := range sh.ctrl {
+			for b := range 8 {
+				if byte(c>>(8*b))&0x80 != 0 {
+					continue // empty or deleted
 				}
-			}
-			clear(h[len(kept):])
-			if len(kept) == 0 {
-				delete(sh.addrs, a)
-			} else {
-				sh.addrs[a] = splitHistory(kept)
+				idx := g*8 + b
+				v := &sh.slots[idx].last
+				if v.nOlder == 0 && ((v.isClose() && v.time >= horizon) || (!v.isClose() && v.until >= horizon)) {
+					continue // the common case: one event, still current
+				}
+				h := sh.history(idx, &buf)
+				kept := h[:0]
+				binds := 0
+				for _, e := range h {
+					switch {
+					case !e.isClose() && e.until < horizon:
+						dropped++
+					case e.isClose() && e.time < horizon && binds == 0:
+					default:
+						if !e.isClose() {
+							binds++
+						}
+						kept = append(kept, e)
+					}
+				}
+				if len(kept) == 0 {
+					sh.remove(idx)
+				} else {
+					sh.setHistory(idx, kept)
+				}
 			}
 		}
 		sh.mu.Unlock()

@@ -217,6 +217,30 @@ func TestIdentityStoreConcurrent(t *testing.T) {
 		})
 	}
 	wg.Go(func() {
+		batch := &schemas.FlowBatch{TimeReceived: T, Flows: make([]schemas.Flow, 64)}
+		out := make([]FlowBindings, len(batch.Flows))
+		for i := range 200 {
+			for j := range batch.Flows {
+				k := i*64 + j
+				batch.Flows[j] = schemas.Flow{TimeStart: T + uint64(k%2000)*sec,
+					SrcAddr: schemas.AddrFrom4([4]byte{10, byte(k % 2), byte(k >> 8), byte(k)}), DstAddr: schemas.AddrFrom4([4]byte{10, 9, byte(k >> 8), byte(k)})}
+			}
+			s.LookupFlows(batch, batch.Flows, out)
+			for _, o := range out {
+				if u := o.Src.User; u != "" && u != "u" {
+					t.Errorf("LookupFlows = %q", u)
+					return
+				}
+			}
+		}
+	})
+	wg.Go(func() {
+		for i := range 2000 { // new names while others read
+			a := schemas.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)})
+			s.Observe(&schemas.AccessEvent{Time: T + uint64(i)*sec, Source: "kerberos", User: fmt.Sprintf("n%d", i), SrcAddr: a, Action: schemas.ActionLogin, Outcome: schemas.OutcomeSuccess})
+		}
+	})
+	wg.Go(func() {
 		for range 5 {
 			s.Expire(T)
 			_ = s.Len()
