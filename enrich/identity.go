@@ -1,6 +1,7 @@
 package enrich
 
 import (
+	"hash/maphash"
 	"math/bits"
 	"math/rand/v2"
 	"sort"
@@ -59,19 +60,29 @@ type IdentityStore struct {
 	// Sessions: the addresses each session (source, host, session ID)
 	// bound, so that a stop naming only its session (Windows 4634, an
 	// OpenVPN disconnect) ends them; and the stops that came before their
-	// start (the access topic orders only per address).
-	sessMu   sync.Mutex
-	sessions map[string]*identitySession
-	stopped  map[string]uint64 // session key → stop time
+	// start (the access topic orders only per address). Sessions are
+	// named by a seeded 64-bit hash of (source, host, session ID): the maps
+	// hold no pointer for the collector to scan, and Observe builds no key
+	// string (two sessions sharing a hash, about one chance in 2^64 per
+	// pair, would share their stop).
+	sessMu    sync.Mutex
+	sessSeed  maphash.Seed
+	sessions  map[uint64]identitySession
+	moreAddrs map[uint64][]schemas.Addr // the addresses past the first sessionAddrs, for the few sessions with more
+	stopped   map[uint64]uint64         // session key → stop time
 }
 
 // identitySession is what one session bound.
 type identitySession struct {
-	addrs []schemas.Addr
-	user  strRef
+	addrs [sessionAddrs]schemas.Addr
+	n     uint8 // addresses bound, up to maxSessionAddrs
 	kind  uint8
+	user  strRef
 	seen  uint64 // latest event time, for Expire
 }
+
+// sessionAddrs is how many addresses a session holds in place.
+const sessionAddrs = 2
 
 // maxSessionAddrs bounds the addresses one session may bind (IPv4, IPv6,
 // a few more); later ones are not ended by a session-only stop.
@@ -93,7 +104,7 @@ func NewIdentityStore(ttl time.Duration) *IdentityStore {
 		ttl = 8 * time.Hour
 	}
 	s := &IdentityStore{ttl: uint64(ttl), seed: rand.Uint64(), pool: newStringPool(),
-		sessions: map[string]*identitySession{}, stopped: map[string]uint64{}}
+		sessSeed: maphash.MakeSeed(), sessions: map[uint64]identitySession{}, moreAddrs: map[uint64][]schemas.Addr{}, stopped: map[uint64]uint64{}}
 	for i := range s.shards {
 		s.shards[i].init(s.seed)
 	}
@@ -160,11 +171,11 @@ func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
 	// Only explicit sessions (Binding set) are tracked by ID: a Kubernetes
 	// audit ID or a gateway session names one request or connection, and
 	// keeping those would grow without need.
-	var key string
+	var key uint64 // 0: no session
 	if ev.SessionID != "" && ev.Binding != schemas.BindingNone {
-		key = ev.Source + "\x00" + ev.Host + "\x00" + ev.SessionID
+		key = s.sessionKey(ev)
 	}
-	if stop && key != "" {
+	if stop && key != 0 {
 		s.stopSession(key, ev.Time)
 	}
 	if ev.SrcAddr == (schemas.Addr{}) {
@@ -192,7 +203,7 @@ func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
 	}
 	e.user, e.device, e.source = s.pool.intern(ev.User), s.pool.intern(device), s.pool.intern(ev.Source)
 	s.insert(ev.SrcAddr, e)
-	if key != "" && !stop {
+	if key != 0 && !stop {
 		if at, ok := s.bindSession(key, ev.SrcAddr, &e); ok {
 			s.insert(ev.SrcAddr, bindEvent{time: at, user: e.user, device: e.device, source: e.source, kind: e.kind})
 		}
@@ -220,40 +231,64 @@ func (s *IdentityStore) insert(a schemas.Addr, e bindEvent) {
 // bindSession records that session key bound a; it returns the time of a
 // stop of that session seen before (at or after the bind) for the caller
 // to apply.
-func (s *IdentityStore) bindSession(key string, a schemas.Addr, e *bindEvent) (uint64, bool) {
+func (s *IdentityStore) bindSession(key uint64, a schemas.Addr, e *bindEvent) (uint64, bool) {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	if at, ok := s.stopped[key]; ok && at >= e.time {
 		return at, true
 	}
-	ss := s.sessions[key]
-	if ss == nil {
-		ss = &identitySession{user: e.user, kind: e.kind}
-		s.sessions[key] = ss
+	ss, ok := s.sessions[key]
+	if !ok {
+		ss = identitySession{user: e.user, kind: e.kind}
 	}
 	ss.seen = max(ss.seen, e.time)
-	for _, b := range ss.addrs {
-		if b == a {
+	defer func() { s.sessions[key] = ss }()
+	more := s.moreAddrs[key]
+	for i := range int(ss.n) {
+		if i < sessionAddrs && ss.addrs[i] == a || i >= sessionAddrs && more[i-sessionAddrs] == a {
 			return 0, false
 		}
 	}
-	if len(ss.addrs) < maxSessionAddrs {
-		ss.addrs = append(ss.addrs, a)
+	switch {
+	case int(ss.n) < sessionAddrs:
+		ss.addrs[ss.n] = a
+		ss.n++
+	case int(ss.n) < maxSessionAddrs:
+		s.moreAddrs[key] = append(more, a)
+		ss.n++
 	}
 	return 0, false
 }
 
+// sessionKey names ev's session (never 0).
+func (s *IdentityStore) sessionKey(ev *schemas.AccessEvent) uint64 {
+	var h maphash.Hash
+	h.SetSeed(s.sessSeed)
+	h.WriteString(ev.Source)
+	h.WriteByte(0)
+	h.WriteString(ev.Host)
+	h.WriteByte(0)
+	h.WriteString(ev.SessionID)
+	return h.Sum64() | 1
+}
+
 // stopSession ends at t what session key bound.
-func (s *IdentityStore) stopSession(key string, t uint64) {
+func (s *IdentityStore) stopSession(key uint64, t uint64) {
 	s.sessMu.Lock()
-	ss := s.sessions[key]
+	ss, ok := s.sessions[key]
+	more := s.moreAddrs[key]
 	delete(s.sessions, key)
+	delete(s.moreAddrs, key)
 	s.stopped[key] = max(s.stopped[key], t)
 	s.sessMu.Unlock()
-	if ss == nil {
+	if !ok {
 		return
 	}
-	for _, a := range ss.addrs {
+	for i := range int(ss.n) {
+		a := ss.addrs[min(i, sessionAddrs-1)]
+		if i >= sessionAddrs {
+			a = more[i-sessionAddrs]
+		}
 		s.insert(a, bindEvent{time: t, user: ss.user, kind: ss.kind})
 	}
 }
@@ -497,6 +532,7 @@ func (s *IdentityStore) Expire(now uint64) int {
 	for k, ss := range s.sessions {
 		if ss.seen+s.ttl < horizon {
 			delete(s.sessions, k)
+			delete(s.moreAddrs, k)
 		}
 	}
 	for k, at := range s.stopped {
