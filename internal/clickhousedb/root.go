@@ -34,6 +34,10 @@ type Configuration struct {
 	// schemas.DDL), and inserts wait for every shard
 	// (insert_distributed_sync).
 	Cluster string `yaml:"cluster"`
+	// Compression of the blocks sent and received: auto (none when addr
+	// is a loopback address, where compressing only costs the CPU both
+	// ends share; lz4 otherwise), none, lz4 or zstd.
+	Compression string `yaml:"compression"`
 }
 
 // DefaultConfiguration returns defaults for a local server.
@@ -44,6 +48,7 @@ func DefaultConfiguration() Configuration {
 		Username:    "default",
 		DialTimeout: 5 * time.Second,
 		Retention:   30 * 24 * time.Hour,
+		Compression: "auto",
 	}
 }
 
@@ -67,10 +72,35 @@ func (c Configuration) Validate() error {
 	if c.Cluster != "" && !identRE.MatchString(c.Cluster) {
 		errs = append(errs, fmt.Errorf("clickhouse.cluster: %q must be a cluster name of remote_servers (letters, digits, underscore), or empty for a single server", c.Cluster))
 	}
+	switch c.Compression {
+	case "auto", "none", "lz4", "zstd":
+	default:
+		errs = append(errs, fmt.Errorf("clickhouse.compression: %q is not auto, none, lz4 or zstd", c.Compression))
+	}
 	if c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("clickhouse.retention: must be 0 (keep forever) or positive, got %s", c.Retention))
 	}
 	return errors.Join(errs...)
+}
+
+// compression is clickhouse.compression as the driver takes it (nil:
+// none).
+func (c Configuration) compression() *clickhouse.Compression {
+	switch c.Compression {
+	case "none":
+		return nil
+	case "zstd":
+		return &clickhouse.Compression{Method: clickhouse.CompressionZSTD}
+	case "lz4":
+		return &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
+	}
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err == nil {
+		if ip := net.ParseIP(host); host == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return nil
+		}
+	}
+	return &clickhouse.Compression{Method: clickhouse.CompressionLZ4}
 }
 
 // Open returns a connection pool to the server. It does not dial; use
@@ -94,7 +124,7 @@ func Open(c Configuration) (driver.Conn, error) {
 		MaxOpenConns:    8,
 		MaxIdleConns:    4,
 		ConnMaxLifetime: time.Hour,
-		Compression:     &clickhouse.Compression{Method: clickhouse.CompressionLZ4},
+		Compression:     c.compression(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse.addr %s: %w", c.Addr, err)

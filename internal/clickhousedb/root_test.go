@@ -19,6 +19,32 @@ func TestDefaultConfiguration(t *testing.T) {
 	}
 }
 
+func TestCompression(t *testing.T) {
+	for _, tc := range []struct {
+		addr, compression string
+		want              string // "" for none
+	}{
+		{"127.0.0.1:9000", "auto", ""},
+		{"[::1]:9000", "auto", ""},
+		{"localhost:9000", "auto", ""},
+		{"10.1.2.3:9000", "auto", "lz4"},
+		{"clickhouse:9000", "auto", "lz4"},
+		{"127.0.0.1:9000", "lz4", "lz4"},
+		{"10.1.2.3:9000", "none", ""},
+		{"10.1.2.3:9000", "zstd", "zstd"},
+	} {
+		cfg := DefaultConfiguration()
+		cfg.Addr, cfg.Compression = tc.addr, tc.compression
+		got := ""
+		if c := cfg.compression(); c != nil {
+			got = c.Method.String()
+		}
+		if got != tc.want {
+			t.Errorf("addr %s, compression %s: method %q, want %q", tc.addr, tc.compression, got, tc.want)
+		}
+	}
+}
+
 func TestValidateNamesKeys(t *testing.T) {
 	for _, tc := range []struct {
 		mutate func(*Configuration)
@@ -29,6 +55,7 @@ func TestValidateNamesKeys(t *testing.T) {
 		{func(c *Configuration) { c.Username = "" }, "clickhouse.username"},
 		{func(c *Configuration) { c.DialTimeout = 0 }, "clickhouse.dial_timeout"},
 		{func(c *Configuration) { c.Retention = -time.Hour }, "clickhouse.retention"},
+		{func(c *Configuration) { c.Compression = "brotli" }, "clickhouse.compression"},
 	} {
 		cfg := DefaultConfiguration()
 		tc.mutate(&cfg)
