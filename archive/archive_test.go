@@ -14,6 +14,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowaudit/flowaudit/internal/kafka"
@@ -251,4 +252,115 @@ func TestArchiveRestartNoGapsNoDuplicates(t *testing.T) {
 			t.Errorf("hour 01 still there: %v", err)
 		}
 	})
+}
+
+// produceSources writes enriched records for sources [from, to) of
+// flows-topic partition 0, all to one archive input partition (one key),
+// as the enrich stage does: source i is 3 flows received at base + i*40s
+// whose bytes are 10i..10i+2, every third one split into two chunks.
+// Producing a range again is what enrich does after a crash.
+func produceSources(t *testing.T, cl *kgo.Client, kcfg kafka.Configuration, from, to int) {
+	t.Helper()
+	var recs []*kgo.Record
+	for i := from; i < to; i++ {
+		at := uint64(base.Add(time.Duration(i) * 40 * time.Second).UnixNano())
+		var flows []schemas.Flow
+		for j := 0; j < flowsPerRecord; j++ {
+			flows = append(flows, schemas.Flow{SrcAddr: schemas.AddrFrom4([4]byte{10, 1, 0, byte(i)}), DstPort: 443, Proto: 6,
+				Bytes: uint64(10*i + j), Packets: 1, SrcSegment: "web", Verdict: schemas.VerdictAllowed})
+		}
+		chunks := [][]schemas.Flow{flows}
+		if i%3 == 0 {
+			chunks = [][]schemas.Flow{flows[:2], flows[2:]}
+		}
+		for c, part := range chunks {
+			b := schemas.FlowBatch{TimeReceived: at, Type: schemas.FlowTypeIPFIX, Exporter: schemas.AddrFrom4([4]byte{192, 0, 2, 1}), Flows: part}
+			src := kafka.Source{Partition: 0, Offset: int64(i), Chunk: uint16(c), Chunks: uint16(len(chunks))}
+			recs = append(recs, &kgo.Record{Topic: kcfg.Topic(kafka.TopicEnriched), Key: []byte("k"), Value: schemas.AppendFlowBatch(nil, &b),
+				Headers: []kgo.RecordHeader{src.Header()}})
+		}
+	}
+	if err := cl.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestArchiveSkipsReproducedSources: sources the enrich stage produced
+// again (after its crash) are archived once, as ClickHouse's sink keeps
+// them once: within a run, after a clean restart (the marks come back
+// from the last file's metadata, since the duplicates are the first
+// records read) and across a kill.
+func TestArchiveSkipsReproducedSources(t *testing.T) {
+	kcfg := kafka.DefaultConfiguration()
+	_, addr := testutil.StartBroker(t, 1, kcfg.Topic(kafka.TopicEnriched), kcfg.Topic(kafka.TopicAccess))
+	kcfg.Brokers = []string{addr}
+	producer, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	dir := t.TempDir()
+	cfg := DefaultConfiguration()
+	cfg.Dir, cfg.Retention = dir, 0
+	start := func() *Component {
+		t.Helper()
+		c, err := New(nil, cfg, kcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	readAll := func(c *Component, records int64) {
+		t.Helper()
+		waitFor(t, "every record read", func() bool {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			st := c.parts[topicPartition{c.flowsTopic, 0}]
+			return st != nil && st.next == records
+		})
+	}
+	records := func(to int) int64 { return int64(to + (to+2)/3) } // chunked sources are two records
+
+	produceSources(t, producer, kcfg, 0, 100)
+	produceSources(t, producer, kcfg, 80, 100) // within the run
+	a := start()
+	readAll(a, records(100)+records(100)-records(80))
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	n := records(100) + records(100) - records(80)
+	produceSources(t, producer, kcfg, 50, 100) // first thing the next run reads
+	produceSources(t, producer, kcfg, 100, 200)
+	n += records(100) - records(50) + records(200) - records(100)
+	b := start()
+	readAll(b, n)
+	if b.Duplicates() != records(100)-records(50) {
+		t.Errorf("the restarted archive skipped %d records, want the %d produced again", b.Duplicates(), records(100)-records(50))
+	}
+	b.crash.Store(true) // killed with hour 4 open
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	produceSources(t, producer, kcfg, 150, 200)
+	n += records(200) - records(150)
+	c := start()
+	readAll(c, n)
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	bytes, _ := readTable(t, dir, TableFlows, "bytes")
+	sort.Slice(bytes, func(i, j int) bool { return bytes[i] < bytes[j] })
+	var want []int64
+	for i := 0; i < 200; i++ {
+		for j := 0; j < flowsPerRecord; j++ {
+			want = append(want, int64(10*i+j))
+		}
+	}
+	if d := cmp.Diff(bytes, want); d != "" {
+		t.Errorf("archived flows: each source once (-got +want):\n%s", d)
+	}
 }

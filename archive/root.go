@@ -2,12 +2,16 @@ package archive
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +21,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/compress"
+	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -53,6 +58,7 @@ type Component struct {
 	scratch   schemas.FlowBatch
 	files     atomic.Int64
 	bad       atomic.Int64
+	dups      atomic.Int64
 }
 
 type topicPartition struct {
@@ -63,7 +69,28 @@ type topicPartition struct {
 type partState struct {
 	open *openFile
 	next int64 // offset after the last record read
+	// sources is, per source partition, the last flows-topic record this
+	// partition's rows were taken from (flows only).
+	sources map[uint16]sourceMark
 }
+
+// sourceMark is the last source record taken from one source partition
+// and the next chunk of it expected. As in the ClickHouse sink, the
+// sources of one input partition and source partition arrive in offset
+// order, so a record of an older source, or of a chunk already taken, is
+// one the enrich stage produced again (it died before committing its
+// input): skipped, so the archive holds every flow once, as ClickHouse
+// does.
+type sourceMark struct {
+	Partition uint16 `json:"p"`
+	Offset    int64  `json:"o"`
+	Next      uint16 `json:"n"`
+}
+
+// sourcesKey is the Parquet key-value metadata of a flows file holding,
+// as JSON, its partition's sourceMarks after its last record: a
+// restarted archive resumes them from its last committed file.
+const sourcesKey = "flowaudit.sources"
 
 // openFile is the rows of one partition's current file, not yet written.
 type openFile struct {
@@ -71,8 +98,11 @@ type openFile struct {
 	hour  int64 // Unix hours, UTC
 	first int64 // offset of its first record: the file's name
 	rows  int
-	rb    *array.RecordBuilder
-	rec   arrow.RecordBatch // the rows, once a write was attempted
+	// sources is the JSON of the partition's sourceMarks once the file
+	// is closed to new rows (flows only).
+	sources string
+	rb      *array.RecordBuilder
+	rec     arrow.RecordBatch // the rows, once a write was attempted
 }
 
 func (f *openFile) release() {
@@ -156,6 +186,9 @@ func (c *Component) run() {
 		c.mu.Unlock()
 		c.client.AllowRebalance()
 	}
+	if n := c.dups.Load(); n > 0 {
+		c.log.Info("skipped enriched records whose source is archived already (the enrich stage produced them again after a crash)", "records", n)
+	}
 	if c.crash.Load() {
 		c.client.Close()
 		return
@@ -182,27 +215,40 @@ func (c *Component) add(rec *kgo.Record) {
 	st := c.parts[key]
 	if st == nil {
 		st = &partState{next: rec.Offset}
+		if rec.Topic == c.flowsTopic {
+			st.sources = c.resumeSources(rec.Partition, rec.Offset)
+		}
 		c.parts[key] = st
 	}
 	switch rec.Topic {
 	case c.flowsTopic:
+		src, ok, err := kafka.RecordSource(rec)
+		if err != nil || !ok || src.Partition >= 0xFFFF {
+			src = kafka.Source{Partition: 0xFFFF, Offset: rec.Offset, Chunks: 1}
+		}
+		sp := uint16(src.Partition)
+		if m, seen := st.sources[sp]; seen && (src.Offset < m.Offset || src.Offset == m.Offset && src.Chunk < m.Next) {
+			c.dups.Add(1)
+			st.next = rec.Offset + 1
+			return
+		}
 		if err := schemas.UnmarshalFlowBatch(rec.Value, &c.scratch); err != nil {
 			c.skipBad(rec, err)
 			st.next = rec.Offset + 1
 			return
 		}
 		if len(c.scratch.Flows) == 0 {
+			st.sources[sp] = sourceMark{sp, src.Offset, src.Chunk + 1}
 			st.next = rec.Offset + 1
 			return
-		}
-		src, ok, err := kafka.RecordSource(rec)
-		if err != nil || !ok {
-			src = kafka.Source{Partition: 0xFFFF, Offset: rec.Offset}
 		}
 		f := c.open(key, st, TableFlows, int64(c.scratch.TimeReceived/uint64(time.Hour)), rec.Offset, flowSchema)
 		if f == nil {
 			return
 		}
+		// After open: the file open wrote (if any) records the marks
+		// before this record.
+		st.sources[sp] = sourceMark{sp, src.Offset, src.Chunk + 1}
 		r := flowRow{b: &c.scratch, part: rec.Partition, offset: rec.Offset, srcPart: uint16(src.Partition), srcOff: src.Offset}
 		for i := range c.scratch.Flows {
 			r.f = &c.scratch.Flows[i]
@@ -264,6 +310,9 @@ func (c *Component) finish(ctx context.Context, key topicPartition, st *partStat
 	if f == nil {
 		return true
 	}
+	if f.table == TableFlows && f.sources == "" {
+		f.sources = encodeSources(st.sources)
+	}
 	for attempt := 1; ; attempt++ {
 		err := c.write(key.part, f)
 		if err == nil {
@@ -320,6 +369,9 @@ func (c *Component) write(part int32, f *openFile) error {
 	fw, err := pqarrow.NewFileWriter(rec.Schema(), writerOnly{out}, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
 	if err == nil {
 		err = fw.Write(rec)
+		if err == nil && f.sources != "" {
+			err = fw.AppendKeyValueMetadata(sourcesKey, f.sources)
+		}
 		if cerr := fw.Close(); err == nil {
 			err = cerr
 		}
@@ -420,3 +472,58 @@ func (c *Component) onLost(_ context.Context, _ *kgo.Client, lost map[string][]i
 		}
 	}
 }
+
+func encodeSources(m map[uint16]sourceMark) string {
+	marks := make([]sourceMark, 0, len(m))
+	for _, v := range m {
+		marks = append(marks, v)
+	}
+	sort.Slice(marks, func(i, j int) bool { return marks[i].Partition < marks[j].Partition })
+	b, _ := json.Marshal(marks) // plain structs: cannot fail
+	return string(b)
+}
+
+// resumeSources returns the sourceMarks of flows partition part as its
+// last file before offset (where reading resumes: every file before it is
+// committed) recorded them; none when there is no such file.
+func (c *Component) resumeSources(part int32, offset int64) map[uint16]sourceMark {
+	out := map[uint16]sourceMark{}
+	paths, err := filepath.Glob(filepath.Join(c.cfg.Dir, "table="+TableFlows, "date=*", "hour=*", fmt.Sprintf("part-p%d-*.parquet", part)))
+	if err != nil {
+		return out
+	}
+	last, lastOff := "", int64(-1)
+	prefix := fmt.Sprintf("part-p%d-", part)
+	for _, p := range paths {
+		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), prefix), ".parquet"), 10, 64)
+		if err == nil && n < offset && n > lastOff {
+			last, lastOff = p, n
+		}
+	}
+	if last == "" {
+		return out
+	}
+	rdr, err := file.OpenParquetFile(last, false)
+	if err != nil {
+		c.log.Warn("cannot read the last archive file of a partition: sources the enrich stage produced again may be archived twice", "file", last, "err", err)
+		return out
+	}
+	defer rdr.Close()
+	v := rdr.MetaData().KeyValueMetadata().FindValue(sourcesKey)
+	if v == nil {
+		return out // written before the marks were recorded
+	}
+	var marks []sourceMark
+	if err := json.Unmarshal([]byte(*v), &marks); err != nil {
+		c.log.Warn("malformed source marks in an archive file", "file", last, "err", err)
+		return out
+	}
+	for _, m := range marks {
+		out[m.Partition] = m
+	}
+	return out
+}
+
+// Duplicates is the number of enriched records skipped since the start
+// because their source was archived already.
+func (c *Component) Duplicates() int64 { return c.dups.Load() }
