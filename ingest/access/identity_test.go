@@ -88,3 +88,51 @@ func TestSnapshotFile(t *testing.T) {
 		t.Errorf("new lease = %+v", ev)
 	}
 }
+
+// TestSnapshotRestart: after a restart a snapshot file is compared with
+// the bindings produced before it (saved under data_dir): an unchanged
+// file produces nothing again, and a lease released while the collector
+// was down is stopped.
+func TestSnapshotRestart(t *testing.T) {
+	h := newHarness(t)
+	path := filepath.Join(t.TempDir(), "dnsmasq.leases")
+	cfg := access.DefaultConfiguration()
+	cfg.SyslogListen, cfg.HTTPListen = nil, ""
+	cfg.TailPollInterval = 20 * time.Millisecond
+	cfg.Files = []access.FileConfiguration{{Path: path, Format: "dhcp_leases"}}
+	write := func(s string, mtime time.Time) {
+		t.Helper()
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(tmp, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Unix(1796173200, 0)
+	write("1796176800 02:00:5e:10:00:01 10.0.0.5 laptop-7 *\n1796176800 02:00:5e:10:00:02 10.0.0.6 * *\n", t0)
+	h.start(cfg)
+	h.wait(2, 0)
+	h.stop()
+	h.start(cfg) // the same file: nothing to produce
+	h.settle()
+	if len(h.events) != 2 {
+		t.Fatalf("after a restart with the file unchanged: %d events, want 2", len(h.events))
+	}
+	h.stop()
+	// .6 released while the collector is down.
+	write("1796176800 02:00:5e:10:00:01 10.0.0.5 laptop-7 *\n", t0.Add(10*time.Minute))
+	h.start(cfg)
+	h.wait(3, 0)
+	h.settle()
+	if len(h.events) != 3 {
+		t.Fatalf("%d events, want 3: %+v", len(h.events), h.events[2:])
+	}
+	if ev := h.events[2]; ev.SrcAddr != addr("10.0.0.6") || ev.Binding != schemas.BindingStop || ev.Time != uint64(t0.Add(10*time.Minute).UnixNano()) {
+		t.Errorf("after the restart: %+v, want the stop of 10.0.0.6", ev)
+	}
+}

@@ -1,6 +1,9 @@
 package access
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flowaudit/flowaudit/ingest/access/parser"
+	"github.com/flowaudit/flowaudit/internal/atomicfile"
 	"github.com/flowaudit/flowaudit/schemas"
 )
 
@@ -26,15 +30,19 @@ const snapshotRefresh = time.Hour
 // file's modification time for each binding it no longer lists. A file
 // that fails to parse (being written, or malformed) changes nothing: it
 // is dead-lettered once per version and retried on the next change. The
-// bindings of the last version are kept in memory only: after a restart
-// the first version is produced again as starts (with their own start
-// times, so attribution does not change).
+// bindings of the last version produced are saved under
+// data_dir/access-snapshot once the broker has them, so that after a
+// restart the file is compared with them: what it still lists is not
+// produced again, what it lost while flowaudit was down is stopped.
+// Without data_dir the first version after a restart is produced again as
+// starts (with their own start times, so attribution does not change).
 type snapshotter struct {
-	c      *Component
-	cfg    FileConfiguration
-	format parser.Format
-	host   string
-	o      origin
+	c         *Component
+	cfg       FileConfiguration
+	format    parser.Format
+	host      string
+	o         origin
+	statePath string // empty: no data_dir, nothing saved
 
 	stamp   fileStamp
 	current map[snapshotKey]snapshotEntry
@@ -43,7 +51,7 @@ type snapshotter struct {
 type fileStamp struct {
 	dev, ino uint64
 	size     int64
-	mtime    time.Time
+	mtime    int64 // Unix ns
 }
 
 // snapshotKey identifies a binding of a snapshot.
@@ -69,11 +77,96 @@ func (c *Component) newSnapshotter(fc FileConfiguration, f parser.Format) (*snap
 	if s.host == "" {
 		s.host = c.hostname
 	}
+	if c.deps.DataDir != "" {
+		dir := filepath.Join(c.deps.DataDir, "access-snapshot")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("data_dir: cannot create %s for snapshot bindings: %w", dir, err)
+		}
+		sum := sha256.Sum256([]byte(abs + "\x00" + string(f)))
+		s.statePath = filepath.Join(dir, hex.EncodeToString(sum[:8])+".json")
+	}
 	return s, nil
+}
+
+// snapshotState is what a snapshotter saves: the file version it last
+// produced and that version's bindings (protobuf AccessEvents).
+type snapshotState struct {
+	Path     string          `json:"path"`
+	Format   string          `json:"format"`
+	Dev      uint64          `json:"dev"`
+	Inode    uint64          `json:"inode"`
+	Size     int64           `json:"size"`
+	MTime    int64           `json:"mtime_ns"`
+	Bindings []snapshotSaved `json:"bindings"`
+}
+
+type snapshotSaved struct {
+	Event    []byte `json:"event"`
+	Produced int64  `json:"produced_ns"`
+}
+
+// load restores the bindings saved by the last run, if any.
+func (s *snapshotter) load() error {
+	if s.statePath == "" {
+		return nil
+	}
+	data, err := os.ReadFile(s.statePath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var st snapshotState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return err
+	}
+	if st.Path != s.cfg.Path || st.Format != string(s.format) {
+		return fmt.Errorf("bindings saved for another file (%s, %s)", st.Path, st.Format)
+	}
+	current := make(map[snapshotKey]snapshotEntry, len(st.Bindings))
+	for _, b := range st.Bindings {
+		var ev schemas.AccessEvent
+		if err := schemas.UnmarshalAccessEvent(b.Event, &ev); err != nil {
+			return err
+		}
+		current[keyOf(&ev)] = snapshotEntry{ev: ev, produced: time.Unix(0, b.Produced)}
+	}
+	s.stamp = fileStamp{dev: st.Dev, ino: st.Inode, size: st.Size, mtime: st.MTime}
+	s.current = current
+	return nil
+}
+
+// save writes the bindings of the version produced (atomically).
+func (s *snapshotter) save() error {
+	if s.statePath == "" {
+		return nil
+	}
+	st := snapshotState{Path: s.cfg.Path, Format: string(s.format), Dev: s.stamp.dev, Inode: s.stamp.ino,
+		Size: s.stamp.size, MTime: s.stamp.mtime, Bindings: make([]snapshotSaved, 0, len(s.current))}
+	for _, e := range s.current {
+		st.Bindings = append(st.Bindings, snapshotSaved{Event: schemas.AppendAccessEvent(nil, &e.ev), Produced: e.produced.UnixNano()})
+	}
+	data, err := json.Marshal(&st)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(s.statePath, data); err != nil {
+		return fmt.Errorf("saving the bindings of %s: %w", s.cfg.Path, err)
+	}
+	return nil
+}
+
+func keyOf(ev *schemas.AccessEvent) snapshotKey {
+	return snapshotKey{addr: ev.SrcAddr, user: ev.User, device: ev.Device, session: ev.SessionID}
 }
 
 func (s *snapshotter) run() {
 	defer s.c.wg.Done()
+	if err := s.load(); err != nil {
+		s.c.r.Logger.Warn("ignoring unreadable saved snapshot bindings: the file's bindings are produced again as starts", "path", s.cfg.Path, "state", s.statePath, "err", err)
+		s.stamp, s.current = fileStamp{}, nil
+	}
 	tick := time.NewTicker(s.c.cfg.TailPollInterval)
 	defer tick.Stop()
 	for {
@@ -105,7 +198,7 @@ func (s *snapshotter) poll(now time.Time) error {
 		return err
 	}
 	dev, ino := fileID(fi)
-	stamp := fileStamp{dev: dev, ino: ino, size: fi.Size(), mtime: fi.ModTime()}
+	stamp := fileStamp{dev: dev, ino: ino, size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	refresh := false
 	for _, e := range s.current {
 		if now.Sub(e.produced) >= snapshotRefresh {
@@ -120,7 +213,7 @@ func (s *snapshotter) poll(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	meta := parser.Meta{Received: stamp.mtime, Host: s.host, Location: s.c.loc}
+	meta := parser.Meta{Received: time.Unix(0, stamp.mtime), Host: s.host, Location: s.c.loc}
 	evs, err := parser.ParseSnapshot(s.format, data, meta)
 	s.c.metrics.lines.WithLabelValues(s.o.listener, string(s.format)).Inc()
 	if err != nil {
@@ -137,7 +230,7 @@ func (s *snapshotter) poll(now time.Time) error {
 	recv := uint64(now.UnixNano())
 	for i := range evs {
 		ev := evs[i]
-		k := snapshotKey{addr: ev.SrcAddr, user: ev.User, device: ev.Device, session: ev.SessionID}
+		k := keyOf(&ev)
 		if _, dup := next[k]; dup {
 			continue
 		}
@@ -145,7 +238,7 @@ func (s *snapshotter) poll(now time.Time) error {
 		switch {
 		case !had:
 		case prev.ev.Expires != ev.Expires || prev.ev.Labels != ev.Labels || prev.ev.DeviceName != ev.DeviceName:
-			ev.Binding, ev.Time = schemas.BindingUpdate, uint64(stamp.mtime.UnixNano())
+			ev.Binding, ev.Time = schemas.BindingUpdate, uint64(stamp.mtime)
 		case now.Sub(prev.produced) >= snapshotRefresh:
 			ev.Binding, ev.Time = schemas.BindingUpdate, uint64(now.UnixNano())
 		default:
@@ -160,14 +253,14 @@ func (s *snapshotter) poll(now time.Time) error {
 			continue
 		}
 		ev := e.ev
-		ev.Binding, ev.Action, ev.Time, ev.Expires = schemas.BindingStop, schemas.ActionSessionClose, uint64(stamp.mtime.UnixNano()), 0
+		ev.Binding, ev.Action, ev.Time, ev.Expires = schemas.BindingStop, schemas.ActionSessionClose, uint64(stamp.mtime), 0
 		s.produce(&ev, recv, acks)
 	}
 	if _, err := acks.wait(); err != nil {
 		return fmt.Errorf("the broker did not acknowledge the bindings of %s: %w", s.cfg.Path, err)
 	}
 	s.stamp, s.current = stamp, next
-	return nil
+	return s.save()
 }
 
 func (s *snapshotter) produce(ev *schemas.AccessEvent, recv uint64, acks *ackGroup) {
