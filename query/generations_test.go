@@ -266,11 +266,18 @@ SELECT toDateTime(%[2]d + n * 977), toDateTime(%[2]d + n * 977 + 1), ['sshd', 'n
     %[3]s(if(n %% 4 = 0, '2001:db8:1::9', concat('::ffff:10.1.0.', toString(n %% 5)))), %[3]s('::ffff:10.2.0.10'), toUInt16(22),
     ['login', 'login', 'logout', 'GET'][n %% 4 + 1], ['success', 'failure', 'denied'][n %% 3 + 1]
 FROM (SELECT number AS n FROM system.numbers LIMIT 200)`, database, t0, addr)
+	// VPN sessions: the identity-source columns (README's "who had
+	// 10.8.0.6" query).
+	vpn := fmt.Sprintf(`INSERT INTO %[1]s.access_events (time, received, source, host, user, src_addr, action, outcome, binding, device, outer_addr, labels)
+SELECT toDateTime(%[2]d + n * 1800), toDateTime(%[2]d + n * 1800), 'openvpn', 'vpn-1', ['carol', 'dave'][n %% 2 + 1],
+    %[3]s(concat('::ffff:10.8.0.', toString(6 + n %% 2))), 'session_open', 'success', ['start', 'stop'][intDiv(n, 2) %% 2 + 1],
+    'carol-laptop', %[3]s('::ffff:198.51.100.4'), ''
+FROM (SELECT number AS n FROM system.numbers LIMIT 8)`, database, t0, addr)
 	policies := fmt.Sprintf(`INSERT INTO %[1]s.policy_versions (version, loaded_at, path, content, host, summary)
 SELECT concat('v', toString(n %% 3)), toDateTime(%[2]d + n * 3600), '/etc/flowaudit/policy.yaml', concat('rules: ', toString(n %% 3)),
     ['enrich-1', 'enrich-2'][n %% 2 + 1], '3 segments, 2 rules, default deny'
 FROM (SELECT number AS n FROM system.numbers LIMIT 7)`, database, t0)
-	return []string{flows, access, policies,
+	return []string{flows, access, vpn, policies,
 		alert("a1", "address_scan", "::ffff:10.3.2.66", 600, 660, 1),
 		alert("a1", "address_scan", "::ffff:10.3.2.66", 600, 720, 2),
 		alert("a2", "policy_violation", "2001:db8:1::7", 90000, 90000, 1),

@@ -483,6 +483,13 @@ var AccessEventsTable = Table{
 		{Name: "peer_addr", Type: TypeAddr, Codec: "ZSTD(1)", Comment: "real address of the sender (syslog or HTTP peer); :: for tailed files"},
 		{Name: "listener", Type: TypeLowString, Comment: "listener the event came through (udp://0.0.0.0:5514, https://…, file:///…)"},
 		{Name: "trusted", Type: TypeUInt8, Default: "1", Comment: "1 when the sender may bind identities (ingest.access.trusted_senders, http_token_hosts)"},
+		// Identity sources (VPN, RADIUS, logons, DHCP, Kubernetes pods).
+		{Name: "binding", Type: TypeLowString, Comment: "start, update or stop of a session binding of src_addr; empty: none"},
+		{Name: "device", Type: TypeString, Codec: "ZSTD(1)", Comment: "device behind src_addr: MAC, DUID, Calling-Station-Id or namespace/pod"},
+		{Name: "device_name", Type: TypeLowString, Comment: "the device's host name (DHCP client hostname)"},
+		{Name: "expires", Type: TypeDateTime, Comment: "when the binding ends by itself (DHCP lease expiry); 1970-01-01: no expiry given"},
+		{Name: "outer_addr", Type: TypeAddr, Codec: "ZSTD(1)", Comment: "where a tunnel session came from (OpenVPN real address); :: when none"},
+		{Name: "labels", Type: TypeString, Codec: "ZSTD(1)", Comment: "Kubernetes pod labels, key=value sorted by key, comma-separated"},
 	},
 	Engine:      "MergeTree",
 	PartitionBy: "toYYYYMMDD(time)",

@@ -288,6 +288,8 @@ func TestNativeRoundTripModern(t *testing.T) {
 			SrcAddr: addr("10.1.0.5"), SrcPort: 50022, DstAddr: addr("10.2.0.10"), DstPort: 22, DstHost: "db-1",
 			Resource: "shell", Action: "login", Outcome: schemas.OutcomeSuccess, SessionID: "s-1", AuthMethod: "publickey",
 			Status: 0, PeerAddr: addr("10.9.0.1"), Listener: "udp://0.0.0.0:5514",
+			Binding: schemas.BindingStart, Device: "52:54:00:ab:cd:ef", DeviceName: "alice-laptop",
+			Expires: received + 3600e9, OuterAddr: addr("2001:db8:ff::9"), Labels: "app=shell,tier=admin",
 		}, {
 			Time: received + 1_500_000, Received: received + 2e9, Source: "nginx", Host: "web-1", User: "bob",
 			SrcAddr: addr("2001:db8:1::7"), SrcPort: 61000, DstAddr: addr("2001:db8:1::80"), DstPort: 443, DstHost: "shop.example",
@@ -312,11 +314,14 @@ func TestNativeRoundTripModern(t *testing.T) {
 			"src_addr": "::ffff:10.1.0.5", "src_port": "50022", "dst_addr": "::ffff:10.2.0.10", "dst_host": "db-1", "dst_port": "22",
 			"resource": "shell", "action": "login", "outcome": "success", "session_id": "s-1", "auth_method": "publickey", "status": "0",
 			"user_agent": "", "forwarded_for": "", "peer_addr": "::ffff:10.9.0.1", "listener": "udp://0.0.0.0:5514", "trusted": "1",
+			"binding": "start", "device": "52:54:00:ab:cd:ef", "device_name": "alice-laptop", "expires": u(received/1e9 + 3600),
+			"outer_addr": "2001:db8:ff::9", "labels": "app=shell,tier=admin",
 		}, {
 			"time": u((received + 1_500_000) / 1e6), "received": u((received + 2e9) / 1e9), "source": "nginx", "host": "web-1", "user": "bob",
 			"src_addr": "2001:db8:1::7", "src_port": "61000", "dst_addr": "2001:db8:1::80", "dst_host": "shop.example", "dst_port": "443",
 			"resource": "/admin", "action": "GET", "outcome": "denied", "session_id": "", "auth_method": "", "status": "403",
 			"user_agent": "curl/8", "forwarded_for": "2001:db8:1::7, 10.0.0.2", "peer_addr": "2001:db8::53", "listener": "https://127.0.0.1:8080", "trusted": "0",
+			"binding": "", "device": "", "device_name": "", "expires": "0", "outer_addr": "::", "labels": "",
 		}}
 		for i := range want {
 			compareRow(t, "access_events row "+strconv.Itoa(i), rows[i], want[i])

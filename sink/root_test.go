@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -272,7 +273,9 @@ func TestSinkAccessEvents(t *testing.T) {
 			PeerAddr: schemas.AddrFromNetip(netip.MustParseAddr("192.0.2.7")), Listener: "udp://0.0.0.0:5514", Untrusted: true},
 		{Time: uint64(when.UnixNano()), Source: "nginx", User: "bob", SrcAddr: schemas.AddrFromNetip(netip.MustParseAddr("2001:db8::9")),
 			Resource: "/admin", Action: "GET", Outcome: schemas.OutcomeDenied, Status: 403, UserAgent: "curl/8",
-			ForwardedFor: "2001:db8::9, 10.0.0.1"},
+			ForwardedFor: "2001:db8::9, 10.0.0.1",
+			Binding: schemas.BindingStop, Device: "52:54:00:12:34:56", DeviceName: "bob-pc", Expires: uint64(when.Add(time.Hour).UnixNano()),
+			OuterAddr: schemas.AddrFromNetip(netip.MustParseAddr("198.51.100.4")), Labels: "app=web"},
 	} {
 		rec := &kgo.Record{Topic: e.kcfg.Topic(kafka.TopicAccess), Key: []byte{byte(i)}, Value: schemas.AppendAccessEvent(nil, &ev)}
 		if err := e.client.ProduceSync(context.Background(), rec).FirstErr(); err != nil {
@@ -324,6 +327,24 @@ func TestSinkAccessEvents(t *testing.T) {
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("access_events (-got +want):\n%s", diff)
+	}
+	// The identity-source fields, on 18.16's types.
+	var ids []string
+	rows, err = conn.Query(context.Background(), "SELECT concat(source, '|', binding, '|', device, '|', device_name, '|', toString(toUInt32(expires)), '|', IPv6NumToString(outer_addr), '|', labels) FROM flowaudit.access_events ORDER BY source DESC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, v)
+	}
+	rows.Close()
+	wantIDs := []string{"sshd||||0|::|", fmt.Sprintf("nginx|stop|52:54:00:12:34:56|bob-pc|%d|::ffff:198.51.100.4|app=web", when.Add(time.Hour).Unix())}
+	if diff := cmp.Diff(ids, wantIDs); diff != "" {
+		t.Errorf("access_events identity-source columns (-got +want):\n%s", diff)
 	}
 }
 

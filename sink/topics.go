@@ -112,6 +112,7 @@ var accessColumns = []string{
 	"dst_port", "resource", "action", "outcome", "session_id", "auth_method", "status", "user_agent",
 	"forwarded_for",
 	"peer_addr", "listener", "trusted",
+	"binding", "device", "device_name", "expires", "outer_addr", "labels",
 }
 
 func (w *accessWriter) topic() string { return w.name }
@@ -142,9 +143,9 @@ func (w *accessWriter) insert(ctx context.Context, conn driver.Conn, database st
 		if appendErr != nil {
 			return
 		}
-		var src, dst, peer any = e.SrcAddr[:], e.DstAddr[:], e.PeerAddr[:]
+		var src, dst, peer, outer any = e.SrcAddr[:], e.DstAddr[:], e.PeerAddr[:], e.OuterAddr[:]
 		if w.modern {
-			src, dst, peer = netip.AddrFrom16(e.SrcAddr), netip.AddrFrom16(e.DstAddr), netip.AddrFrom16(e.PeerAddr)
+			src, dst, peer, outer = netip.AddrFrom16(e.SrcAddr), netip.AddrFrom16(e.DstAddr), netip.AddrFrom16(e.PeerAddr), netip.AddrFrom16(e.OuterAddr)
 		}
 		trusted := uint8(1)
 		if e.Untrusted {
@@ -156,7 +157,8 @@ func (w *accessWriter) insert(ctx context.Context, conn driver.Conn, database st
 		}
 		appendErr = batch.Append(time.Unix(0, int64(e.Time)), time.Unix(0, int64(e.Received)), e.Source, e.Host, e.User, src, e.SrcPort, dst, e.DstHost,
 			e.DstPort, e.Resource, e.Action, e.Outcome.String(), e.SessionID, e.AuthMethod, status, e.UserAgent, e.ForwardedFor,
-			peer, e.Listener, trusted)
+			peer, e.Listener, trusted,
+			e.Binding.String(), e.Device, e.DeviceName, time.Unix(0, int64(e.Expires)), outer, e.Labels)
 	})
 	if appendErr != nil {
 		return fmt.Errorf("access_events row: %w", appendErr)

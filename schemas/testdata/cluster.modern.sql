@@ -84,7 +84,13 @@ CREATE TABLE IF NOT EXISTS flowaudit.access_events_local ON CLUSTER flowaudit_cl
     forwarded_for String COMMENT 'X-Forwarded-For chain of a web request, client first; empty for direct clients' CODEC(ZSTD(1)),
     peer_addr IPv6 COMMENT 'real address of the sender (syslog or HTTP peer); :: for tailed files' CODEC(ZSTD(1)),
     listener LowCardinality(String) COMMENT 'listener the event came through (udp://0.0.0.0:5514, https://…, file:///…)',
-    trusted UInt8 DEFAULT 1 COMMENT '1 when the sender may bind identities (ingest.access.trusted_senders, http_token_hosts)'
+    trusted UInt8 DEFAULT 1 COMMENT '1 when the sender may bind identities (ingest.access.trusted_senders, http_token_hosts)',
+    binding LowCardinality(String) COMMENT 'start, update or stop of a session binding of src_addr; empty: none',
+    device String COMMENT 'device behind src_addr: MAC, DUID, Calling-Station-Id or namespace/pod' CODEC(ZSTD(1)),
+    device_name LowCardinality(String) COMMENT 'the device\'s host name (DHCP client hostname)',
+    expires DateTime COMMENT 'when the binding ends by itself (DHCP lease expiry); 1970-01-01: no expiry given',
+    outer_addr IPv6 COMMENT 'where a tunnel session came from (OpenVPN real address); :: when none' CODEC(ZSTD(1)),
+    labels String COMMENT 'Kubernetes pod labels, key=value sorted by key, comma-separated' CODEC(ZSTD(1))
 )
 ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')
 PARTITION BY toYYYYMMDD(time)
