@@ -274,7 +274,7 @@ func TestSinkAccessEvents(t *testing.T) {
 		{Time: uint64(when.UnixNano()), Source: "nginx", User: "bob", SrcAddr: schemas.AddrFromNetip(netip.MustParseAddr("2001:db8::9")),
 			Resource: "/admin", Action: "GET", Outcome: schemas.OutcomeDenied, Status: 403, UserAgent: "curl/8",
 			ForwardedFor: "2001:db8::9, 10.0.0.1",
-			Binding: schemas.BindingStop, Device: "52:54:00:12:34:56", DeviceName: "bob-pc", Expires: uint64(when.Add(time.Hour).UnixNano()),
+			Binding:      schemas.BindingStop, Device: "52:54:00:12:34:56", DeviceName: "bob-pc", Expires: uint64(when.Add(time.Hour).UnixNano()),
 			OuterAddr: schemas.AddrFromNetip(netip.MustParseAddr("198.51.100.4")), Labels: "app=web"},
 	} {
 		rec := &kgo.Record{Topic: e.kcfg.Topic(kafka.TopicAccess), Key: []byte{byte(i)}, Value: schemas.AppendAccessEvent(nil, &ev)}
