@@ -70,6 +70,9 @@ type IdentityStore struct {
 	sessions  map[uint64]identitySession
 	moreAddrs map[uint64][]schemas.Addr // the addresses past the first sessionAddrs, for the few sessions with more
 	stopped   map[uint64]uint64         // session key → stop time
+	// nasStopped: NAS key (nasKeys) → time of its latest restart
+	// (Accounting-On/Off), for the session starts that arrive after it.
+	nasStopped map[uint64]uint64
 }
 
 // identitySession is what one session bound.
@@ -79,6 +82,10 @@ type identitySession struct {
 	kind  uint8
 	user  strRef
 	seen  uint64 // latest event time, for Expire
+	start uint64 // earliest bind time
+	// The network access server that reported the session, by address
+	// and by name (nasKeys; 0 when the events named none).
+	nasAddr, nasName uint64
 }
 
 // sessionAddrs is how many addresses a session holds in place.
@@ -104,7 +111,7 @@ func NewIdentityStore(ttl time.Duration) *IdentityStore {
 		ttl = 8 * time.Hour
 	}
 	s := &IdentityStore{ttl: uint64(ttl), seed: rand.Uint64(), pool: newStringPool(),
-		sessSeed: maphash.MakeSeed(), sessions: map[uint64]identitySession{}, moreAddrs: map[uint64][]schemas.Addr{}, stopped: map[uint64]uint64{}}
+		sessSeed: maphash.MakeSeed(), sessions: map[uint64]identitySession{}, moreAddrs: map[uint64][]schemas.Addr{}, stopped: map[uint64]uint64{}, nasStopped: map[uint64]uint64{}}
 	for i := range s.shards {
 		s.shards[i].init(s.seed)
 	}
@@ -150,6 +157,10 @@ func isEnding(action string) bool {
 // Names longer than 4 KiB are cut to 4 KiB.
 func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
 	if ev == nil || ev.Untrusted || ev.Time == 0 {
+		return
+	}
+	if ev.Action == schemas.ActionNASRestart {
+		s.stopNAS(ev)
 		return
 	}
 	device := ev.Device
@@ -204,7 +215,8 @@ func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
 	e.user, e.device, e.source = s.pool.intern(ev.User), s.pool.intern(device), s.pool.intern(ev.Source)
 	s.insert(ev.SrcAddr, e)
 	if key != 0 && !stop {
-		if at, ok := s.bindSession(key, ev.SrcAddr, &e); ok {
+		nasAddr, nasName := s.nasKeys(ev)
+		if at, ok := s.bindSession(key, nasAddr, nasName, ev.SrcAddr, &e); ok {
 			s.insert(ev.SrcAddr, bindEvent{time: at, user: e.user, device: e.device, source: e.source, kind: e.kind})
 		}
 	}
@@ -231,17 +243,23 @@ func (s *IdentityStore) insert(a schemas.Addr, e bindEvent) {
 // bindSession records that session key bound a; it returns the time of a
 // stop of that session seen before (at or after the bind) for the caller
 // to apply.
-func (s *IdentityStore) bindSession(key uint64, a schemas.Addr, e *bindEvent) (uint64, bool) {
+func (s *IdentityStore) bindSession(key, nasAddr, nasName uint64, a schemas.Addr, e *bindEvent) (uint64, bool) {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	if at, ok := s.stopped[key]; ok && at >= e.time {
 		return at, true
 	}
+	for _, nas := range [2]uint64{nasAddr, nasName} {
+		if at, ok := s.nasStopped[nas]; ok && nas != 0 && at >= e.time {
+			return at, true // its NAS restarted after it started
+		}
+	}
 	ss, ok := s.sessions[key]
 	if !ok {
-		ss = identitySession{user: e.user, kind: e.kind}
+		ss = identitySession{user: e.user, kind: e.kind, start: e.time, nasAddr: nasAddr, nasName: nasName}
 	}
 	ss.seen = max(ss.seen, e.time)
+	ss.start = min(ss.start, e.time)
 	defer func() { s.sessions[key] = ss }()
 	more := s.moreAddrs[key]
 	for i := range int(ss.n) {
@@ -270,6 +288,45 @@ func (s *IdentityStore) sessionKey(ev *schemas.AccessEvent) uint64 {
 	h.WriteByte(0)
 	h.WriteString(ev.SessionID)
 	return h.Sum64() | 1
+}
+
+// nasKeys names the network access server of ev (RADIUS NAS-IP-Address
+// in DstAddr, NAS-Identifier in DstHost) for ev's source; 0 for what the
+// event does not name.
+func (s *IdentityStore) nasKeys(ev *schemas.AccessEvent) (byAddr, byName uint64) {
+	if ev.DstAddr != (schemas.Addr{}) {
+		byAddr = maphash.Bytes(s.sessSeed, append([]byte(ev.Source+"\x00a\x00"), ev.DstAddr[:]...)) | 1
+	}
+	if ev.DstHost != "" {
+		byName = maphash.String(s.sessSeed, ev.Source+"\x00n\x00"+ev.DstHost) | 1
+	}
+	return byAddr, byName
+}
+
+// stopNAS ends, at ev.Time, every session that ev's network access server
+// reported and that started by then (a NAS restart, Accounting-On/Off).
+func (s *IdentityStore) stopNAS(ev *schemas.AccessEvent) {
+	byAddr, byName := s.nasKeys(ev)
+	if byAddr == 0 && byName == 0 {
+		return
+	}
+	t := ev.Time
+	var ended []uint64
+	s.sessMu.Lock()
+	for _, nas := range [2]uint64{byAddr, byName} {
+		if nas != 0 {
+			s.nasStopped[nas] = max(s.nasStopped[nas], t)
+		}
+	}
+	for k, ss := range s.sessions {
+		if ss.start <= t && (byAddr != 0 && ss.nasAddr == byAddr || byName != 0 && ss.nasName == byName) {
+			ended = append(ended, k)
+		}
+	}
+	s.sessMu.Unlock()
+	for _, k := range ended {
+		s.stopSession(k, t)
+	}
 }
 
 // stopSession ends at t what session key bound.
@@ -538,6 +595,11 @@ func (s *IdentityStore) Expire(now uint64) int {
 	for k, at := range s.stopped {
 		if at < horizon {
 			delete(s.stopped, k)
+		}
+	}
+	for k, at := range s.nasStopped {
+		if at < horizon {
+			delete(s.nasStopped, k)
 		}
 	}
 	s.sessMu.Unlock()

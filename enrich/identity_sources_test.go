@@ -314,3 +314,51 @@ func TestIdentitySessionsBounded(t *testing.T) {
 		t.Fatalf("Expire dropped %d bindings, %d stops kept", n, len(s.stopped))
 	}
 }
+
+// TestRADIUSNASRestart: an Accounting-On/Off ends, at its time, every
+// session its NAS (by address or by name) reported, including a start
+// from before it that arrives after it; other NASes' sessions and later
+// sessions stay bound.
+func TestRADIUSNASRestart(t *testing.T) {
+	const T = 1_796_173_200 * sec
+	nas := func(ev *schemas.AccessEvent, addr, name string) *schemas.AccessEvent {
+		if addr != "" {
+			ev.DstAddr = ipAddr(addr)
+		}
+		ev.DstHost = name
+		return ev
+	}
+	restart := func(addr, name string, t uint64) *schemas.AccessEvent {
+		return nas(&schemas.AccessEvent{Time: t, Source: "radius", Host: "h", Binding: schemas.BindingStop, Action: schemas.ActionNASRestart, Outcome: schemas.OutcomeSuccess}, addr, name)
+	}
+	s := NewIdentityStore(8 * time.Hour)
+	s.Observe(nas(session("radius", "10.1.0.5", "alice", "02:00:5e:00:00:05", "a", schemas.BindingStart, T), "192.0.2.1", "ap-1"))
+	s.Observe(nas(session("radius", "2001:db8::6", "bob", "", "b", schemas.BindingStart, T+10*sec), "192.0.2.1", ""))
+	s.Observe(nas(session("radius", "10.1.0.7", "carol", "", "c", schemas.BindingStart, T), "192.0.2.2", "ap-2"))
+	s.Observe(nas(session("radius", "10.1.0.9", "erin", "", "e", schemas.BindingStart, T), "", "ap-1"))
+	s.Observe(restart("192.0.2.1", "", T+100*sec))
+	s.Observe(restart("", "ap-1", T+110*sec))
+	// A start from before the restart, arriving after it; a session after it.
+	s.Observe(nas(session("radius", "10.1.0.8", "dave", "", "d", schemas.BindingStart, T+50*sec), "192.0.2.1", "ap-1"))
+	s.Observe(nas(session("radius", "10.1.0.10", "frank", "", "f", schemas.BindingStart, T+200*sec), "192.0.2.1", "ap-1"))
+	for _, p := range []struct {
+		addr string
+		t    uint64
+		want Binding
+	}{
+		{"10.1.0.5", T + 99*sec, Binding{User: "alice", Source: "radius", Device: "02:00:5e:00:00:05", DeviceSource: "radius"}},
+		{"10.1.0.5", T + 100*sec, Binding{}},
+		{"2001:db8::6", T + 99*sec, Binding{User: "bob", Source: "radius"}},
+		{"2001:db8::6", T + 100*sec, Binding{}},
+		{"10.1.0.7", T + 300*sec, Binding{User: "carol", Source: "radius"}},
+		{"10.1.0.9", T + 109*sec, Binding{User: "erin", Source: "radius"}},
+		{"10.1.0.9", T + 110*sec, Binding{}},
+		{"10.1.0.8", T + 99*sec, Binding{User: "dave", Source: "radius"}},
+		{"10.1.0.8", T + 100*sec, Binding{}},
+		{"10.1.0.10", T + 300*sec, Binding{User: "frank", Source: "radius"}},
+	} {
+		if diff := cmp.Diff(s.LookupBinding(ipAddr(p.addr), p.t), p.want); diff != "" {
+			t.Errorf("%s at +%ds (-got +want):\n%s", p.addr, (p.t-T)/sec, diff)
+		}
+	}
+}

@@ -36,6 +36,10 @@ const (
 	ActionSessionOpen  = "session_open"  // a session started (sshd pam_unix "session opened")
 	ActionSessionClose = "session_close" // a session ended
 	ActionDisconnect   = "disconnect"    // the connection ended (sshd "Disconnected from")
+	// ActionNASRestart: a network access server restarted (RADIUS
+	// Accounting-On/Off, the NAS in DstAddr/DstHost), ending every session
+	// it reported; the event names no user, address or session.
+	ActionNASRestart = "nas_restart"
 )
 
 // AccessEvent is one access-log record normalized: who (User) from where

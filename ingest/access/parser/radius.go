@@ -28,7 +28,10 @@ import (
 // normalised), Called-Station-Id → Resource, NAS-IP-Address → DstAddr,
 // NAS-Identifier → DstHost, Acct-Session-Id → SessionID, NAS-Port-Type →
 // AuthMethod; Event-Timestamp (else Timestamp, else the detail header) →
-// Time. Accounting-On/Off and records without a status type are ignored.
+// Time. Accounting-On/Off (the NAS started or is shutting down: every
+// session it reported is over) → Binding stop with Action nas_restart,
+// the NAS in DstAddr/DstHost and no user, address or session; records
+// without a status type are ignored.
 type radiusParser struct{}
 
 func isRADIUSTag(app []byte) bool {
@@ -99,8 +102,26 @@ func (radiusParser) Parse(line []byte, meta Meta, ev *schemas.AccessEvent) error
 		ev.Binding, ev.Action = schemas.BindingUpdate, "interim"
 	case "stop", "2":
 		ev.Binding, ev.Action = schemas.BindingStop, schemas.ActionSessionClose
+	case "accounting-on", "accounting-off", "7", "8":
+		ev.Binding, ev.Action = schemas.BindingStop, schemas.ActionNASRestart
+		ev.Outcome = schemas.OutcomeSuccess
+		if v, ok := attrs["nas-ip-address"]; ok {
+			if a, ok := parseAddr(v); ok {
+				ev.DstAddr = a
+			}
+		}
+		if v, ok := attrs["nas-ipv6-address"]; ok && ev.DstAddr == (schemas.Addr{}) {
+			if a, ok := parseAddr(v); ok {
+				ev.DstAddr = a
+			}
+		}
+		ev.DstHost = attrs["nas-identifier"]
+		if ev.DstAddr == (schemas.Addr{}) && ev.DstHost == "" {
+			return parseErr(FormatRADIUS, ReasonMissingField, "%s without NAS-IP-Address or NAS-Identifier", status)
+		}
+		return nil
 	default:
-		return ErrIgnored // Accounting-On/Off, Failed…
+		return ErrIgnored // Failed…
 	}
 	ev.Outcome = schemas.OutcomeSuccess
 	ev.User = attrs["user-name"]
