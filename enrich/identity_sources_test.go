@@ -62,6 +62,21 @@ func TestIdentitySources(t *testing.T) {
 			},
 		},
 		{
+			name: "a DHCPv6 release naming only the client's DUID ends the leases of that DUID",
+			events: []*schemas.AccessEvent{
+				session("dhcp", "2001:db8:10::5", "", "00:01:00:01:2a:3b:4c:5d:02:00:5e:10:00:03", "00:01:00:01:2a:3b:4c:5d:02:00:5e:10:00:03", schemas.BindingStart, T),
+				session("dhcp", "2001:db8:10::6", "", "00:01:00:01:2a:3b:4c:5d:02:00:5e:10:00:03", "00:01:00:01:2a:3b:4c:5d:02:00:5e:10:00:03", schemas.BindingStart, T),
+				session("dhcp", "2001:db8:10::7", "", "00:01:00:01:2a:3b:4c:5d:02:00:5e:10:00:04", "00:01:00:01:2a:3b:4c:5d:02:00:5e:10:00:04", schemas.BindingStart, T),
+				session("dhcp", "", "", "00:01:00:01:2a:3b:4c:5d:02:00:5e:10:00:03", "00:01:00:01:2a:3b:4c:5d:02:00:5e:10:00:03", schemas.BindingStop, T+60*sec),
+			},
+			want: []at{
+				{"2001:db8:10::5", T + 60*sec - 1, "", "dhcp", "00:01:00:01:2a:3b:4c:5d:02:00:5e:10:00:03"},
+				{"2001:db8:10::5", T + 60*sec, "", "", ""},
+				{"2001:db8:10::6", T + 60*sec, "", "", ""},
+				{"2001:db8:10::7", T + 60*sec, "", "dhcp", "00:01:00:01:2a:3b:4c:5d:02:00:5e:10:00:04"},
+			},
+		},
+		{
 			name: "overlapping sessions: the latest start wins until it stops",
 			events: []*schemas.AccessEvent{
 				session("radius", "10.1.0.5", "alice", "02:00:5e:10:00:01", "r1", schemas.BindingStart, T),

@@ -14,8 +14,14 @@ import (
 //   - dnsmasq log lines (syslog tag dnsmasq-dhcp, or its log-facility
 //     file): "DHCPACK(eth0) 10.0.0.5 02:00:5e:10:00:01 laptop-7" and the
 //     DHCPv6 "DHCPREPLY(eth0) 2001:db8::5 00:01:00:01:… laptop-7" start
-//     (renew) a binding, "DHCPRELEASE(…) ADDR MAC" ends it; the other
-//     messages (DISCOVER, OFFER, REQUEST, …) are ignored. A leading
+//     (renew) a binding, "DHCPRELEASE(…) ADDR MAC" ends it. DHCPv6 lines
+//     name the client's DUID, which is also the binding's SessionID: the
+//     DHCPv6 "DHCPRELEASE(eth0) DUID" (dnsmasq logs no address for it)
+//     ends what that DUID was given; a "DHCPREPLY … DUID address invalid"
+//     (a renewal refused: the client must stop using the address) ends
+//     that address's binding, "… DUID deprecated" keeps it (no host name).
+//     The other messages (DISCOVER, OFFER, REQUEST, SOLICIT, DECLINE, …)
+//     are ignored. A leading
 //     log-dhcp transaction number is skipped. dnsmasq does not log the
 //     lease time: the binding lasts enrich.identity_ttl unless released
 //     (tail the leases file as dhcp_leases for exact expiry);
@@ -68,6 +74,17 @@ func (dhcpParser) Parse(line []byte, meta Meta, ev *schemas.AccessEvent) error {
 		return parseErr(FormatDHCP, ReasonNoMatch, "not a dnsmasq DHCP message or Kea lease line")
 	}
 	f := strings.Fields(string(msg[end:]))
+	if len(f) == 1 && binding == schemas.BindingStop {
+		if _, isAddr := parseAddr(f[0]); !isAddr {
+			// DHCPv6: dnsmasq logs a release with the client's DUID only.
+			ev.Device = normalizeMAC(f[0])
+			ev.SessionID = ev.Device
+			ev.Binding, ev.Action = schemas.BindingStop, schemas.ActionSessionClose
+			ev.Outcome = schemas.OutcomeSuccess
+			ev.AuthMethod = "dhcp"
+			return nil
+		}
+	}
 	if len(f) < 2 {
 		if len(f) == 1 && binding == schemas.BindingStart {
 			return ErrIgnored // DHCPACK to a DHCPINFORM: no lease
@@ -82,6 +99,16 @@ func (dhcpParser) Parse(line []byte, meta Meta, ev *schemas.AccessEvent) error {
 	ev.Device = normalizeMAC(f[1])
 	if len(f) > 2 && f[2] != "*" {
 		ev.DeviceName = f[2]
+	}
+	if !a.Is4() {
+		ev.SessionID = ev.Device // a DHCPv6 release names only the DUID
+		switch strings.Join(f[2:], " ") {
+		case "address invalid":
+			// This address only, not the others of the DUID.
+			binding, ev.DeviceName, ev.SessionID = schemas.BindingStop, "", ""
+		case "deprecated":
+			ev.DeviceName = ""
+		}
 	}
 	ev.Binding = binding
 	ev.Outcome = schemas.OutcomeSuccess
