@@ -181,13 +181,16 @@ func (c *Component) run() {
 			return
 		}
 		c.mu.Lock()
+		dups := c.dups.Load()
 		fetches.EachRecord(c.add)
+		if n := c.dups.Load() - dups; n > 0 {
+			// Rare (after an enrich crash), so logged each time.
+			c.log.Info("skipped enriched records whose source is archived already (the enrich stage produced them again after a crash)",
+				"records", n, "since_start", c.dups.Load())
+		}
 		c.commit(c.ctx)
 		c.mu.Unlock()
 		c.client.AllowRebalance()
-	}
-	if n := c.dups.Load(); n > 0 {
-		c.log.Info("skipped enriched records whose source is archived already (the enrich stage produced them again after a crash)", "records", n)
 	}
 	if c.crash.Load() {
 		c.client.Close()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -21,6 +22,7 @@ import (
 	"github.com/apache/arrow-go/v18/parquet/file"
 	"github.com/apache/arrow-go/v18/parquet/pqarrow"
 	"github.com/google/go-cmp/cmp"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/flowaudit/flowaudit/archive"
 	"github.com/flowaudit/flowaudit/internal/testutil"
@@ -245,10 +247,23 @@ func TestArchiveRun(t *testing.T) {
 	}
 	waitCount(t, ch, countFlows, accepted, 10*time.Minute)
 	p.waitSinkDrained(5 * time.Minute)
-	p.Stop() // the archive writes its open files
-	if strings.Contains(p.Logs(), "skipped enriched records whose source is archived already") {
-		t.Log("the archive skipped sources the enrich stage produced again after the kill")
+	// What the enrich stage does when it dies between producing and
+	// committing: the last records of every enriched partition are
+	// produced again. ClickHouse's sink skips them; so must the archive.
+	const archiveSkipped = "skipped enriched records whose source is archived already"
+	skippedBefore, dupsBefore := strings.Count(p.Logs(), archiveSkipped), p.Metric("flowaudit_sink_duplicate_records_total")
+	if skippedBefore > 0 || dupsBefore > 0 {
+		t.Logf("after the kill the enrich stage produced records again: the sink skipped %v, the archive logged %d skips", dupsBefore, skippedBefore)
 	}
+	copies := reproduceLast(t, p.KafkaAddr, "flowaudit.enriched.v1", 20)
+	p.WaitMetric("flowaudit_sink_duplicate_records_total", dupsBefore+float64(copies), 60*time.Second)
+	for deadline := time.Now().Add(60 * time.Second); strings.Count(p.Logs(), archiveSkipped) == skippedBefore; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the archive did not skip the %d records produced again", copies)
+		}
+	}
+	p.waitSinkDrained(time.Minute)
+	p.Stop() // the archive writes its open files
 
 	fromCH := sqlFigures(t, ch.Conn(t), "flowaudit.flows")
 	if fromCH.Rows != accepted || accepted < total || len(fromCH.Sample) == 0 {
@@ -262,8 +277,46 @@ func TestArchiveRun(t *testing.T) {
 	if d := cmp.Diff(fromFile, fromCH); d != "" {
 		t.Errorf("the archive read with file() differs from ClickHouse (-file +clickhouse):\n%s", d)
 	}
-	t.Logf("%d flows sent, %d accepted; ClickHouse, arrow-go and file(): %d rows, %d bytes, %d packets, %d sampled rows identical",
-		sent.Load(), accepted, fromCH.Rows, fromCH.Bytes, fromCH.Packets, len(fromCH.Sample))
+	t.Logf("%d flows sent, %d accepted, %d enriched records produced again; ClickHouse, arrow-go and file(): %d rows, %d bytes, %d packets, %d sampled rows identical",
+		sent.Load(), accepted, copies, fromCH.Rows, fromCH.Bytes, fromCH.Packets, len(fromCH.Sample))
+}
+
+// reproduceLast produces the last n records of every partition of topic
+// again, to the same partition with the same key, value and headers (the
+// source header among them), and returns how many.
+func reproduceLast(t *testing.T, broker, topic string, n int64) int {
+	t.Helper()
+	ends := topicEnds(t, broker, topic)
+	offsets := map[string]map[int32]kgo.Offset{topic: {}}
+	want := 0
+	for p, end := range ends {
+		from := max(end-n, 0)
+		offsets[topic][p] = kgo.NewOffset().At(from)
+		want += int(end - from)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumePartitions(offsets), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var recs []*kgo.Record
+	for len(recs) < want {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("reading %s: %v", topic, err)
+		}
+		fetches.EachRecord(func(r *kgo.Record) {
+			if r.Offset < ends[r.Partition] {
+				recs = append(recs, &kgo.Record{Topic: topic, Partition: r.Partition, Key: r.Key, Value: r.Value, Headers: r.Headers})
+			}
+		})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	return len(recs)
 }
 
 // TestArchiveOutage: while archive.dir cannot be written (its table
