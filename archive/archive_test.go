@@ -364,3 +364,17 @@ func TestArchiveSkipsReproducedSources(t *testing.T) {
 		t.Errorf("archived flows: each source once (-got +want):\n%s", d)
 	}
 }
+
+// TestArchiveHoldsEveryColumn: every stored column of flows and
+// access_events is in the archive, so a table gaining a column (a new
+// identity field, say) cannot leave the archive, and what --from-archive
+// answers, behind ClickHouse.
+func TestArchiveHoldsEveryColumn(t *testing.T) {
+	for _, table := range []schemas.Table{schemas.FlowsTable, schemas.AccessEventsTable} {
+		for _, c := range table.Columns {
+			if _, ok := Archived[table.Name].FieldsByName(c.Name); !ok && c.Alias == "" {
+				t.Errorf("%s.%s is not in the archive's columns (archive/columns.go)", table.Name, c.Name)
+			}
+		}
+	}
+}

@@ -171,6 +171,12 @@ var accessColumns = []column[accessRow]{
 		}
 		return 1
 	}),
+	strCol("binding", func(r *accessRow) string { return r.e.Binding.String() }),
+	strCol("device", func(r *accessRow) string { return r.e.Device }),
+	strCol("device_name", func(r *accessRow) string { return r.e.DeviceName }),
+	timeCol("expires", func(r *accessRow) uint64 { return r.e.Expires }),
+	addrCol("outer_addr", func(r *accessRow) *schemas.Addr { return &r.e.OuterAddr }),
+	strCol("labels", func(r *accessRow) string { return r.e.Labels }),
 	i32Col("kafka_partition", func(r *accessRow) int32 { return r.part }),
 	i64Col("kafka_offset", func(r *accessRow) int64 { return r.offset }),
 }
