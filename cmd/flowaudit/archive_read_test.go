@@ -27,7 +27,7 @@ func inProcess(t *testing.T, args ...string) cliResult {
 
 // TestFromArchiveSameAsClickHouse runs the labelled scenario through
 // `flowaudit run` with archive.dir set, stops it, and asks audit
-// recommend, audit identities, audit gaps and report the same question of
+// recommend, identities, gaps, simulate and drift and report the same question of
 // ClickHouse and, with --from-archive, of the Parquet archive (read by
 // the embedded modern engine): the answers are identical.
 func TestFromArchiveSameAsClickHouse(t *testing.T) {
@@ -55,13 +55,17 @@ func TestFromArchiveSameAsClickHouse(t *testing.T) {
 		{"audit", "recommend", "--format", "json"},
 		{"audit", "identities", "--format", "json"},
 		{"audit", "gaps", "--format", "json"},
+		{"audit", "simulate", segmentsOnlyPolicy(t), "--format", "json"},
+		{"audit", "drift", "--format", "json"},
 	} {
 		fromCH := ask(q...)
+		start := time.Now()
 		fromArchive := ask(append(q, "--from-archive", dir)...)
+		took := time.Since(start)
 		if d := cmp.Diff(fromArchive, fromCH); d != "" || len(fromCH) < 100 {
 			t.Errorf("%s: the archive's answer differs from ClickHouse's (-archive +clickhouse):\n%s", strings.Join(q, " "), d)
 		}
-		t.Logf("%s: %d bytes of JSON, the same from both", strings.Join(q, " "), len(fromCH))
+		t.Logf("%s: %d bytes of JSON, the same from both (%s from the archive)", strings.Join(q[:2], " "), len(fromCH), took.Round(time.Millisecond))
 	}
 	// The report's controls and numbers; the pack's id, time and folder
 	// differ by construction.
