@@ -174,7 +174,8 @@ func jsonMapping(c JSONMappingConfiguration) (parser.JSONMapping, error) {
 
 // FileConfiguration is one ingest.access.files entry.
 type FileConfiguration struct {
-	// Path is the file to tail; it may not exist yet.
+	// Path is the file to tail; it may not exist yet. "-" reads a stream
+	// of k8s_pods documents from standard input.
 	Path string `yaml:"path"`
 	// Format is a parser format (sshd, nginx, apache, k8s_audit,
 	// gateway, json, openvpn, radius, kerberos, windows, dhcp), a
@@ -344,6 +345,8 @@ func (c Configuration) Validate() error {
 		}
 		if _, err := formatOf(f.Format, true); err != nil {
 			errs = append(errs, fmt.Errorf("ingest.access.files[%d].format: %w (or syslog)", i, err))
+		} else if f.Path == StdinPath && f.Format != string(parser.FormatK8sPods) {
+			errs = append(errs, fmt.Errorf("ingest.access.files[%d].path: \"-\" (standard input) is read as format k8s_pods only, not %s", i, f.Format))
 		}
 	}
 	if c.TailPollInterval < 10*time.Millisecond || c.TailPollInterval > time.Minute {

@@ -3,6 +3,7 @@ package access_test
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/netip"
 	"testing"
@@ -26,6 +27,7 @@ type harness struct {
 	t        *testing.T
 	kcfg     kafka.Configuration
 	dataDir  string
+	stdin    io.Reader // Dependencies.Stdin
 	c        *access.Component
 	r        *reporter.Reporter
 	consumer *kgo.Client
@@ -67,7 +69,7 @@ func (h *harness) start(cfg access.Configuration) *access.Component {
 	h.t.Helper()
 	logger := slog.New(slog.NewTextHandler(h.t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	h.r = reporter.New(logger)
-	c, err := access.New(h.r, cfg, access.Dependencies{Kafka: h.kcfg, DataDir: h.dataDir})
+	c, err := access.New(h.r, cfg, access.Dependencies{Kafka: h.kcfg, DataDir: h.dataDir, Stdin: h.stdin})
 	if err != nil {
 		h.t.Fatalf("access.New: %v", err)
 	}

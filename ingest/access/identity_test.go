@@ -1,10 +1,15 @@
 package access_test
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/flowaudit/flowaudit/ingest/access"
 	"github.com/flowaudit/flowaudit/schemas"
@@ -134,5 +139,57 @@ func TestSnapshotRestart(t *testing.T) {
 	}
 	if ev := h.events[2]; ev.SrcAddr != addr("10.0.0.6") || ev.Binding != schemas.BindingStop || ev.Time != uint64(t0.Add(10*time.Minute).UnixNano()) {
 		t.Errorf("after the restart: %+v, want the stop of 10.0.0.6", ev)
+	}
+}
+
+// TestSnapshotStdin: `kubectl get pods -A -o json` piped to a files entry
+// with path "-": each List is a version (new pods start, gone ones stop),
+// and a watch stream's Pods and events replace one pod at a time.
+func TestSnapshotStdin(t *testing.T) {
+	h := newHarness(t)
+	r, w := io.Pipe()
+	t.Cleanup(func() { w.Close() })
+	h.stdin = r
+	cfg := access.DefaultConfiguration()
+	cfg.SyslogListen, cfg.HTTPListen = nil, ""
+	cfg.Files = []access.FileConfiguration{{Path: "-", Format: "k8s_pods"}}
+	pod := func(name, uid, ip, labels string) string {
+		return `{"kind":"Pod","metadata":{"name":"` + name + `","namespace":"prod","uid":"` + uid + `","labels":{` + labels + `}},` +
+			`"spec":{"serviceAccountName":"web"},"status":{"phase":"Running","podIP":"` + ip + `","startTime":"2026-12-02T01:00:00Z"}}`
+	}
+	send := func(doc string) {
+		t.Helper()
+		if _, err := io.WriteString(w, doc+"\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.start(cfg)
+	send(`{"kind":"List","items":[` + pod("web-1", "u1", "10.244.1.1", `"app":"web"`) + `,` + pod("web-2", "u2", "10.244.1.2", `"app":"web"`) + `]}`)
+	h.wait(2, 0)
+	send(pod("web-1", "u1", "10.244.1.1", `"app":"web","canary":"true"`))                        // --watch: labels changed
+	send(`{"type":"DELETED","object":` + pod("web-2", "u2", "10.244.1.2", `"app":"web"`) + `}`)  // --output-watch-events
+	send(`{"type":"ADDED","object":` + pod("web-3", "u3", "fd00:244:1::3", `"app":"web"`) + `}`) // IPv6
+	send(`{"kind":"List","items":[` + pod("web-3", "u3", "fd00:244:1::3", `"app":"web"`) + `]}`) // web-1 gone
+	send(`{"kind":"Deployment"}`)                                                                // dead-lettered
+	h.wait(6, 1)
+	h.settle()
+	var got []string
+	for _, ev := range h.events {
+		got = append(got, fmt.Sprintf("%s %s %s %s %q", ev.Binding, ev.SrcAddr, ev.Device, ev.User, ev.Labels))
+	}
+	want := []string{
+		`start 10.244.1.1 prod/web-1 system:serviceaccount:prod:web "app=web"`,
+		`start 10.244.1.2 prod/web-2 system:serviceaccount:prod:web "app=web"`,
+		`update 10.244.1.1 prod/web-1 system:serviceaccount:prod:web "app=web,canary=true"`,
+		`stop 10.244.1.2 prod/web-2 system:serviceaccount:prod:web "app=web"`,
+		`start fd00:244:1::3 prod/web-3 system:serviceaccount:prod:web "app=web"`,
+		`stop 10.244.1.1 prod/web-1 system:serviceaccount:prod:web "app=web,canary=true"`,
+	}
+	sort.Strings(got[:2])
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("events (-got +want):\n%s", diff)
+	}
+	if n := len(h.dead); n != 1 {
+		t.Errorf("%d dead letters, want 1", n)
 	}
 }

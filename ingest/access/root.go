@@ -20,6 +20,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -43,6 +44,9 @@ type Dependencies struct {
 	// DataDir holds the tailers' saved positions under
 	// DataDir/access-tail.
 	DataDir string
+	// Stdin is read by an ingest.access.files entry with path "-"
+	// (k8s_pods); nil is os.Stdin.
+	Stdin io.Reader
 }
 
 // Component is the access-log collector.

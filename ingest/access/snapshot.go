@@ -68,6 +68,13 @@ type snapshotEntry struct {
 }
 
 func (c *Component) newSnapshotter(fc FileConfiguration, f parser.Format) (*snapshotter, error) {
+	if fc.Path == StdinPath {
+		s := &snapshotter{c: c, cfg: fc, format: f, host: fc.Host, o: origin{listener: "stdin"}}
+		if s.host == "" {
+			s.host = c.hostname
+		}
+		return s, nil
+	}
 	abs, err := filepath.Abs(fc.Path)
 	if err != nil {
 		return nil, fmt.Errorf("ingest.access.files: %s: %w", fc.Path, err)
@@ -162,6 +169,10 @@ func keyOf(ev *schemas.AccessEvent) snapshotKey {
 }
 
 func (s *snapshotter) run() {
+	if s.cfg.Path == StdinPath {
+		s.runStream()
+		return
+	}
 	defer s.c.wg.Done()
 	if err := s.load(); err != nil {
 		s.c.r.Logger.Warn("ignoring unreadable saved snapshot bindings: the file's bindings are produced again as starts", "path", s.cfg.Path, "state", s.statePath, "err", err)
@@ -225,7 +236,27 @@ func (s *snapshotter) poll(now time.Time) error {
 		}
 		return err
 	}
-	next := make(map[snapshotKey]snapshotEntry, len(evs))
+	if err := s.apply(evs, nil, uint64(stamp.mtime), now); err != nil {
+		return err
+	}
+	s.stamp = stamp
+	return s.save()
+}
+
+// apply produces the difference between the bindings evs of a new version
+// and the current ones (see snapshotter), and makes evs current. With
+// inScope set, evs replace only the current bindings inScope accepts (one
+// pod of a watch stream); the others stay. Changes are dated changed
+// (Unix ns: the file's modification time, or when a stream said so).
+func (s *snapshotter) apply(evs []schemas.AccessEvent, inScope func(*snapshotKey) bool, changed uint64, now time.Time) error {
+	next := make(map[snapshotKey]snapshotEntry, len(s.current)+len(evs))
+	if inScope != nil {
+		for k, e := range s.current {
+			if !inScope(&k) {
+				next[k] = e
+			}
+		}
+	}
 	acks := &ackGroup{}
 	recv := uint64(now.UnixNano())
 	for i := range evs {
@@ -238,7 +269,7 @@ func (s *snapshotter) poll(now time.Time) error {
 		switch {
 		case !had:
 		case prev.ev.Expires != ev.Expires || prev.ev.Labels != ev.Labels || prev.ev.DeviceName != ev.DeviceName:
-			ev.Binding, ev.Time = schemas.BindingUpdate, uint64(stamp.mtime)
+			ev.Binding, ev.Time = schemas.BindingUpdate, changed
 		case now.Sub(prev.produced) >= snapshotRefresh:
 			ev.Binding, ev.Time = schemas.BindingUpdate, uint64(now.UnixNano())
 		default:
@@ -253,14 +284,14 @@ func (s *snapshotter) poll(now time.Time) error {
 			continue
 		}
 		ev := e.ev
-		ev.Binding, ev.Action, ev.Time, ev.Expires = schemas.BindingStop, schemas.ActionSessionClose, uint64(stamp.mtime), 0
+		ev.Binding, ev.Action, ev.Time, ev.Expires = schemas.BindingStop, schemas.ActionSessionClose, changed, 0
 		s.produce(&ev, recv, acks)
 	}
 	if _, err := acks.wait(); err != nil {
 		return fmt.Errorf("the broker did not acknowledge the bindings of %s: %w", s.cfg.Path, err)
 	}
-	s.stamp, s.current = stamp, next
-	return s.save()
+	s.current = next
+	return nil
 }
 
 func (s *snapshotter) produce(ev *schemas.AccessEvent, recv uint64, acks *ackGroup) {
@@ -271,4 +302,119 @@ func (s *snapshotter) produce(ev *schemas.AccessEvent, recv uint64, acks *ackGro
 	ev.Listener, ev.PeerAddr, ev.Untrusted = s.o.listener, schemas.Addr{}, false
 	s.c.metrics.events.WithLabelValues(string(s.format), ev.Outcome.String()).Inc()
 	s.c.produceEvent(s.c.stopCtx, s.c.client, ev, acks)
+}
+
+// StdinPath is the ingest.access.files path that reads a k8s_pods stream
+// from standard input.
+const StdinPath = "-"
+
+// runStream follows a stream of JSON documents on standard input
+// (Dependencies.Stdin): `kubectl get pods -A -o json` repeated (each List
+// a new version, as a rewritten file), or `kubectl get pods -A -o json
+// --watch` (each Pod replacing that pod's bindings) with or without
+// --output-watch-events ({"type": "DELETED", "object": …} stops them).
+// Changes are dated when they arrive. At the end of the stream the
+// bindings stay current (and refreshed) until the process stops; a
+// document that does not parse is dead-lettered and skipped, one that is
+// not JSON ends the stream.
+func (s *snapshotter) runStream() {
+	defer s.c.wg.Done()
+	in := s.c.deps.Stdin
+	if in == nil {
+		in = os.Stdin
+	}
+	docs := make(chan []byte)
+	// The reader is left behind at Stop: a read of standard input cannot
+	// be interrupted, and it touches nothing but docs.
+	go func() {
+		defer close(docs)
+		dec := json.NewDecoder(in)
+		for {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				if !errors.Is(err, io.EOF) {
+					s.c.r.Logger.Warn("standard input is not a stream of JSON documents; no more pods are read from it", "format", s.format, "err", err)
+				}
+				return
+			}
+			select {
+			case docs <- raw:
+			case <-s.c.stopCh:
+				return
+			}
+		}
+	}()
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		var err error
+		select {
+		case <-s.c.stopCh:
+			return
+		case raw, ok := <-docs:
+			if !ok {
+				docs = nil
+				continue
+			}
+			err = s.applyDocument(raw, time.Now())
+		case now := <-tick.C:
+			cur := make([]schemas.AccessEvent, 0, len(s.current))
+			for _, e := range s.current {
+				cur = append(cur, e.ev)
+			}
+			err = s.apply(cur, nil, uint64(now.UnixNano()), now)
+		}
+		if err != nil {
+			if ok, n := s.c.sampler.Allow("snapshot/stdin"); ok {
+				s.c.r.Logger.Warn("reading pods from standard input failed", "format", s.format, "err", err, "suppressed", n)
+			}
+		}
+	}
+}
+
+// applyDocument applies one document of the stream.
+func (s *snapshotter) applyDocument(raw []byte, now time.Time) error {
+	s.c.metrics.lines.WithLabelValues(s.o.listener, string(s.format)).Inc()
+	var head struct {
+		Kind     string          `json:"kind"`
+		Type     string          `json:"type"`
+		Object   json.RawMessage `json:"object"`
+		Metadata podMeta         `json:"metadata"`
+	}
+	doc := raw
+	err := json.Unmarshal(raw, &head)
+	var obj struct {
+		Metadata podMeta `json:"metadata"`
+	}
+	if err == nil && head.Type != "" && len(head.Object) > 0 {
+		doc = head.Object // a watch event
+		err = json.Unmarshal(doc, &obj)
+		head.Kind, head.Metadata = "Pod", obj.Metadata
+	}
+	var evs []schemas.AccessEvent
+	if err == nil && head.Type != "DELETED" {
+		evs, err = parser.ParseSnapshot(s.format, doc, parser.Meta{Received: now, Host: s.host, Location: s.c.loc})
+	}
+	if err != nil {
+		reason := reasonOf(err)
+		s.c.metrics.rejected.WithLabelValues(string(s.format), reason).Inc()
+		s.c.deadLetter(s.c.stopCtx, s.o, reason, err, raw[:min(len(raw), 4096)], nil)
+		return err
+	}
+	if head.Kind != "Pod" {
+		return s.apply(evs, nil, uint64(now.UnixNano()), now)
+	}
+	pod := head.Metadata
+	return s.apply(evs, func(k *snapshotKey) bool {
+		if pod.UID != "" {
+			return k.session == pod.UID
+		}
+		return k.device == pod.Namespace+"/"+pod.Name
+	}, uint64(now.UnixNano()), now)
+}
+
+type podMeta struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	UID       string `json:"uid"`
 }
