@@ -63,7 +63,9 @@ func TestValidateNamesKeys(t *testing.T) {
 			c.Files = []access.FileConfiguration{{Path: "/a", Format: "sshd"}, {Path: "/a", Format: "nginx"}}
 		}, "ingest.access.files[1].path: "},
 		{"file format", func(c *access.Configuration) { c.Files = []access.FileConfiguration{{Path: "/a", Format: "csv"}} }, "ingest.access.files[0].format: "},
-		{"stdin format", func(c *access.Configuration) { c.Files = []access.FileConfiguration{{Path: "-", Format: "dhcp_leases"}} }, "ingest.access.files[0].path: \"-\" (standard input) is read as format k8s_pods only"},
+		{"stdin format", func(c *access.Configuration) {
+			c.Files = []access.FileConfiguration{{Path: "-", Format: "dhcp_leases"}}
+		}, "ingest.access.files[0].path: \"-\" (standard input) is read as format k8s_pods only"},
 		{"poll", func(c *access.Configuration) { c.TailPollInterval = 0 }, "ingest.access.tail_poll_interval: "},
 		{"timezone", func(c *access.Configuration) { c.Timezone = "Mars/Olympus" }, "ingest.access.timezone: "},
 		{"json mapping", func(c *access.Configuration) {
