@@ -2,11 +2,15 @@ package query
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/flowaudit/flowaudit/schemas"
 )
@@ -226,7 +230,9 @@ type EdgeRule struct {
 
 // EdgeDetail returns the ports (by flows), client identities and rules
 // (by flows), and the top talkers (at most top, by flows) of the edge from
-// client to server within w, read from flows. Ties sort by value.
+// client to server within w. Ties sort by value. Ports, identities and
+// rules come from a rollup when w allows it (as SegmentEdges), the
+// talkers from flows; the four reads run at once.
 func (r *Reader) EdgeDetail(ctx context.Context, w Window, f EdgeFilter, client, server string, top int) (*EdgeDetail, error) {
 	c, sv := quoteList([]string{client}), quoteList([]string{server})
 	// The pair of segments in either order first: a condition on the
@@ -256,19 +262,85 @@ FROM %s WHERE %s GROUP BY service_port, proto`, rh, rw)
 FROM %s WHERE %s GROUP BY rule, verdict, staged_rule, staged_verdict`, rh, rw)
 	}
 
-	rows, err := r.conn.Query(ctx, portsQ)
-	if err != nil {
-		return nil, fmt.Errorf("query: edge ports: %w", err)
+	if top <= 0 {
+		top = 10
 	}
-	for rows.Next() {
+	talkersQ := fmt.Sprintf(`SELECT IPv6NumToString(c), IPv6NumToString(s), n, b FROM
+(
+    SELECT if(service_side = 'src', dst_addr, src_addr) AS c, if(service_side = 'src', src_addr, dst_addr) AS s,
+        count() AS n, sum(bytes) AS b
+    FROM %s WHERE %s GROUP BY c, s
+)
+ORDER BY n DESC, c, s LIMIT %d`, from, where, top)
+
+	// The four reads at once: the talkers' (from flows) is the longest.
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	read := func(i int, what, q string, scan func(driver.Rows) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rows, err := r.conn.Query(ctx, q)
+			if err != nil {
+				errs[i] = fmt.Errorf("query: edge %s: %w", what, err)
+				return
+			}
+			defer rows.Close()
+			for rows.Next() {
+				if err := scan(rows); err != nil {
+					errs[i] = fmt.Errorf("query: edge %s: %w", what, err)
+					return
+				}
+			}
+			if err := rows.Err(); err != nil {
+				errs[i] = fmt.Errorf("query: edge %s: %w", what, err)
+			}
+		}()
+	}
+	read(0, "ports", portsQ, func(rows driver.Rows) error {
 		var p EdgePort
 		if err := rows.Scan(&p.Port, &p.Proto, &p.Flows, &p.Bytes, &p.Violations); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("query: edge ports: %w", err)
+			return err
 		}
 		d.Ports = append(d.Ports, p)
+		return nil
+	})
+	read(1, "identities", idsQ, func(rows driver.Rows) error {
+		var t Tally
+		if err := rows.Scan(&t.Value, &t.Flows); err != nil {
+			return err
+		}
+		d.Identities = append(d.Identities, t)
+		return nil
+	})
+	read(2, "rules", rulesQ, func(rows driver.Rows) error {
+		var e EdgeRule
+		if err := rows.Scan(&e.Rule, &e.Verdict, &e.StagedRule, &e.StagedVerdict, &e.Flows); err != nil {
+			return err
+		}
+		d.Rules = append(d.Rules, e)
+		return nil
+	})
+	read(3, "talkers", talkersQ, func(rows driver.Rows) error {
+		var t Talker
+		var c, s string
+		if err := rows.Scan(&c, &s, &t.Flows, &t.Bytes); err != nil {
+			return err
+		}
+		var err error
+		if t.Client, err = parseAddr(c); err != nil {
+			return err
+		}
+		if t.Server, err = parseAddr(s); err != nil {
+			return err
+		}
+		d.Talkers = append(d.Talkers, t)
+		return nil
+	})
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
-	rows.Close()
 	sort.Slice(d.Ports, func(i, j int) bool {
 		a, b := d.Ports[i], d.Ports[j]
 		if a.Flows != b.Flows {
@@ -279,20 +351,6 @@ FROM %s WHERE %s GROUP BY rule, verdict, staged_rule, staged_verdict`, rh, rw)
 		}
 		return a.Proto < b.Proto
 	})
-
-	rows, err = r.conn.Query(ctx, idsQ)
-	if err != nil {
-		return nil, fmt.Errorf("query: edge identities: %w", err)
-	}
-	for rows.Next() {
-		var t Tally
-		if err := rows.Scan(&t.Value, &t.Flows); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("query: edge identities: %w", err)
-		}
-		d.Identities = append(d.Identities, t)
-	}
-	rows.Close()
 	sort.Slice(d.Identities, func(i, j int) bool {
 		a, b := d.Identities[i], d.Identities[j]
 		if a.Flows != b.Flows {
@@ -300,20 +358,6 @@ FROM %s WHERE %s GROUP BY rule, verdict, staged_rule, staged_verdict`, rh, rw)
 		}
 		return a.Value < b.Value
 	})
-
-	rows, err = r.conn.Query(ctx, rulesQ)
-	if err != nil {
-		return nil, fmt.Errorf("query: edge rules: %w", err)
-	}
-	for rows.Next() {
-		var e EdgeRule
-		if err := rows.Scan(&e.Rule, &e.Verdict, &e.StagedRule, &e.StagedVerdict, &e.Flows); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("query: edge rules: %w", err)
-		}
-		d.Rules = append(d.Rules, e)
-	}
-	rows.Close()
 	sort.Slice(d.Rules, func(i, j int) bool {
 		a, b := d.Rules[i], d.Rules[j]
 		if a.Flows != b.Flows {
@@ -322,38 +366,6 @@ FROM %s WHERE %s GROUP BY rule, verdict, staged_rule, staged_verdict`, rh, rw)
 		return a.Rule+"\x00"+a.Verdict+"\x00"+a.StagedRule+"\x00"+a.StagedVerdict <
 			b.Rule+"\x00"+b.Verdict+"\x00"+b.StagedRule+"\x00"+b.StagedVerdict
 	})
-
-	if top <= 0 {
-		top = 10
-	}
-	rows, err = r.conn.Query(ctx, fmt.Sprintf(`SELECT IPv6NumToString(c), IPv6NumToString(s), n, b FROM
-(
-    SELECT if(service_side = 'src', dst_addr, src_addr) AS c, if(service_side = 'src', src_addr, dst_addr) AS s,
-        count() AS n, sum(bytes) AS b
-    FROM %s WHERE %s GROUP BY c, s
-)
-ORDER BY n DESC, c, s LIMIT %d`, from, where, top))
-	if err != nil {
-		return nil, fmt.Errorf("query: edge talkers: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var t Talker
-		var c, s string
-		if err := rows.Scan(&c, &s, &t.Flows, &t.Bytes); err != nil {
-			return nil, fmt.Errorf("query: edge talkers: %w", err)
-		}
-		if t.Client, err = parseAddr(c); err != nil {
-			return nil, err
-		}
-		if t.Server, err = parseAddr(s); err != nil {
-			return nil, err
-		}
-		d.Talkers = append(d.Talkers, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query: edge talkers: %w", err)
-	}
 	return d, nil
 }
 

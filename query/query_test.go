@@ -342,7 +342,8 @@ func TestSplitWindowExactDays(t *testing.T) {
 		})
 	}
 	// Flows of the first day inserted while the view did not exist: the
-	// rollup's first day is partial, so it is read from flows.
+	// rollup's first day is partial, so a Reader (which has not yet found
+	// the day exact) reads it from flows.
 	if err := r.conn.Exec(ctx, "DROP TABLE flowaudit.audit_edges_1d_mv"); err != nil {
 		t.Fatal(err)
 	}
@@ -350,6 +351,7 @@ func TestSplitWindowExactDays(t *testing.T) {
 	if _, err := sink.Migrate(ctx, r.conn, "flowaudit", 0, nil); err != nil {
 		t.Fatal(err)
 	}
+	r = New(r.conn, r.db)
 	w := Window{From: d0, To: d0.Add(10 * day)}
 	sp, err := r.splitWindow(ctx, w, true)
 	if err != nil {

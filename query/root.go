@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -28,6 +29,10 @@ type Reader struct {
 	db   string
 
 	noRollup bool // tests: read flows only
+
+	// exactDays holds the midnights (Unix seconds, uint32) of the
+	// rollup's first days found to hold exactly the day's flows.
+	exactDays sync.Map
 }
 
 // New returns a Reader over database on conn. The connection stays owned by
@@ -80,14 +85,15 @@ type split struct{ raw, rollup string }
 // splitWindow cuts w into days read from the daily rollup and the rest,
 // read from flows. Days strictly inside w after the rollup's first day are
 // read from the rollup. The rollup's first day (which may be partial: the
-// view fills only what is inserted after it exists) and the days holding
-// w's ends are read from it too when they are exact: when the rollup's
-// count of that day equals the count of flows of that day inside w (so the
-// view saw the whole day, and no flow of the day lies outside w: the usual
-// case for a window ending now); else their part of w is read from flows.
-// useRollup false, an empty or missing rollup, or a window without such a
-// day reads flows only. Day boundaries are the server's (toDate), as the
-// view's are.
+// view fills only what is inserted after it exists) and the day of w's
+// start are read from it too when the rollup's count of that day equals
+// the count of flows of that day inside w (so the view saw the whole day
+// and no flow of the day lies before w); the day of w's end, when it is
+// not one of those, when flows has no row of that day from w's end on
+// (the usual case for a window ending now). Other parts of w are read
+// from flows. useRollup false, an empty or missing rollup, or a window
+// without such a day reads flows only. Day boundaries are the server's
+// (toDate), as the view's are.
 func (r *Reader) splitWindow(ctx context.Context, w Window, useRollup bool) (split, error) {
 	all := split{raw: w.where("time_received")}
 	if !useRollup || r.noRollup || !w.To.After(w.From) {
@@ -109,52 +115,74 @@ FROM %[3]s`, w.From.Unix(), w.To.Unix(), r.table(schemas.AuditEdgesTable.Name))
 		return all, nil
 	}
 	from, to := uint32(w.From.Unix()), uint32(w.To.Unix())
-	// [lo, hi) are the rollup's days, as the times of their midnights;
-	// each of check is a day [start, next) read from it only if exact.
-	type day struct{ start, next uint32 }
-	var check []day
+	// [lo, hi) are the rollup's days, as the times of their midnights.
 	lo, loNext := fromDay, fromNext
 	if first > fromDay {
 		lo, loNext = first, firstNext
 	}
-	if lo == first || from > lo {
-		check = append(check, day{lo, loNext})
-	}
 	hi := toDay
 	if to > toDay {
 		hi = toNext
-		if toDay != lo || len(check) == 0 {
-			check = append(check, day{toDay, toNext})
-		}
 	}
 	if lo >= hi {
 		return all, nil
 	}
-	if len(check) > 0 {
-		var cols []string
-		for _, d := range check {
-			cols = append(cols, fmt.Sprintf(`(SELECT toUInt64(countMerge(flows)) FROM %s WHERE day = toDate(toDateTime(%d))),
+	// Each check is one SQL condition deciding whether a day is read from
+	// the rollup: the rollup's count of the day against that of flows in
+	// w, or no flow of the day after w.
+	type check struct {
+		start, next uint32
+		sql         string
+		whole       bool // compares the whole day: cacheable
+	}
+	var checks []check
+	if lo == first || from > lo {
+		a, b := max(lo, from), min(loNext, to)
+		checks = append(checks, check{lo, loNext, fmt.Sprintf(`(SELECT toUInt64(countMerge(flows)) FROM %s WHERE day = toDate(toDateTime(%d))) =
     (SELECT toUInt64(count()) FROM %s WHERE time_received >= toDateTime(%d) AND time_received < toDateTime(%d))`,
-				r.table(schemas.AuditEdgesTable.Name), d.start, r.table("flows"), max(d.start, from), min(d.next, to)))
+			r.table(schemas.AuditEdgesTable.Name), lo, r.table("flows"), a, b), a == lo && b == loNext})
+	}
+	if to > toDay && (toDay != lo || len(checks) == 0) {
+		checks = append(checks, check{toDay, toNext, fmt.Sprintf(`(SELECT toUInt64(count()) FROM %s WHERE time_received >= toDateTime(%d) AND time_received < toDateTime(%d)) = 0`,
+			r.table("flows"), to, toNext), false})
+	}
+	var cols []string
+	var asked []check
+	for _, c := range checks {
+		if c.whole {
+			if _, ok := r.exactDays.Load(c.start); ok {
+				continue
+			}
 		}
-		counts := make([]uint64, 2*len(check))
-		dest := make([]any, len(counts))
-		for i := range counts {
-			dest[i] = &counts[i]
+		cols = append(cols, "toUInt8("+c.sql+")")
+		asked = append(asked, c)
+	}
+	if len(cols) > 0 {
+		ok := make([]uint8, len(cols))
+		dest := make([]any, len(ok))
+		for i := range ok {
+			dest[i] = &ok[i]
 		}
 		if err := r.conn.QueryRow(ctx, "SELECT "+strings.Join(cols, ",\n    ")).Scan(dest...); err != nil {
 			return split{}, fmt.Errorf("query: rollup coverage: %w", err)
 		}
-		for i, d := range check {
-			if counts[2*i] == counts[2*i+1] {
+		for i, c := range asked {
+			if ok[i] == 1 {
+				if c.whole {
+					// A whole day once exact stays so: flows and the
+					// view gain its late rows together. (An inexact
+					// one is asked again: it may be an insert under
+					// way, in flows and not yet in the rollup.)
+					r.exactDays.Store(c.start, true)
+				}
 				continue
 			}
 			// Not exact: that day's part of w from flows.
-			if d.start == lo {
-				lo = d.next
+			if c.start == lo {
+				lo = c.next
 			}
-			if d.next == hi {
-				hi = d.start
+			if c.next == hi {
+				hi = c.start
 			}
 		}
 		if lo >= hi {
