@@ -128,6 +128,7 @@ func (e *Enricher) enrich(f *schemas.Flow, fb *FlowBindings, r *Result) {
 		SrcPort: f.SrcPort, DstPort: f.DstPort, Proto: f.Proto,
 		SrcIdentity: srcUser, DstIdentity: dstUser,
 		ServiceSide: side,
+		SrcLabels:   srcB.Labels, DstLabels: dstB.Labels,
 	}
 	v, rule := m.Decide(&k)
 	sv, srule := v, rule

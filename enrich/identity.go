@@ -73,6 +73,19 @@ type IdentityStore struct {
 	// nasStopped: NAS key (nasKeys) → time of its latest restart
 	// (Accounting-On/Off), for the session starts that arrive after it.
 	nasStopped map[uint64]uint64
+
+	// Labels of bound workloads (Kubernetes pods, from k8s_pods), by
+	// device: the labels the latest event of that device named. Readers
+	// hold labelsMu.RLock after their shards' locks; writers take it alone.
+	labelsMu  sync.RWMutex
+	labels    map[strRef]deviceLabels
+	labelsSeq uint64
+}
+
+// deviceLabels are a device's labels and when (labelsSeq) they were set.
+type deviceLabels struct {
+	labels strRef
+	seq    uint64
 }
 
 // identitySession is what one session bound.
@@ -111,7 +124,7 @@ func NewIdentityStore(ttl time.Duration) *IdentityStore {
 		ttl = 8 * time.Hour
 	}
 	s := &IdentityStore{ttl: uint64(ttl), seed: rand.Uint64(), pool: newStringPool(),
-		sessSeed: maphash.MakeSeed(), sessions: map[uint64]identitySession{}, moreAddrs: map[uint64][]schemas.Addr{}, stopped: map[uint64]uint64{}, nasStopped: map[uint64]uint64{}}
+		sessSeed: maphash.MakeSeed(), sessions: map[uint64]identitySession{}, moreAddrs: map[uint64][]schemas.Addr{}, stopped: map[uint64]uint64{}, nasStopped: map[uint64]uint64{}, labels: map[strRef]deviceLabels{}}
 	for i := range s.shards {
 		s.shards[i].init(s.seed)
 	}
@@ -213,6 +226,13 @@ func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
 		return
 	}
 	e.user, e.device, e.source = s.pool.intern(ev.User), s.pool.intern(device), s.pool.intern(ev.Source)
+	if ev.Labels != "" && e.device != 0 && !stop {
+		l := s.pool.intern(ev.Labels)
+		s.labelsMu.Lock()
+		s.labelsSeq++
+		s.labels[e.device] = deviceLabels{labels: l, seq: s.labelsSeq}
+		s.labelsMu.Unlock()
+	}
 	s.insert(ev.SrcAddr, e)
 	if key != 0 && !stop {
 		nasAddr, nasName := s.nasKeys(ev)
@@ -381,10 +401,13 @@ func insertEvent(h []bindEvent, e bindEvent) []bindEvent {
 
 // Binding is what the store knows about an address at a time: the user
 // (or service account) and the source that bound it, and the device
-// behind the address with its source. Empty strings mean unknown.
+// behind the address with its source and, for a Kubernetes pod, its
+// labels ("key=value" pairs, comma-separated, sorted). Empty strings mean
+// unknown.
 type Binding struct {
 	User, Source         string
 	Device, DeviceSource string
+	Labels               string
 }
 
 // FlowBindings are the bindings of a flow's two ends.
@@ -404,9 +427,11 @@ func (s *IdentityStore) LookupBinding(a schemas.Addr, t uint64) Binding {
 	sh := s.shard(h)
 	var b Binding
 	sh.mu.RLock()
+	s.labelsMu.RLock()
 	if i := sh.find(&a, h); i >= 0 {
 		s.resolveBinding(sh, i, t, &b)
 	}
+	s.labelsMu.RUnlock()
 	sh.mu.RUnlock()
 	return b
 }
@@ -427,6 +452,7 @@ func (s *IdentityStore) LookupFlows(b *schemas.FlowBatch, flows []schemas.Flow, 
 	for i := range s.shards {
 		s.shards[i].mu.RLock()
 	}
+	s.labelsMu.RLock()
 	var hs, cw [2 * lookupGroup]uint64
 	var cand [2 * lookupGroup]int32
 	for base := 0; base < len(flows); base += lookupGroup {
@@ -461,6 +487,7 @@ func (s *IdentityStore) LookupFlows(b *schemas.FlowBatch, flows []schemas.Flow, 
 			s.lookupHashed(&f.DstAddr, hs[2*j+1], cw[2*j+1], cand[2*j+1], t, &o.Dst)
 		}
 	}
+	s.labelsMu.RUnlock()
 	for i := range s.shards {
 		s.shards[i].mu.RUnlock()
 	}
@@ -485,7 +512,7 @@ func (s *IdentityStore) lookupHashed(a *schemas.Addr, h, c uint64, cand int32, t
 }
 
 // resolveBinding sets b from slot i's history at t. The caller holds the
-// shard's lock.
+// shard's lock and labelsMu.RLock.
 func (s *IdentityStore) resolveBinding(sh *bindShard, i int, t uint64, b *Binding) {
 	last := &sh.slots[i].last
 	if e := s.resolveAt(sh, last, t, kindUser); e != nil {
@@ -494,6 +521,9 @@ func (s *IdentityStore) resolveBinding(sh *bindShard, i int, t uint64, b *Bindin
 	if last.hasDevice {
 		if e := s.resolveAt(sh, last, t, kindDevice); e != nil {
 			b.Device, b.DeviceSource = s.pool.str(e.device), s.pool.str(e.source)
+			if len(s.labels) > 0 {
+				b.Labels = s.pool.str(s.labels[e.device].labels)
+			}
 		}
 	}
 }
@@ -603,6 +633,13 @@ func (s *IdentityStore) Expire(now uint64) int {
 		}
 	}
 	s.sessMu.Unlock()
+	s.labelsMu.RLock()
+	seq, withLabels := s.labelsSeq, len(s.labels) > 0
+	s.labelsMu.RUnlock()
+	var live map[strRef]bool // the devices still bound, when labels are kept
+	if withLabels {
+		live = map[strRef]bool{}
+	}
 	var buf [identityHistory]bindEvent
 	for i := range s.shards {
 		sh := &s.shards[i]
@@ -639,7 +676,28 @@ func (s *IdentityStore) Expire(now uint64) int {
 				}
 			}
 		}
+		if live != nil {
+			for g, c := range sh.ctrl {
+				for b := range 8 {
+					if byte(c>>(8*b))&0x80 == 0 {
+						h := sh.history(g*8+b, &buf)
+						for j := range h {
+							live[h[j].device] = true
+						}
+					}
+				}
+			}
+		}
 		sh.mu.Unlock()
+	}
+	if live != nil {
+		s.labelsMu.Lock()
+		for d, l := range s.labels {
+			if !live[d] && l.seq <= seq { // set since the walk began: keep
+				delete(s.labels, d)
+			}
+		}
+		s.labelsMu.Unlock()
 	}
 	return dropped
 }

@@ -377,3 +377,63 @@ func TestRADIUSNASRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestPodLabelSelectors: the labels of a pod bound from k8s_pods are
+// matched by the policy's label selectors while the pod holds its
+// address (and only then), through EnrichFlow and EnrichFlows; Expire
+// forgets the labels of pods no longer bound.
+func TestPodLabelSelectors(t *testing.T) {
+	const T = 1_796_173_200 * sec
+	m := compilePolicy(t, `
+segments:
+  - name: pods
+    cidrs: [10.244.0.0/16, "fd00:244::/32"]
+  - name: db
+    cidrs: [10.2.0.0/16]
+rules:
+  - name: web-pods-to-db
+    from: [{segment: pods, labels: {app: web}}]
+    to: [db]
+    ports: ["5432/tcp"]
+default: deny
+`)
+	s := NewIdentityStore(time.Hour)
+	pod := func(addr, name, labels string, b schemas.Binding, t uint64) *schemas.AccessEvent {
+		ev := session("k8s_pods", addr, "system:serviceaccount:prod:web", "prod/"+name, "uid-"+name, b, t)
+		ev.Labels = labels
+		return ev
+	}
+	s.Observe(pod("10.244.1.1", "web-1", "app=web,pod-template-hash=6d4", schemas.BindingStart, T))
+	s.Observe(pod("fd00:244:1::2", "web-2", "app=web", schemas.BindingStart, T))
+	s.Observe(pod("10.244.1.3", "api-1", "app=api", schemas.BindingStart, T))
+	s.Observe(pod("", "web-1", "", schemas.BindingStop, T+60*sec))
+	e := NewEnricher(m, s)
+	batch := &schemas.FlowBatch{TimeReceived: T}
+	flow := func(src string, t uint64) schemas.Flow {
+		return schemas.Flow{TimeStart: t, SrcAddr: ipAddr(src), DstAddr: ipAddr("10.2.0.10"), SrcPort: 40000, DstPort: 5432, Proto: 6}
+	}
+	batch.Flows = []schemas.Flow{flow("10.244.1.1", T+sec), flow("fd00:244:1::2", T+sec), flow("10.244.1.3", T+sec), flow("10.244.1.1", T+60*sec), flow("10.244.1.9", T+sec)}
+	want := []string{"allowed web-pods-to-db", "allowed web-pods-to-db", "violation ", "violation ", "violation "}
+	res := make([]Result, len(batch.Flows))
+	e.EnrichFlows(batch, batch.Flows, res)
+	for i := range batch.Flows {
+		var r Result
+		e.EnrichFlow(batch, &batch.Flows[i], &r)
+		for _, got := range []string{r.Verdict.String() + " " + r.Rule, res[i].Verdict.String() + " " + res[i].Rule} {
+			if got != want[i] {
+				t.Errorf("flow %d from %v: %q, want %q", i, batch.Flows[i].SrcAddr, got, want[i])
+			}
+		}
+	}
+	if got := s.LookupBinding(ipAddr("fd00:244:1::2"), T+sec).Labels; got != "app=web" {
+		t.Errorf("labels = %q", got)
+	}
+	// web-1's binding expires one ttl after its stop; its labels go with it.
+	s.Expire(T + 60*sec + 2*3600*sec)
+	s.labelsMu.RLock()
+	n := len(s.labels)
+	s.labelsMu.RUnlock()
+	if n != 0 {
+		t.Errorf("%d labels kept after every binding expired, want 0", n)
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sort"
+	"strings"
 
 	"github.com/gaissmai/bart"
 
@@ -56,6 +58,12 @@ type FlowKey struct {
 	// ServiceSide is DecideServiceSide's answer for the flow (the zero
 	// value, unknown, falls back to the reply heuristic of Decide).
 	ServiceSide schemas.ServiceSide
+	// SrcLabels and DstLabels are the labels of the workload bound to each
+	// address at the flow's time (a Kubernetes pod's, from the identity
+	// bindings): "key=value" pairs, comma-separated, "" when none. A label
+	// selector matches an end whose inventory entry or bound workload
+	// carries every label it names.
+	SrcLabels, DstLabels string
 }
 
 // Matcher is a compiled Policy. It is read-only once built and safe for
@@ -98,8 +106,9 @@ type compiledRule struct {
 // compiledSelector is a Selector: seg is the segment index (-1 for any)
 // and inv the bitset of inventory entries carrying every label.
 type compiledSelector struct {
-	seg int32
-	inv []uint64
+	seg  int32
+	inv  []uint64
+	want []string // "key=value", for a bound workload's labels
 }
 
 // maxDensePairs bounds the dense segment-pair index (4 MiB of offsets).
@@ -268,6 +277,10 @@ func Compile(p *Policy) (*Matcher, error) {
 					continue
 				}
 				cs := compiledSelector{seg: si, inv: make([]uint64, invWords)}
+				for k, v := range sel.Labels {
+					cs.want = append(cs.want, k+"="+v)
+				}
+				sort.Strings(cs.want)
 				for ii, e := range p.Inventory {
 					if hasLabels(e.Labels, sel.Labels) {
 						cs.inv[ii/64] |= 1 << (ii % 64)
@@ -405,15 +418,15 @@ func (m *Matcher) decide(k *FlowKey, staged bool) (Verdict, string) {
 		return VerdictIntraSegment, ""
 	}
 	if k.ServiceSide == schemas.ServiceSrc {
-		if v, rule, ok := m.first(k.Dst, k.Src, k.SrcPort, k.Proto, k.DstIdentity, staged, nil); ok {
+		if v, rule, ok := m.first(k.Dst, k.Src, k.DstLabels, k.SrcLabels, k.SrcPort, k.Proto, k.DstIdentity, staged, nil); ok {
 			return v, rule
 		}
 	}
-	if v, rule, ok := m.first(k.Src, k.Dst, k.DstPort, k.Proto, k.SrcIdentity, staged, nil); ok {
+	if v, rule, ok := m.first(k.Src, k.Dst, k.SrcLabels, k.DstLabels, k.DstPort, k.Proto, k.SrcIdentity, staged, nil); ok {
 		return v, rule
 	}
 	if k.ServiceSide == schemas.ServiceUnknown {
-		if v, rule, ok := m.first(k.Dst, k.Src, 0, k.Proto, k.DstIdentity, staged, k); ok {
+		if v, rule, ok := m.first(k.Dst, k.Src, k.DstLabels, k.SrcLabels, 0, k.Proto, k.DstIdentity, staged, k); ok {
 			return v, rule
 		}
 	}
@@ -427,13 +440,13 @@ func (m *Matcher) decide(k *FlowKey, staged bool) (Verdict, string) {
 // client to server on port/proto with the client's identity, skipping
 // staged rules unless staged. With reply set, the port test is the reply
 // heuristic's (matchesReply) on that flow.
-func (m *Matcher) first(client, server *Endpoint, port uint16, proto uint8, identity string, staged bool, reply *FlowKey) (Verdict, string, bool) {
+func (m *Matcher) first(client, server *Endpoint, clientLabels, serverLabels string, port uint16, proto uint8, identity string, staged bool, reply *FlowKey) (Verdict, string, bool) {
 	for _, ri := range m.candidates(client.seg, server.seg) {
 		r := &m.rules[ri]
 		if r.staged && !staged {
 			continue
 		}
-		if r.selectors && !(endMatches(client, r.fromSegs, r.fromSel) && endMatches(server, r.toSegs, r.toSel)) {
+		if r.selectors && !(endMatches(client, clientLabels, r.fromSegs, r.fromSel) && endMatches(server, serverLabels, r.toSegs, r.toSel)) {
 			continue
 		}
 		if !r.allowsIdentity(identity, client.ServiceAccount) {
@@ -454,17 +467,36 @@ func (m *Matcher) first(client, server *Endpoint, port uint16, proto uint8, iden
 	return VerdictUnknown, "", false
 }
 
-func endMatches(e *Endpoint, segs []uint64, sels []compiledSelector) bool {
+func endMatches(e *Endpoint, labels string, segs []uint64, sels []compiledSelector) bool {
 	if segs[e.seg/64]&(1<<(e.seg%64)) != 0 {
 		return true
 	}
 	for i := range sels {
 		s := &sels[i]
-		if (s.seg < 0 || s.seg == e.seg) && e.inv >= 0 && s.inv[e.inv/64]&(1<<(e.inv%64)) != 0 {
+		if s.seg >= 0 && s.seg != e.seg {
+			continue
+		}
+		if e.inv >= 0 && s.inv[e.inv/64]&(1<<(e.inv%64)) != 0 || labels != "" && carriesLabels(labels, s.want) {
 			return true
 		}
 	}
 	return false
+}
+
+// carriesLabels reports whether labels ("k=v" pairs, comma-separated)
+// holds every pair of want. It does not allocate.
+func carriesLabels(labels string, want []string) bool {
+	for _, w := range want {
+		found := false
+		for rest := labels; rest != "" && !found; {
+			pair, tail, _ := strings.Cut(rest, ",")
+			found, rest = pair == w, tail
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 // hasLabels reports whether have carries every label of want.

@@ -125,6 +125,42 @@ func TestModelDecide(t *testing.T) {
 	}
 }
 
+// TestModelBoundLabels: a label selector also matches an end whose bound
+// workload (FlowKey.SrcLabels/DstLabels, a Kubernetes pod's labels)
+// carries its labels, in its segment, in both directions.
+func TestModelBoundLabels(t *testing.T) {
+	m := mustMatcher(t, modelPolicy)
+	ep := func(s string) *Endpoint { return m.Lookup(schemas.AddrFromNetip(netip.MustParseAddr(s))) }
+	for _, tc := range []struct {
+		name                 string
+		src, dst             string
+		srcLabels, dstLabels string
+		sp, dp               uint16
+		side                 schemas.ServiceSide
+		want                 string
+	}{
+		{"pod labels match the selector", "10.3.0.99", "10.2.0.10", "app=orders,pod-template-hash=6d4", "", 50000, 5432, schemas.ServiceDst, "allowed orders-reads-its-db"},
+		{"pod without the label", "10.3.0.99", "10.2.0.10", "app=ordersx,tier=web", "", 50000, 5432, schemas.ServiceDst, "violation "},
+		{"no labels, no inventory entry", "10.3.0.99", "10.2.0.10", "", "", 50000, 5432, schemas.ServiceDst, "violation "},
+		{"labels of both ends", "10.3.0.98", "10.3.0.99", "app=orders", "app=cache,x=y", 50000, 6379, schemas.ServiceDst, "allowed orders-uses-cache"},
+		{"the selector's segment still applies", "10.1.0.7", "10.2.0.10", "app=orders", "", 50000, 5432, schemas.ServiceDst, "allowed web-any-db"},
+		{"a reply: the labels follow their ends", "10.2.0.10", "10.3.0.99", "", "app=orders", 5432, 50000, schemas.ServiceSrc, "allowed orders-reads-its-db"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := FlowKey{Src: ep(tc.src), Dst: ep(tc.dst), SrcPort: tc.sp, DstPort: tc.dp, Proto: 6, ServiceSide: tc.side,
+				SrcLabels: tc.srcLabels, DstLabels: tc.dstLabels}
+			v, r := m.Decide(&k)
+			if got := v.String() + " " + r; got != tc.want {
+				t.Errorf("Decide = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	k := FlowKey{Src: ep("10.3.0.99"), Dst: ep("10.2.0.10"), DstPort: 5432, Proto: 6, ServiceSide: schemas.ServiceDst, SrcLabels: "app=orders"}
+	if n := testing.AllocsPerRun(100, func() { m.Decide(&k) }); n != 0 {
+		t.Errorf("Decide with labels allocates %v times", n)
+	}
+}
+
 // TestAllowOnlyOrderFree: an allow-only policy decides every flow the
 // same in any rule order (first match wins, and any allow is the same).
 func TestAllowOnlyOrderFree(t *testing.T) {
