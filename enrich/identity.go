@@ -52,10 +52,16 @@ const identityShardBits = 3
 // the identity), and when two users share an address (a jump host) the
 // later login wins until it ends, after which the earlier one shows again.
 type IdentityStore struct {
-	ttl    uint64 // ns
-	seed   uint64
-	pool   *stringPool
-	shards [identityShards]bindShard
+	ttl  uint64 // ns
+	seed uint64
+	// pool holds the names of the bindings. Readers read the field under
+	// a shard's lock; compactPool replaces it holding every lock, poolMu
+	// first, which Observe and Expire hold for reading so that the names
+	// they interned belong to the pool they write them to.
+	pool     *stringPool
+	poolMu   sync.RWMutex
+	poolLive int // pool bytes after the last compaction
+	shards   [identityShards]bindShard
 
 	// Sessions: the addresses each session (source, host, session ID)
 	// bound, so that a stop naming only its session (Windows 4634, an
@@ -172,6 +178,9 @@ func (s *IdentityStore) Observe(ev *schemas.AccessEvent) {
 	if ev == nil || ev.Untrusted || ev.Time == 0 {
 		return
 	}
+	// The names interned below must be of the pool the event lands in.
+	s.poolMu.RLock()
+	defer s.poolMu.RUnlock()
 	if ev.Action == schemas.ActionNASRestart {
 		s.stopNAS(ev)
 		return
@@ -609,7 +618,82 @@ func (s *IdentityStore) Len() int {
 // that with no binding left before them, and the addresses left with
 // nothing. A recent close with no binding is kept: its login may still
 // arrive, out of order. It returns how many bindings it dropped. now is Unix ns.
+//
+// Then, when the string pool holds twice the bytes of names that were
+// still referenced after its last compaction (and at least
+// poolCompactMin), the names still referenced are copied into a new pool
+// and the old one is left to the collector: the names of sessions, leases
+// and pods that ended are not kept forever. Lookups and Observe wait for
+// the copy (about a second per million bindings, rare).
 func (s *IdentityStore) Expire(now uint64) int {
+	s.poolMu.RLock()
+	n := s.expire(now)
+	s.poolMu.RUnlock()
+	s.compactPool(false)
+	return n
+}
+
+// poolCompactMin is the pool size from which Expire compacts it.
+var poolCompactMin = 64 << 20
+
+// compactPool copies the names still referenced into a new pool (see
+// Expire) when the pool has grown enough, or always with force.
+func (s *IdentityStore) compactPool(force bool) {
+	s.poolMu.Lock()
+	defer s.poolMu.Unlock()
+	s.pool.mu.Lock()
+	size := s.pool.bytes
+	s.pool.mu.Unlock()
+	if !force && (size < poolCompactMin || size < 2*s.poolLive) {
+		return
+	}
+	for i := range s.shards {
+		s.shards[i].mu.Lock()
+	}
+	s.sessMu.Lock()
+	s.labelsMu.Lock()
+	old, np := s.pool, newStringPool()
+	re := func(r *strRef) { *r = np.intern(old.str(*r)) }
+	for i := range s.shards {
+		sh := &s.shards[i]
+		for g, c := range sh.ctrl {
+			for b := range 8 {
+				if byte(c>>(8*b))&0x80 != 0 {
+					continue
+				}
+				last := &sh.slots[g*8+b].last
+				for j := -1; j < int(last.nOlder); j++ {
+					e := last
+					if j >= 0 {
+						e = &sh.olderEvents[int(last.older)+j]
+					}
+					re(&e.user)
+					re(&e.device)
+					re(&e.source)
+				}
+			}
+		}
+	}
+	for k, ss := range s.sessions {
+		re(&ss.user)
+		s.sessions[k] = ss
+	}
+	labels := make(map[strRef]deviceLabels, len(s.labels))
+	for d, l := range s.labels {
+		re(&d)
+		re(&l.labels)
+		labels[d] = l
+	}
+	s.labels = labels
+	s.pool, s.poolLive = np, np.bytes
+	s.labelsMu.Unlock()
+	s.sessMu.Unlock()
+	for i := range s.shards {
+		s.shards[i].mu.Unlock()
+	}
+}
+
+func (s *IdentityStore) expire(now uint64) int {
 	if now <= s.ttl {
 		return 0
 	}

@@ -192,3 +192,47 @@ func TestStringPool(t *testing.T) {
 		t.Fatal("empty string")
 	}
 }
+
+// TestStringPoolCompaction: Expire copies the names still referenced into
+// a new pool once the old one has grown enough, dropping the names of
+// bindings that ended; users, devices, sources, labels and sessions read
+// the same afterwards.
+func TestStringPoolCompaction(t *testing.T) {
+	defer func(n int) { poolCompactMin = n }(poolCompactMin)
+	poolCompactMin = 1 << 10
+	const T = 1_796_173_200 * sec
+	s := NewIdentityStore(time.Hour)
+	for i := range 5000 { // short leases with names of their own
+		s.Observe(&schemas.AccessEvent{Time: T, Source: "dhcp", Device: fmt.Sprintf("02:00:5e:00:%02x:%02x", i>>8, i&0xff), DeviceName: fmt.Sprintf("host-%d", i),
+			SrcAddr: schemas.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), Binding: schemas.BindingStart, Expires: T + 60*sec, Outcome: schemas.OutcomeSuccess})
+	}
+	pod := session("k8s_pods", "fd00:244::5", "system:serviceaccount:prod:web", "prod/web-1", "uid-1", schemas.BindingStart, T)
+	pod.Labels = "app=web"
+	s.Observe(pod)
+	s.Observe(session("radius", "10.1.0.5", "alice", "02:00:5e:10:00:01", "r1", schemas.BindingStart, T))
+	s.Observe(&schemas.AccessEvent{Time: T + 10*sec, Source: "kerberos", User: "bob@EXAMPLE.ORG", SrcAddr: ipAddr("10.1.0.5"), Action: schemas.ActionLogin, Outcome: schemas.OutcomeSuccess})
+	before := s.pool.bytes
+	s.Expire(T + 60*sec + 3600*sec + sec) // the leases are gone
+	if after := s.pool.bytes; after*10 > before {
+		t.Fatalf("pool holds %d bytes after compaction, %d before", after, before)
+	}
+	want := map[string]Binding{
+		"fd00:244::5": {User: "system:serviceaccount:prod:web", Source: "k8s_pods", Device: "prod/web-1", DeviceSource: "k8s_pods", Labels: "app=web"},
+		"10.1.0.5":    {User: "bob@EXAMPLE.ORG", Source: "kerberos", Device: "02:00:5e:10:00:01", DeviceSource: "radius"},
+		"10.9.0.5":    {},
+	}
+	for a, w := range want {
+		if diff := cmp.Diff(s.LookupBinding(ipAddr(a), T+30*sec), w); diff != "" {
+			t.Errorf("%s (-got +want):\n%s", a, diff)
+		}
+	}
+	// The session still stops by its ID, naming its user in the new pool.
+	s.Observe(session("radius", "", "alice", "", "r1", schemas.BindingStop, T+40*sec))
+	if got := s.LookupBinding(ipAddr("10.1.0.5"), T+50*sec); got.Device != "" || got.User != "bob@EXAMPLE.ORG" {
+		t.Errorf("after the session's stop: %+v", got)
+	}
+	s.compactPool(true) // a second copy keeps every name
+	if got := s.LookupBinding(ipAddr("fd00:244::5"), T+30*sec); got.Labels != "app=web" || got.Device != "prod/web-1" {
+		t.Errorf("after a second compaction: %+v", got)
+	}
+}
