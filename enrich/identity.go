@@ -624,7 +624,7 @@ func (s *IdentityStore) Len() int {
 // poolCompactMin), the names still referenced are copied into a new pool
 // and the old one is left to the collector: the names of sessions, leases
 // and pods that ended are not kept forever. Lookups and Observe wait for
-// the copy (about a second per million bindings, rare).
+// the copy (0.14 s for 1M bindings of BenchmarkEnrichMixedSources; rare).
 func (s *IdentityStore) Expire(now uint64) int {
 	s.poolMu.RLock()
 	n := s.expire(now)
