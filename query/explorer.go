@@ -181,19 +181,21 @@ func (r *Reader) SankeyPaths(ctx context.Context, w Window, f FlowFilter, top in
 			metric = "sum(flows)"
 		}
 	}
-	// Each stage's top values, all four in one read.
-	cols := "bytes"
-	if flows != "count()" {
-		cols = "bytes, flows"
-	}
+	// Each stage's top values, all four in one read, over the paths
+	// (fewer rows than flows or the rollup's, before arrayJoin makes four
+	// of each).
 	tops, err := r.conn.Query(ctx, fmt.Sprintf(`SELECT st, v FROM
 (
-    SELECT tupleElement(t, 1) AS st, tupleElement(t, 2) AS v, %s AS m
-    FROM (SELECT arrayJoin([(0, %s), (1, %s), (2, %s), (3, %s)]) AS t, %s FROM %s WHERE %s)
+    SELECT tupleElement(t, 1) AS st, tupleElement(t, 2) AS v, sum(m0) AS m
+    FROM
+    (
+        SELECT arrayJoin([(0, c), (1, p), (2, s), (3, i)]) AS t, m0
+        FROM (SELECT %s AS c, %s AS p, %s AS s, %s AS i, %s AS m0 FROM %s WHERE %s GROUP BY c, p, s, i)
+    )
     GROUP BY st, v
 )
 ORDER BY st, m DESC, v
-LIMIT %d BY st`, metric, cSeg, port, sSeg, cID, cols, from, where, top))
+LIMIT %d BY st`, cSeg, port, sSeg, cID, metric, from, where, top))
 	if err != nil {
 		return nil, fmt.Errorf("query: sankey tops: %w", err)
 	}
@@ -219,10 +221,10 @@ LIMIT %d BY st`, metric, cSeg, port, sSeg, cID, cols, from, where, top))
 		}
 		return fmt.Sprintf("if(%s IN (%s), %s, '\\x01other')", expr, quoteList(keep[st]), expr)
 	}
-	q := fmt.Sprintf(`SELECT %s AS c, %s AS p, %s AS s, %s AS i, %s, sum(bytes)
-FROM %s
-WHERE %s
-GROUP BY c, p, s, i`, fold(0, cSeg), fold(1, port), fold(2, sSeg), fold(3, cID), flows, from, where)
+	// Folded over the paths, as the tops.
+	q := fmt.Sprintf(`SELECT %s AS fc, %s AS fp, %s AS fs, %s AS fi, sum(n), sum(nb)
+FROM (SELECT %s AS c, %s AS p, %s AS s, %s AS i, %s AS n, sum(bytes) AS nb FROM %s WHERE %s GROUP BY c, p, s, i)
+GROUP BY fc, fp, fs, fi`, fold(0, "c"), fold(1, "p"), fold(2, "s"), fold(3, "i"), cSeg, port, sSeg, cID, flows, from, where)
 	rows, err := r.conn.Query(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("query: sankey: %w", err)
