@@ -73,9 +73,10 @@ fuzz:
 	for f in FuzzParseSSHD FuzzParseWeb FuzzParseK8sAudit FuzzParseGateway FuzzParseJSON FuzzParseSyslog \
 	    FuzzParseOpenVPN FuzzParseRADIUS FuzzParseKerberos FuzzParseWindows FuzzParseDHCP \
 	    FuzzParseOpenVPNStatus FuzzParseDHCPLeases FuzzParseK8sPods FuzzNextRecord; do \
-	  $(GO) test -run='^$$' -fuzz=$$f -fuzztime=20s ./ingest/access/parser || exit 1; done
+	  $(GO) test -run='^$$' -fuzz="^$${f}\$$" -fuzztime=20s ./ingest/access/parser || exit 1; done
 	$(GO) test -run='^$$' -fuzz=FuzzFrameReader -fuzztime=20s ./ingest/access
 	$(GO) test -run='^$$' -fuzz=FuzzBodyDecode -fuzztime=20s ./ingest/access
+	$(GO) test -run='^$$' -fuzz=FuzzParseStreamDocument -fuzztime=20s ./ingest/access
 	$(GO) test -run='^$$' -fuzz=FuzzParsePolicy -fuzztime=20s ./policy
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeNetworkPolicies -fuzztime=20s ./policy/enforce
 	$(GO) test -run='^$$' -fuzz=FuzzKeyedUnmarshal -fuzztime=20s ./detect/engine

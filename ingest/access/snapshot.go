@@ -375,42 +375,61 @@ func (s *snapshotter) runStream() {
 // applyDocument applies one document of the stream.
 func (s *snapshotter) applyDocument(raw []byte, now time.Time) error {
 	s.c.metrics.lines.WithLabelValues(s.o.listener, string(s.format)).Inc()
-	var head struct {
-		Kind     string          `json:"kind"`
-		Type     string          `json:"type"`
-		Object   json.RawMessage `json:"object"`
-		Metadata podMeta         `json:"metadata"`
-	}
-	doc := raw
-	err := json.Unmarshal(raw, &head)
-	var obj struct {
-		Metadata podMeta `json:"metadata"`
-	}
-	if err == nil && head.Type != "" && len(head.Object) > 0 {
-		doc = head.Object // a watch event
-		err = json.Unmarshal(doc, &obj)
-		head.Kind, head.Metadata = "Pod", obj.Metadata
-	}
-	var evs []schemas.AccessEvent
-	if err == nil && head.Type != "DELETED" {
-		evs, err = parser.ParseSnapshot(s.format, doc, parser.Meta{Received: now, Host: s.host, Location: s.c.loc})
-	}
+	evs, pod, err := parseStreamDocument(s.format, raw, parser.Meta{Received: now, Host: s.host, Location: s.c.loc})
 	if err != nil {
 		reason := reasonOf(err)
 		s.c.metrics.rejected.WithLabelValues(string(s.format), reason).Inc()
 		s.c.deadLetter(s.c.stopCtx, s.o, reason, err, raw[:min(len(raw), 4096)], nil)
 		return err
 	}
-	if head.Kind != "Pod" {
+	if pod == nil {
 		return s.apply(evs, nil, uint64(now.UnixNano()), now)
 	}
-	pod := head.Metadata
 	return s.apply(evs, func(k *snapshotKey) bool {
 		if pod.UID != "" {
 			return k.session == pod.UID
 		}
 		return k.device == pod.Namespace+"/"+pod.Name
 	}, uint64(now.UnixNano()), now)
+}
+
+// parseStreamDocument parses one document of a k8s_pods stream: a whole
+// version (List, PodList: pod is nil), or one pod's bindings (a Pod, or a
+// watch event {"type", "object"}; none when the type is DELETED) with the
+// pod they replace.
+func parseStreamDocument(f parser.Format, raw []byte, meta parser.Meta) (evs []schemas.AccessEvent, pod *podMeta, err error) {
+	var head struct {
+		Kind     string          `json:"kind"`
+		Type     string          `json:"type"`
+		Object   json.RawMessage `json:"object"`
+		Metadata podMeta         `json:"metadata"`
+	}
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return nil, nil, &parser.ParseError{Format: f, Reason: parser.ReasonBadJSON, Err: err}
+	}
+	doc := raw
+	if head.Type != "" && len(head.Object) > 0 { // a watch event
+		var obj struct {
+			Kind     string  `json:"kind"`
+			Metadata podMeta `json:"metadata"`
+		}
+		if err := json.Unmarshal(head.Object, &obj); err != nil {
+			return nil, nil, &parser.ParseError{Format: f, Reason: parser.ReasonBadJSON, Err: err}
+		}
+		if obj.Kind != "Pod" && obj.Kind != "" {
+			return nil, nil, &parser.ParseError{Format: f, Reason: parser.ReasonNoMatch, Err: fmt.Errorf("watch event %s of a %q, not a Pod", head.Type, obj.Kind)}
+		}
+		doc, head.Kind, head.Metadata = head.Object, "Pod", obj.Metadata
+	}
+	if head.Type != "DELETED" {
+		if evs, err = parser.ParseSnapshot(f, doc, meta); err != nil {
+			return nil, nil, err
+		}
+	}
+	if head.Kind == "Pod" {
+		return evs, &head.Metadata, nil
+	}
+	return evs, nil, nil
 }
 
 type podMeta struct {
