@@ -178,6 +178,19 @@ func TestLabIdentityDHCP(t *testing.T) {
 // Framed-IP-Address carry the user and the Calling-Station-Id between the
 // Start and the Stop only.
 func TestLabIdentityRADIUS(t *testing.T) {
+	labRADIUS(t, "Stop")
+}
+
+// TestLabIdentityRADIUSNASRestart: as TestLabIdentityRADIUS, but the
+// session is never stopped: the NAS reboots and sends Accounting-On,
+// which ends every session it reported.
+func TestLabIdentityRADIUSNASRestart(t *testing.T) {
+	labRADIUS(t, "Accounting-On")
+}
+
+// labRADIUS runs the RADIUS lab with end ("Stop" or "Accounting-On") as
+// the event that ends the session.
+func labRADIUS(t *testing.T, end string) {
 	freeradius := needBin(t, "freeradius", "freeradius")
 	radclient := needBin(t, "radclient", "freeradius-utils")
 	if _, err := os.Stat("/etc/freeradius/3.0/radiusd.conf"); err != nil {
@@ -229,12 +242,16 @@ func TestLabIdentityRADIUS(t *testing.T) {
 	send := func(status string) {
 		t.Helper()
 		cmd := lab.Command(nas.NS, radclient, "-r", "5", "-t", "2", aaa.Host.String()+":1813", "acct", "lab-secret")
-		cmd.Stdin = strings.NewReader(fmt.Sprintf(`Acct-Status-Type = %s, User-Name = "alice@corp", Framed-IP-Address = %s, Calling-Station-Id = "02-00-5E-10-00-01", Acct-Session-Id = "lab-0001", NAS-Port-Type = Ethernet`, status, framed))
+		attrs := fmt.Sprintf(`Acct-Status-Type = %s, User-Name = "alice@corp", Framed-IP-Address = %s, Calling-Station-Id = "02-00-5E-10-00-01", Acct-Session-Id = "lab-0001", NAS-Port-Type = Ethernet, NAS-IP-Address = %s`, status, framed, nas.Host)
+		if status == "Accounting-On" {
+			attrs = fmt.Sprintf(`Acct-Status-Type = Accounting-On, NAS-IP-Address = %s, Acct-Session-Id = "lab-on-1"`, nas.Host)
+		}
+		cmd.Stdin = strings.NewReader(attrs)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("radclient %s: %v: %s", status, err, out)
 		}
 	}
-	got := identityPhases(t, ch, p, framed, func() { send("Start") }, func() { send("Stop") }, 1, 2)
+	got := identityPhases(t, ch, p, framed, func() { send("Start") }, func() { send(end) }, 1, 2)
 	want := []attribution{
 		{"", "", "", 2 + 3},
 		{"alice@corp", "radius", "02:00:5e:10:00:01", 5},
