@@ -179,6 +179,7 @@ log:
 		time.Sleep(100 * time.Millisecond)
 	}
 	total := time.Since(start)
+	peak := peakRSS(cmd.Process.Pid)
 	m := scrape(metrics)
 	received := m["flowaudit_ingest_flows_total"]
 	fmt.Printf("sent:      %d flows in %d datagrams over %.1fs = %.0f flows/s\n", sent.Flows, sent.Datagrams, sendTime.Seconds(), float64(sent.Flows)/sendTime.Seconds())
@@ -187,6 +188,7 @@ log:
 	fmt.Printf("inserted:  %d rows in ClickHouse, %.1fs after the first flow was sent (%.1fs after the last)\n", rows, total.Seconds(), (total - sendTime).Seconds())
 	fmt.Printf("end to end: %.0f flows/s sustained, %d flows lost (%.4f%%)\n",
 		float64(rows)/total.Seconds(), int64(sent.Flows)-int64(rows), 100*float64(int64(sent.Flows)-int64(rows))/float64(max(sent.Flows, 1)))
+	fmt.Printf("memory:    flowaudit peak RSS %s\n", peak)
 	if withArchive {
 		// The archive writes its open files (one per partition and hour)
 		// at the stop: stop the pipeline as an operator would, then count
@@ -205,6 +207,20 @@ log:
 		_ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db)
 	}
 	return nil
+}
+
+// peakRSS is the process's peak resident set (VmHWM), as /proc prints it.
+func peakRSS(pid int) string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
 }
 
 // archiveRows counts the files, rows (from the Parquet footers) and bytes
