@@ -38,7 +38,7 @@ func BenchmarkArchiveFlows(b *testing.B) {
 		c.add(rec)
 	}
 	for key, st := range c.parts {
-		c.finish(c.ctx, key, st)
+		c.finish(c.ctx, key, st, false)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*30)/b.Elapsed().Seconds(), "flows/s")

@@ -34,8 +34,8 @@ type Configuration struct {
 	Retention time.Duration `yaml:"retention"`
 	// ConsumerGroup is the archive's own Kafka consumer group.
 	ConsumerGroup string `yaml:"consumer_group"`
-	// MaxRows closes a file early at this many rows (memory bound: rows
-	// are held in Arrow builders until the file is written).
+	// MaxRows closes a file early at this many rows (memory is bounded
+	// by the row groups, rowGroupRows, not by this).
 	MaxRows int `yaml:"max_rows"`
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -72,6 +73,12 @@ type partState struct {
 	// sources is, per source partition, the last flows-topic record this
 	// partition's rows were taken from (flows only).
 	sources map[uint16]sourceMark
+	// rewound, after a failed file, skips records until expect (the
+	// file's first offset) is fetched again; attempts counts the failures
+	// in a row, for the backoff.
+	rewound  bool
+	expect   int64
+	attempts int
 }
 
 // sourceMark is the last source record taken from one source partition
@@ -92,23 +99,39 @@ type sourceMark struct {
 // restarted archive resumes them from its last committed file.
 const sourcesKey = "flowaudit.sources"
 
-// openFile is the rows of one partition's current file, not yet written.
+// rowGroupRows is the rows held in Arrow builders before they are
+// written to the open file as one Parquet row group: what bounds the
+// archive's memory per partition, whatever archive.max_rows is.
+const rowGroupRows = 64 << 10
+
+// openFile is one partition's current file: written row group by row
+// group into a hidden temporary file, renamed into place when closed.
 type openFile struct {
 	table string
 	hour  int64 // Unix hours, UTC
 	first int64 // offset of its first record: the file's name
 	rows  int
 	// sources is the JSON of the partition's sourceMarks once the file
-	// is closed to new rows (flows only).
-	sources string
-	rb      *array.RecordBuilder
-	rec     arrow.RecordBatch // the rows, once a write was attempted
+	// is closed to new rows (flows only); startSources are the marks
+	// before its first record, restored when it is read again.
+	sources      string
+	startSources map[uint16]sourceMark
+	schema       *arrow.Schema
+	rb           *array.RecordBuilder
+	pending      int // rows in rb
+
+	path, tmp string
+	out       *os.File
+	fw        *pqarrow.FileWriter
+	err       error // a failed write: the file is dropped and read again from Kafka
 }
 
 func (f *openFile) release() {
 	f.rb.Release()
-	if f.rec != nil {
-		f.rec.Release()
+	if f.out != nil {
+		f.out.Close()
+		os.Remove(f.tmp)
+		f.out = nil
 	}
 }
 
@@ -200,7 +223,7 @@ func (c *Component) run() {
 	defer cancel()
 	c.mu.Lock()
 	for key, st := range c.parts {
-		c.finish(ctx, key, st)
+		c.finish(ctx, key, st, false)
 	}
 	c.commit(ctx)
 	c.mu.Unlock()
@@ -222,6 +245,12 @@ func (c *Component) add(rec *kgo.Record) {
 			st.sources = c.resumeSources(rec.Partition, rec.Offset)
 		}
 		c.parts[key] = st
+	}
+	if st.rewound {
+		if rec.Offset != st.expect {
+			return // fetched before the rewind
+		}
+		st.rewound = false
 	}
 	switch rec.Topic {
 	case c.flowsTopic:
@@ -260,6 +289,8 @@ func (c *Component) add(rec *kgo.Record) {
 			}
 		}
 		f.rows += len(c.scratch.Flows)
+		f.pending += len(c.scratch.Flows)
+		c.flushGroup(key.part, f, false)
 	case c.accessTopic:
 		var ev schemas.AccessEvent
 		if err := schemas.UnmarshalAccessEvent(rec.Value, &ev); err != nil {
@@ -279,6 +310,8 @@ func (c *Component) add(rec *kgo.Record) {
 			col.put(f.rb.Field(j), &r)
 		}
 		f.rows++
+		f.pending++
+		c.flushGroup(key.part, f, false)
 	}
 	st.next = rec.Offset + 1
 }
@@ -293,22 +326,76 @@ func (c *Component) skipBad(rec *kgo.Record, err error) {
 // one first when it is for another hour or full; nil when that write was
 // given up because the archive is stopping.
 func (c *Component) open(key topicPartition, st *partState, table string, hour, offset int64, schema *arrow.Schema) *openFile {
-	if f := st.open; f != nil && (f.hour != hour || f.rows >= c.cfg.MaxRows) {
-		if !c.finish(c.ctx, key, st) {
+	if f := st.open; f != nil && (f.hour != hour || f.rows >= c.cfg.MaxRows || f.err != nil) {
+		if !c.finish(c.ctx, key, st, true) {
 			return nil
 		}
 	}
 	if st.open == nil {
-		st.open = &openFile{table: table, hour: hour, first: offset, rb: array.NewRecordBuilder(memory.DefaultAllocator, schema)}
+		f := &openFile{table: table, hour: hour, first: offset, schema: schema, rb: array.NewRecordBuilder(memory.DefaultAllocator, schema)}
+		if table == TableFlows {
+			f.startSources = maps.Clone(st.sources)
+		}
+		st.open = f
 	}
 	return st.open
 }
 
-// finish writes the partition's open file, retrying while the directory
-// fails (the archive's input waits in Kafka meanwhile), until ctx ends.
-// It reports false when it gave the rows up (stopping): they stay
-// uncommitted, read again at the next start.
-func (c *Component) finish(ctx context.Context, key topicPartition, st *partState) bool {
+// flushGroup writes the rows held in f's builders as one row group once
+// there are rowGroupRows of them (any number with all), creating the
+// temporary file first. A failure is kept in f.err: the file is then
+// written again from Kafka (finish).
+func (c *Component) flushGroup(part int32, f *openFile, all bool) {
+	if f.pending == 0 || !all && f.pending < rowGroupRows {
+		return
+	}
+	rec := f.rb.NewRecordBatch()
+	defer rec.Release()
+	f.pending = 0
+	if f.err != nil {
+		return // the file is written again anyway
+	}
+	if f.fw == nil {
+		if f.err = c.create(part, f); f.err != nil {
+			return
+		}
+	}
+	f.err = f.fw.Write(rec)
+}
+
+// create opens f's temporary file (hidden, beside its final name) and
+// its Parquet writer.
+func (c *Component) create(part int32, f *openFile) error {
+	f.path = Path(c.cfg.Dir, f.table, f.hour, part, f.first)
+	dir := filepath.Dir(f.path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f.tmp = filepath.Join(dir, "."+filepath.Base(f.path)+".tmp")
+	out, err := os.Create(f.tmp)
+	if err != nil {
+		return err
+	}
+	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd), parquet.WithDictionaryDefault(true))
+	fw, err := pqarrow.NewFileWriter(f.schema, writerOnly{out}, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	if err != nil {
+		out.Close()
+		os.Remove(f.tmp)
+		return err
+	}
+	f.out, f.fw = out, fw
+	return nil
+}
+
+// finish closes the partition's open file: its last row group, the
+// footer, fsync, rename into place, directory fsync. When that (or an
+// earlier row group) failed the file is dropped and, with rewind, read
+// again from Kafka from its first record after a backoff (the archive's
+// input waits in Kafka meanwhile; nothing is committed past the file);
+// without rewind (stopping, revoked) its records stay uncommitted, read
+// again at the next start or by the next owner. It reports whether the
+// file was written.
+func (c *Component) finish(ctx context.Context, key topicPartition, st *partState, rewind bool) bool {
 	f := st.open
 	if f == nil {
 		return true
@@ -316,26 +403,34 @@ func (c *Component) finish(ctx context.Context, key topicPartition, st *partStat
 	if f.table == TableFlows && f.sources == "" {
 		f.sources = encodeSources(st.sources)
 	}
-	for attempt := 1; ; attempt++ {
-		err := c.write(key.part, f)
-		if err == nil {
-			break
-		}
-		c.log.Error("writing archive file failed; retrying (offsets stay uncommitted)", "table", f.table, "partition", key.part, "err", err)
-		select {
-		case <-ctx.Done():
-			// Keep the rows unwritten and uncommitted: the next start
-			// reads them again.
-			f.release()
-			st.open = nil
-			st.next = f.first
-			return false
-		case <-time.After(backoff.Delay(100*time.Millisecond, 5*time.Second, attempt, false)):
-		}
-	}
+	err := c.close(key.part, f)
 	f.release()
 	st.open = nil
-	return true
+	if err == nil {
+		c.files.Add(1)
+		st.attempts = 0
+		return true
+	}
+	st.attempts++
+	c.log.Error("writing archive file failed; retrying (offsets stay uncommitted)", "table", f.table, "partition", key.part,
+		"first_offset", f.first, "attempt", st.attempts, "err", err)
+	st.next = f.first
+	if f.table == TableFlows {
+		st.sources = f.startSources
+	}
+	if !rewind {
+		return false
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(backoff.Delay(100*time.Millisecond, 5*time.Second, st.attempts, false)):
+	}
+	// Read the file's records again. Records already fetched past it are
+	// skipped until its first one comes back.
+	c.client.SetOffsets(map[string]map[int32]kgo.EpochOffset{key.topic: {key.part: {Epoch: -1, Offset: f.first}}})
+	st.rewound, st.expect = true, f.first
+	return false
 }
 
 // Path returns the file of table's rows of hour (Unix hours) starting at
@@ -350,52 +445,41 @@ type writerOnly struct{ w io.Writer }
 
 func (w writerOnly) Write(p []byte) (int, error) { return w.w.Write(p) }
 
-// write writes f as zstd Parquet: into a hidden temporary file, fsynced,
-// renamed into place, the directory fsynced.
-func (c *Component) write(part int32, f *openFile) error {
-	path := Path(c.cfg.Dir, f.table, f.hour, part, f.first)
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+// close writes f's last rows and footer, fsyncs it, renames it into
+// place and fsyncs its directory.
+func (c *Component) close(part int32, f *openFile) error {
+	c.flushGroup(part, f, true)
+	if f.err == nil && f.fw == nil {
+		f.err = c.create(part, f)
 	}
-	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp")
-	out, err := os.Create(tmp)
-	if err != nil {
-		return err
+	if f.err != nil {
+		return f.err
 	}
-	defer os.Remove(tmp)
-	if f.rec == nil {
-		f.rec = f.rb.NewRecordBatch()
+	err := error(nil)
+	if f.sources != "" {
+		err = f.fw.AppendKeyValueMetadata(sourcesKey, f.sources)
 	}
-	rec := f.rec
-	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Zstd), parquet.WithDictionaryDefault(true))
-	fw, err := pqarrow.NewFileWriter(rec.Schema(), writerOnly{out}, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
-	if err == nil {
-		err = fw.Write(rec)
-		if err == nil && f.sources != "" {
-			err = fw.AppendKeyValueMetadata(sourcesKey, f.sources)
-		}
-		if cerr := fw.Close(); err == nil {
-			err = cerr
-		}
-	}
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
+	if cerr := f.fw.Close(); err == nil {
 		err = cerr
 	}
+	if err == nil {
+		err = f.out.Sync()
+	}
+	if cerr := f.out.Close(); err == nil {
+		err = cerr
+	}
+	f.out = nil
+	if err == nil {
+		err = os.Rename(f.tmp, f.path)
+	}
 	if err != nil {
+		os.Remove(f.tmp)
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
+	if d, err := os.Open(filepath.Dir(f.path)); err == nil {
 		_ = d.Sync()
 		d.Close()
 	}
-	c.files.Add(1)
 	return nil
 }
 
@@ -448,7 +532,7 @@ func (c *Component) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 		for _, p := range parts {
 			key := topicPartition{topic, p}
 			if st := c.parts[key]; st != nil {
-				c.finish(ctx, key, st)
+				c.finish(ctx, key, st, false)
 			}
 		}
 	}
