@@ -81,7 +81,9 @@ func run(rate int, duration time.Duration, senders int, protoName, chAddr string
 	}
 	defer conn.Close()
 	ctx := context.Background()
-	const db = "flowaudit_bench"
+	// A database of its own: two runs at once (the machine is shared)
+	// must not count each other's rows.
+	db := fmt.Sprintf("flowaudit_bench_%d", os.Getpid())
 	if err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
 		return fmt.Errorf("ClickHouse at %s: %w", chAddr, err)
 	}
