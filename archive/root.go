@@ -349,12 +349,28 @@ func (c *Component) flushGroup(part int32, f *openFile, all bool) {
 	if f.pending == 0 || !all && f.pending < rowGroupRows {
 		return
 	}
+	var dataLen []int
+	if !all {
+		for _, b := range f.rb.Fields() {
+			if sb, ok := b.(*array.StringBuilder); ok {
+				dataLen = append(dataLen, sb.DataLen())
+			}
+		}
+	}
 	rec := f.rb.NewRecordBatch()
 	defer rec.Release()
 	if !all {
 		// A file that filled a row group fills more: size the builders
-		// once rather than growing (and zeroing) them value by value.
+		// (string bytes as the last group's) once rather than growing,
+		// copying and zeroing them as values arrive.
 		f.rb.Reserve(rowGroupRows)
+		i := 0
+		for _, b := range f.rb.Fields() {
+			if sb, ok := b.(*array.StringBuilder); ok {
+				sb.ReserveData(dataLen[i])
+				i++
+			}
+		}
 	}
 	f.pending = 0
 	if f.err != nil {
