@@ -30,6 +30,12 @@ type Configuration struct {
 	// DeadLetterMaxBytes bounds the raw payload copied into a dead-letter
 	// record.
 	DeadLetterMaxBytes int `yaml:"dead_letter_max_bytes"`
+	// DeadLetterRate bounds the undecodable datagrams copied to the
+	// dead-letter topic, per second (bursts of as many); past it they are
+	// still counted per reason (flowaudit_ingest_decode_errors_total) and
+	// in flowaudit_ingest_dead_letters_dropped_total{reason}, but not
+	// copied, so a flood of junk cannot fill the broker. 0: no bound.
+	DeadLetterRate int `yaml:"dead_letter_rate"`
 	// MaxTimeSkew bounds how far a flow's start or end may lie from its
 	// datagram's export time (NetFlow v5/v9, IPFIX). A time further off is
 	// clamped to the bound and counted in
@@ -59,6 +65,7 @@ func DefaultConfiguration() Configuration {
 		ReceiveBuffer:           32 << 20,
 		FlushInterval:           20 * time.Millisecond,
 		DeadLetterMaxBytes:      65535,
+		DeadLetterRate:          1000,
 		MaxTimeSkew:             24 * time.Hour,
 		MaxExporterSeries:       1000,
 		ExporterSeriesTTL:       time.Hour,
@@ -117,6 +124,9 @@ func (c Configuration) Validate() error {
 	}
 	if c.DeadLetterMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("ingest.flows.dead_letter_max_bytes: must not be negative, got %d", c.DeadLetterMaxBytes))
+	}
+	if c.DeadLetterRate < 0 {
+		errs = append(errs, fmt.Errorf("ingest.flows.dead_letter_rate: must be 0 (no bound) or a number of records per second, got %d", c.DeadLetterRate))
 	}
 	if c.MaxExporterSeries < 0 || c.MaxExporterSeries > 100000 {
 		errs = append(errs, fmt.Errorf("ingest.flows.max_exporter_series: must be between 0 (every exporter counted as \"other\") and 100000, got %d", c.MaxExporterSeries))

@@ -17,6 +17,7 @@ type metrics struct {
 	producedRecs   prometheus.Counter
 	produceErrors  prometheus.Counter
 	deadLetters    *prometheus.CounterVec // reason
+	deadDropped    *prometheus.CounterVec // reason
 	templateSaves  *prometheus.CounterVec // outcome
 	templates      prometheus.Gauge
 	datagramsTotal prometheus.Counter
@@ -67,6 +68,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowaudit_ingest_dead_letters_total", Help: "Undecodable datagrams, and flows records the broker refused, sent to the dead-letter topic, per reason.",
 		}, []string{"reason"}),
+		deadDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowaudit_ingest_dead_letters_dropped_total", Help: "Undecodable datagrams counted but not copied to the dead-letter topic (past ingest.flows.dead_letter_rate), per reason.",
+		}, []string{"reason"}),
 		templateSaves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowaudit_ingest_template_saves_total", Help: "Writes of the NetFlow v9/IPFIX template file, per outcome.",
 		}, []string{"outcome"}),
@@ -81,6 +85,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	reg.MustRegister(m.datagrams, m.flows, m.decodeErrors, m.clampedTimes, m.lostDatagrams, m.lostFlows, m.socketDrops,
-		m.receiveBuffer, m.producedFlows, m.producedRecs, m.produceErrors, m.deadLetters, m.templateSaves, m.datagramsTotal, m.exporterSeries, m.templates)
+		m.receiveBuffer, m.producedFlows, m.producedRecs, m.produceErrors, m.deadLetters, m.deadDropped, m.templateSaves, m.datagramsTotal, m.exporterSeries, m.templates)
 	return m
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/time/rate"
 
 	"github.com/flowaudit/flowaudit/ingest/flow/decoder"
 	"github.com/flowaudit/flowaudit/internal/kafka"
@@ -58,6 +59,7 @@ type Component struct {
 	stopping  atomic.Bool
 	stopCh    chan struct{}
 	fatal     chan error
+	deadLimit *rate.Limiter // ingest.flows.dead_letter_rate; nil: no bound
 	bufPool   sync.Pool
 }
 
@@ -88,6 +90,9 @@ func New(r *reporter.Reporter, cfg Configuration, deps Dependencies) (*Component
 		deadTopic:  deps.Kafka.Topic(kafka.TopicDeadLetter),
 		stopCh:     make(chan struct{}),
 		fatal:      make(chan error, 1),
+	}
+	if cfg.DeadLetterRate > 0 {
+		c.deadLimit = rate.NewLimiter(rate.Limit(cfg.DeadLetterRate), cfg.DeadLetterRate)
 	}
 	for _, l := range cfg.Listen {
 		spec, err := ParseListen(l)
@@ -414,6 +419,10 @@ func (c *Component) decodeFailed(l *listener, ec *exporterCounters, data []byte,
 	c.series.add(c.metrics.decodeErrors, ec, 1, reason)
 	if ok, n := c.sampler.Allow("decode/" + ec.label + "/" + reason); ok {
 		c.r.Logger.Warn("undecodable flow datagram", "listener", l.name, "exporter", exporter, "reason", reason, "err", err, "suppressed", n)
+	}
+	if c.deadLimit != nil && !c.deadLimit.Allow() {
+		c.metrics.deadDropped.WithLabelValues(reason).Inc()
+		return
 	}
 	c.deadLetter(l.name+" from "+exporter, reason, err, data)
 }
