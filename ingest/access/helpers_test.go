@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -135,6 +136,22 @@ func (h *harness) wait(events, dead int) {
 func (h *harness) settle() {
 	h.t.Helper()
 	h.poll(700 * time.Millisecond)
+}
+
+// replaceFile replaces path with content s modified at mtime, in one
+// rename, as a daemon rewriting its status or lease file does.
+func replaceFile(t *testing.T, path, s string, mtime time.Time) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(tmp, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func users(evs []schemas.AccessEvent) []string {

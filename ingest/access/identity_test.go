@@ -3,7 +3,6 @@ package access_test
 import (
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -57,19 +56,7 @@ func TestSnapshotFile(t *testing.T) {
 	cfg.SyslogListen, cfg.HTTPListen = nil, ""
 	cfg.TailPollInterval = 20 * time.Millisecond
 	cfg.Files = []access.FileConfiguration{{Path: path, Format: "dhcp_leases"}}
-	write := func(s string, mtime time.Time) {
-		t.Helper()
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(tmp, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(s string, mtime time.Time) { t.Helper(); replaceFile(t, path, s, mtime) }
 	t0 := time.Unix(1796173200, 0)
 	write("1796176800 02:00:5e:10:00:01 10.0.0.5 laptop-7 *\n1796176800 02:00:5e:10:00:02 10.0.0.6 * *\n", t0)
 	h.start(cfg)
@@ -105,19 +92,7 @@ func TestSnapshotRestart(t *testing.T) {
 	cfg.SyslogListen, cfg.HTTPListen = nil, ""
 	cfg.TailPollInterval = 20 * time.Millisecond
 	cfg.Files = []access.FileConfiguration{{Path: path, Format: "dhcp_leases"}}
-	write := func(s string, mtime time.Time) {
-		t.Helper()
-		tmp := path + ".tmp"
-		if err := os.WriteFile(tmp, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(tmp, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, path); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(s string, mtime time.Time) { t.Helper(); replaceFile(t, path, s, mtime) }
 	t0 := time.Unix(1796173200, 0)
 	write("1796176800 02:00:5e:10:00:01 10.0.0.5 laptop-7 *\n1796176800 02:00:5e:10:00:02 10.0.0.6 * *\n", t0)
 	h.start(cfg)
