@@ -2,7 +2,6 @@ package archive
 
 import (
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 
 	"github.com/flowaudit/flowaudit/schemas"
 )
@@ -29,48 +28,75 @@ type flowRow struct {
 	srcOff  int64
 }
 
+// column is one Parquet column: its name, its Arrow type (the schema
+// readers see) and put, which appends a row's value to the column's
+// buffer in the Parquet physical type's form.
 type column[R any] struct {
 	name string
 	typ  arrow.DataType
-	put  func(b array.Builder, r *R)
+	put  func(b *colBuf, r *R)
 }
 
-func ms(ns uint64) arrow.Timestamp { return arrow.Timestamp(ns / 1e6) }
+// colBuf holds one column's values of the row group being filled, as the
+// Parquet column writer takes them: INT32 (the unsigned 8, 16 and 32 bit
+// columns too, bit for bit), INT64 (times in milliseconds, unsigned 64
+// bit bit for bit), BYTE_ARRAY (strings: their bytes one after the other
+// in data, each one's end in ends) or FIXED_LEN_BYTE_ARRAY (addresses,
+// 16 bytes a row in data). Its slices hold no pointers, so the collector
+// does not scan them, and are reused from row group to row group, so a
+// full archive allocates nothing per row.
+type colBuf struct {
+	i32  []int32
+	i64  []int64
+	data []byte
+	ends []uint32
+}
+
+func (b *colBuf) reset() {
+	b.i32, b.i64, b.data, b.ends = b.i32[:0], b.i64[:0], b.data[:0], b.ends[:0]
+}
+
+func (b *colBuf) appendString(s string) {
+	b.data = append(b.data, s...)
+	b.ends = append(b.ends, uint32(len(b.data)))
+}
+
+func ms(ns uint64) int64 { return int64(ns / 1e6) }
 
 func strCol[R any](name string, get func(*R) string) column[R] {
-	return column[R]{name, arrow.BinaryTypes.String, func(b array.Builder, r *R) { b.(*array.StringBuilder).Append(get(r)) }}
+	return column[R]{name, arrow.BinaryTypes.String, func(b *colBuf, r *R) { b.appendString(get(r)) }}
 }
 
 func addrCol[R any](name string, get func(*R) *schemas.Addr) column[R] {
-	return column[R]{name, addrType, func(b array.Builder, r *R) { b.(*array.FixedSizeBinaryBuilder).Append(get(r)[:]) }}
+	return column[R]{name, addrType, func(b *colBuf, r *R) { b.data = append(b.data, get(r)[:]...) }}
 }
 
 func timeCol[R any](name string, get func(*R) uint64) column[R] {
-	return column[R]{name, msType, func(b array.Builder, r *R) { b.(*array.TimestampBuilder).Append(ms(get(r))) }}
+	return column[R]{name, msType, func(b *colBuf, r *R) { b.i64 = append(b.i64, ms(get(r))) }}
 }
 
 func u8Col[R any](name string, get func(*R) uint8) column[R] {
-	return column[R]{name, arrow.PrimitiveTypes.Uint8, func(b array.Builder, r *R) { b.(*array.Uint8Builder).Append(get(r)) }}
+	return column[R]{name, arrow.PrimitiveTypes.Uint8, func(b *colBuf, r *R) { b.i32 = append(b.i32, int32(get(r))) }}
 }
 
 func u16Col[R any](name string, get func(*R) uint16) column[R] {
-	return column[R]{name, arrow.PrimitiveTypes.Uint16, func(b array.Builder, r *R) { b.(*array.Uint16Builder).Append(get(r)) }}
+	return column[R]{name, arrow.PrimitiveTypes.Uint16, func(b *colBuf, r *R) { b.i32 = append(b.i32, int32(get(r))) }}
 }
 
 func u32Col[R any](name string, get func(*R) uint32) column[R] {
-	return column[R]{name, arrow.PrimitiveTypes.Uint32, func(b array.Builder, r *R) { b.(*array.Uint32Builder).Append(get(r)) }}
+	return column[R]{name, arrow.PrimitiveTypes.Uint32, func(b *colBuf, r *R) { b.i32 = append(b.i32, int32(get(r))) }}
 }
 
 func u64Col[R any](name string, get func(*R) uint64) column[R] {
-	return column[R]{name, arrow.PrimitiveTypes.Uint64, func(b array.Builder, r *R) { b.(*array.Uint64Builder).Append(get(r)) }}
+	return column[R]{name, arrow.PrimitiveTypes.Uint64, func(b *colBuf, r *R) { b.i64 = append(b.i64, int64(get(r))) }}
 }
 
 func i32Col[R any](name string, get func(*R) int32) column[R] {
-	return column[R]{name, arrow.PrimitiveTypes.Int32, func(b array.Builder, r *R) { b.(*array.Int32Builder).Append(get(r)) }}
+	return column[R]{name, arrow.PrimitiveTypes.Int32, func(b *colBuf, r *R) { b.i32 = append(b.i32, get(r)) }}
 }
 
 func i64Col[R any](name string, get func(*R) int64) column[R] {
-	return column[R]{name, arrow.PrimitiveTypes.Int64, func(b array.Builder, r *R) { b.(*array.Int64Builder).Append(get(r)) }}
+	return column[R]{name, arrow.PrimitiveTypes.Int64, func(b *colBuf, r *R) { b.i64 = append(b.i64, get(r)) }}
 }
 
 func schemaOf[R any](cols []column[R]) *arrow.Schema {

@@ -17,13 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
-	"github.com/apache/arrow-go/v18/arrow/memory"
-	"github.com/apache/arrow-go/v18/parquet"
-	"github.com/apache/arrow-go/v18/parquet/compress"
 	"github.com/apache/arrow-go/v18/parquet/file"
-	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"github.com/apache/arrow-go/v18/parquet/schema"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -53,10 +48,13 @@ type Component struct {
 	crash  atomic.Bool // tests: stop like a killed process
 
 	mu        sync.Mutex
+	free      map[*schema.Schema][][]colBuf // the column buffers of closed files, for the next
 	client    *kgo.Client
 	parts     map[topicPartition]*partState
 	committed map[topicPartition]int64
 	scratch   schemas.FlowBatch
+	dec       schemas.FlowDecoder
+	views     views
 	files     atomic.Int64
 	bad       atomic.Int64
 	dups      atomic.Int64
@@ -116,18 +114,18 @@ type openFile struct {
 	// before its first record, restored when it is read again.
 	sources      string
 	startSources map[uint16]sourceMark
-	schema       *arrow.Schema
-	rb           *array.RecordBuilder
-	pending      int // rows in rb
+	schema       *schema.Schema
+	cols         []colBuf // the row group being filled
+	pending      int      // rows in cols
 
 	path, tmp string
 	out       *os.File
-	fw        *pqarrow.FileWriter
+	fw        *file.Writer
 	err       error // a failed write: the file is dropped and read again from Kafka
 }
 
 func (f *openFile) release() {
-	f.rb.Release()
+	f.cols = nil
 	if f.out != nil {
 		f.out.Close()
 		os.Remove(f.tmp)
@@ -156,6 +154,7 @@ func New(logger *slog.Logger, cfg Configuration, kcfg kafka.Configuration) (*Com
 		flowsTopic: kcfg.Topic(kafka.TopicEnriched), accessTopic: kcfg.Topic(kafka.TopicAccess),
 		ctx: ctx, cancel: cancel, done: make(chan struct{}), fatal: make(chan error, 1),
 		parts: map[topicPartition]*partState{}, committed: map[topicPartition]int64{},
+		free: map[*schema.Schema][][]colBuf{},
 	}, nil
 }
 
@@ -264,7 +263,7 @@ func (c *Component) add(rec *kgo.Record) {
 			st.next = rec.Offset + 1
 			return
 		}
-		if err := schemas.UnmarshalFlowBatch(rec.Value, &c.scratch); err != nil {
+		if err := c.dec.Unmarshal(rec.Value, &c.scratch); err != nil {
 			c.skipBad(rec, err)
 			st.next = rec.Offset + 1
 			return
@@ -274,7 +273,7 @@ func (c *Component) add(rec *kgo.Record) {
 			st.next = rec.Offset + 1
 			return
 		}
-		f := c.open(key, st, TableFlows, int64(c.scratch.TimeReceived/uint64(time.Hour)), rec.Offset, flowSchema)
+		f := c.open(key, st, TableFlows, int64(c.scratch.TimeReceived/uint64(time.Hour)), rec.Offset, flowParquet)
 		if f == nil {
 			return
 		}
@@ -285,7 +284,7 @@ func (c *Component) add(rec *kgo.Record) {
 		for i := range c.scratch.Flows {
 			r.f = &c.scratch.Flows[i]
 			for j, col := range flowColumns {
-				col.put(f.rb.Field(j), &r)
+				col.put(&f.cols[j], &r)
 			}
 		}
 		f.rows += len(c.scratch.Flows)
@@ -301,13 +300,13 @@ func (c *Component) add(rec *kgo.Record) {
 		if ev.Time == 0 {
 			ev.Time = ev.Received
 		}
-		f := c.open(key, st, TableAccess, int64(ev.Received/uint64(time.Hour)), rec.Offset, accessSchema)
+		f := c.open(key, st, TableAccess, int64(ev.Received/uint64(time.Hour)), rec.Offset, accessParquet)
 		if f == nil {
 			return
 		}
 		r := accessRow{e: &ev, part: rec.Partition, offset: rec.Offset}
 		for j, col := range accessColumns {
-			col.put(f.rb.Field(j), &r)
+			col.put(&f.cols[j], &r)
 		}
 		f.rows++
 		f.pending++
@@ -325,14 +324,14 @@ func (c *Component) skipBad(rec *kgo.Record, err error) {
 // open returns the partition's open file for hour, writing the current
 // one first when it is for another hour or full; nil when that write was
 // given up because the archive is stopping.
-func (c *Component) open(key topicPartition, st *partState, table string, hour, offset int64, schema *arrow.Schema) *openFile {
+func (c *Component) open(key topicPartition, st *partState, table string, hour, offset int64, ps *schema.Schema) *openFile {
 	if f := st.open; f != nil && (f.hour != hour || f.rows >= c.cfg.MaxRows || f.err != nil) {
 		if !c.finish(c.ctx, key, st, true) {
 			return nil
 		}
 	}
 	if st.open == nil {
-		f := &openFile{table: table, hour: hour, first: offset, schema: schema, rb: array.NewRecordBuilder(memory.DefaultAllocator, schema)}
+		f := &openFile{table: table, hour: hour, first: offset, schema: ps, cols: c.buffers(ps)}
 		if table == TableFlows {
 			f.startSources = maps.Clone(st.sources)
 		}
@@ -349,30 +348,12 @@ func (c *Component) flushGroup(part int32, f *openFile, all bool) {
 	if f.pending == 0 || !all && f.pending < rowGroupRows {
 		return
 	}
-	var dataLen []int
-	if !all {
-		for _, b := range f.rb.Fields() {
-			if sb, ok := b.(*array.StringBuilder); ok {
-				dataLen = append(dataLen, sb.DataLen())
-			}
+	defer func() {
+		f.pending = 0
+		for i := range f.cols {
+			f.cols[i].reset()
 		}
-	}
-	rec := f.rb.NewRecordBatch()
-	defer rec.Release()
-	if !all {
-		// A file that filled a row group fills more: size the builders
-		// (string bytes as the last group's) once rather than growing,
-		// copying and zeroing them as values arrive.
-		f.rb.Reserve(rowGroupRows)
-		i := 0
-		for _, b := range f.rb.Fields() {
-			if sb, ok := b.(*array.StringBuilder); ok {
-				sb.ReserveData(dataLen[i])
-				i++
-			}
-		}
-	}
-	f.pending = 0
+	}()
 	if f.err != nil {
 		return // the file is written again anyway
 	}
@@ -381,25 +362,31 @@ func (c *Component) flushGroup(part int32, f *openFile, all bool) {
 			return
 		}
 	}
-	f.err = f.fw.Write(rec)
+	f.err = writeGroup(f.fw, f.cols, &c.views)
 }
 
-// writerProperties: zstd pages without dictionaries (arrow-go's
-// dictionary encoder hashes and allocates per value, which cost the
-// archive 45 % of its CPU; zstd finds the repeats of plain pages), and
-// min/max statistics on the time columns only, which readers use to skip
-// row groups outside a window.
-var writerProperties = func() []parquet.WriterProperty {
-	props := []parquet.WriterProperty{
-		parquet.WithCompression(compress.Codecs.Zstd),
-		parquet.WithDictionaryDefault(false),
-		parquet.WithStats(false),
+// buffers returns column buffers for a file of schema ps: a closed
+// file's, sized by its row groups already, or new ones.
+func (c *Component) buffers(ps *schema.Schema) []colBuf {
+	if free := c.free[ps]; len(free) > 0 {
+		cols := free[len(free)-1]
+		c.free[ps] = free[:len(free)-1]
+		return cols
 	}
-	for _, col := range []string{"time_received", "time_start", "time_end", "time", "received"} {
-		props = append(props, parquet.WithStatsFor(col, true))
+	return make([]colBuf, ps.NumColumns())
+}
+
+// recycle keeps f's column buffers for the next file of its schema.
+func (c *Component) recycle(f *openFile) {
+	if f.cols == nil {
+		return
 	}
-	return props
-}()
+	for i := range f.cols {
+		f.cols[i].reset()
+	}
+	c.free[f.schema] = append(c.free[f.schema], f.cols)
+	f.cols = nil
+}
 
 // create opens f's temporary file (hidden, beside its final name) and
 // its Parquet writer.
@@ -414,8 +401,7 @@ func (c *Component) create(part int32, f *openFile) error {
 	if err != nil {
 		return err
 	}
-	props := parquet.NewWriterProperties(writerProperties...)
-	fw, err := pqarrow.NewFileWriter(f.schema, writerOnly{out}, props, pqarrow.NewArrowWriterProperties(pqarrow.WithStoreSchema()))
+	fw, err := newParquetWriter(writerOnly{out}, f.schema)
 	if err != nil {
 		out.Close()
 		os.Remove(f.tmp)
@@ -442,6 +428,7 @@ func (c *Component) finish(ctx context.Context, key topicPartition, st *partStat
 		f.sources = encodeSources(st.sources)
 	}
 	err := c.close(key.part, f)
+	c.recycle(f)
 	f.release()
 	st.open = nil
 	if err == nil {
