@@ -1,11 +1,11 @@
 package archive
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"os"
@@ -120,6 +120,7 @@ type openFile struct {
 
 	path, tmp string
 	out       *os.File
+	buf       *bufio.Writer // over out: a write call per fileBuffer bytes, not per page
 	fw        *file.Writer
 	err       error // a failed write: the file is dropped and read again from Kafka
 }
@@ -401,7 +402,8 @@ func (c *Component) create(part int32, f *openFile) error {
 	if err != nil {
 		return err
 	}
-	fw, err := newParquetWriter(writerOnly{out}, f.schema)
+	f.buf = bufio.NewWriterSize(out, fileBuffer)
+	fw, err := newParquetWriter(f.buf, f.schema)
 	if err != nil {
 		out.Close()
 		os.Remove(f.tmp)
@@ -466,9 +468,8 @@ func Path(dir, table string, hour int64, part int32, offset int64) string {
 		fmt.Sprintf("part-p%d-%d.parquet", part, offset))
 }
 
-type writerOnly struct{ w io.Writer }
-
-func (w writerOnly) Write(p []byte) (int, error) { return w.w.Write(p) }
+// fileBuffer is the bytes an archive file gathers before writing them.
+const fileBuffer = 1 << 20
 
 // close writes f's last rows and footer, fsyncs it, renames it into
 // place and fsyncs its directory.
@@ -486,6 +487,9 @@ func (c *Component) close(part int32, f *openFile) error {
 	}
 	if cerr := f.fw.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = f.buf.Flush()
 	}
 	if err == nil {
 		err = f.out.Sync()
