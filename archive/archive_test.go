@@ -66,18 +66,7 @@ func readTable(t *testing.T, dir, table, column string) ([]int64, []string) {
 	}
 	var values []int64
 	for _, path := range files {
-		rdr, err := file.OpenParquetFile(path, false)
-		if err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tbl, err := fr.ReadTable(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+		tbl := readFile(t, path)
 		idx := tbl.Schema().FieldIndices(column)
 		if len(idx) != 1 {
 			t.Fatalf("%s has no column %s", path, column)
@@ -96,10 +85,29 @@ func readTable(t *testing.T, dir, table, column string) ([]int64, []string) {
 				t.Fatalf("column %s is %T", column, chunk)
 			}
 		}
-		tbl.Release()
-		rdr.Close()
 	}
 	return values, files
+}
+
+// readFile reads the Parquet file at path with arrow-go; the table is
+// released when the test ends.
+func readFile(t *testing.T, path string) arrow.Table {
+	t.Helper()
+	rdr, err := file.OpenParquetFile(path, false)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	t.Cleanup(func() { rdr.Close() })
+	fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl, err := fr.ReadTable(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tbl.Release)
+	return tbl
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -417,21 +425,7 @@ func TestArchiveRoundTrip(t *testing.T) {
 		if len(files) != 1 {
 			t.Fatalf("%s: files %v, want one", table, files)
 		}
-		rdr, err := file.OpenParquetFile(files[0], false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { rdr.Close() })
-		fr, err := pqarrow.NewFileReader(rdr, pqarrow.ArrowReadProperties{}, memory.DefaultAllocator)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tbl, err := fr.ReadTable(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(tbl.Release)
-		return tbl
+		return readFile(t, files[0])
 	}
 	value := func(tbl arrow.Table, col string, row int) string {
 		idx := tbl.Schema().FieldIndices(col)
