@@ -245,7 +245,7 @@ func TestArchiveRun(t *testing.T) {
 	for _, n := range acceptedFlows(t, p.KafkaAddr, "flowaudit.flows.v1") {
 		accepted += n
 	}
-	waitCount(t, ch, countFlows, accepted, 10*time.Minute)
+	waitFlows(t, ch, accepted, 10*time.Minute)
 	p.waitSinkDrained(5 * time.Minute)
 	// What the enrich stage does when it dies between producing and
 	// committing: the last records of every enriched partition are
@@ -353,7 +353,7 @@ func TestArchiveOutage(t *testing.T) {
 	for _, n := range acceptedFlows(t, p.KafkaAddr, "flowaudit.flows.v1") {
 		total += n
 	}
-	if got := waitCount(t, ch, countFlows, total, 120*time.Second); got != total || total == 0 {
+	if got := waitFlows(t, ch, total, 120*time.Second); got != total || total == 0 {
 		t.Fatalf("ClickHouse has %d of %d accepted flows while the archive is down", got, total)
 	}
 	if !strings.Contains(p.Logs(), "writing archive file failed") {

@@ -127,7 +127,7 @@ detect:
 		t.Fatalf("scenario: %v", err)
 	}
 	t.Logf("scenario sent %s", tot)
-	if got := waitCount(t, ch, countFlows, tot.Flows, 120*time.Second); got != tot.Flows {
+	if got := waitFlows(t, ch, tot.Flows, 120*time.Second); got != tot.Flows {
 		t.Fatalf("flows in ClickHouse = %d, want %d", got, tot.Flows)
 	}
 	if waitAlerts {

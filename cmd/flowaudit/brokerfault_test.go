@@ -117,7 +117,7 @@ func TestBrokerFaultsLoseNothing(t *testing.T) {
 	stopped = true
 	total := sent.Load()
 
-	waitCount(t, ch, countFlows, total, 120*time.Second)
+	waitFlows(t, ch, total, 120*time.Second)
 	p.waitSinkDrained(60 * time.Second)
 	got := ch.QueryUint64(t, countFlows)
 	received := uint64(p.Metric("flowaudit_ingest_flows_total"))

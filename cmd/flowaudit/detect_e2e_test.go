@@ -144,7 +144,7 @@ alerts:
 		t.Fatalf("scenario: %v", err)
 	}
 	t.Logf("scenario sent %d flows, %d log lines", tot.Flows, tot.Lines)
-	if got := waitCount(t, ch, countFlows, tot.Flows, 90*time.Second); got != tot.Flows {
+	if got := waitFlows(t, ch, tot.Flows, 90*time.Second); got != tot.Flows {
 		t.Errorf("flows in ClickHouse = %d, want %d", got, tot.Flows)
 	}
 	// Let the last windows close and the alerts land.

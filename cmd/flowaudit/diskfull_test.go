@@ -92,7 +92,7 @@ func TestDiskFull(t *testing.T) {
 		return tot.Flows
 	}
 	before := send(1)
-	if got := waitCount(t, ch, countFlows, before, 60*time.Second); got != before {
+	if got := waitFlows(t, ch, before, 60*time.Second); got != before {
 		t.Fatalf("rows before the disk filled = %d, want %d", got, before)
 	}
 
@@ -143,7 +143,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	p.Start()
 	after := send(3)
-	if got := waitCount(t, ch, countFlows, before+after, 60*time.Second); got < before+after {
+	if got := waitFlows(t, ch, before+after, 60*time.Second); got < before+after {
 		t.Errorf("rows after space was freed = %d, want at least %d", got, before+after)
 	}
 }

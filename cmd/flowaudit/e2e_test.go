@@ -89,7 +89,7 @@ func TestEndToEndTotals(t *testing.T) {
 		t.Logf("sent %s: %s", tc.proto, tot)
 	}
 	total := sumFlows(want)
-	if got := waitCount(t, ch, countFlows, total, 60*time.Second); got != total {
+	if got := waitFlows(t, ch, total, 60*time.Second); got != total {
 		t.Errorf("rows = %d, want %d", got, total)
 	}
 	if diff := cmp.Diff(flowTotals(t, ch), want); diff != "" {
@@ -205,7 +205,7 @@ func TestRestart(t *testing.T) {
 	if got := p.Metric("flowaudit_ingest_decode_errors_total"); got != 0 {
 		t.Fatalf("restarted collector had %v decode errors: templates were not reloaded", got)
 	}
-	if got := waitCount(t, ch, countFlows, want.Flows, 60*time.Second); got != want.Flows {
+	if got := waitFlows(t, ch, want.Flows, 60*time.Second); got != want.Flows {
 		t.Fatalf("after graceful restart: rows = %d, want %d", got, want.Flows)
 	}
 	if diff := cmp.Diff(flowTotals(t, ch)["ipfix"], want); diff != "" {
@@ -220,7 +220,7 @@ func TestRestart(t *testing.T) {
 	p.Start()
 	want.add(exp.send(1500))
 	p.WaitMetric("flowaudit_ingest_produced_flows_total", 1500, 30*time.Second)
-	waitCount(t, ch, countFlows, want.Flows, 60*time.Second)
+	waitFlows(t, ch, want.Flows, 60*time.Second)
 	// Let duplicates, if any, land too: the sink has caught up when its
 	// lag and pending rows are 0.
 	p.waitSinkDrained(30 * time.Second)
@@ -262,7 +262,7 @@ func TestClickHouseOutage(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("simulate: %v", r.err)
 	}
-	if got := waitCount(t, ch, countFlows, r.tot.Flows, 90*time.Second); got != r.tot.Flows {
+	if got := waitFlows(t, ch, r.tot.Flows, 90*time.Second); got != r.tot.Flows {
 		t.Fatalf("rows = %d, want %d", got, r.tot.Flows)
 	}
 	var want typeTotals
@@ -326,7 +326,7 @@ func TestBadInput(t *testing.T) {
 	want.add(good.send(600))
 
 	p.WaitMetric("flowaudit_ingest_dead_letters_total", 6, 30*time.Second)
-	if got := waitCount(t, ch, countFlows, want.Flows, 60*time.Second); got != want.Flows {
+	if got := waitFlows(t, ch, want.Flows, 60*time.Second); got != want.Flows {
 		t.Fatalf("good rows = %d, want %d", got, want.Flows)
 	}
 	if diff := cmp.Diff(flowTotals(t, ch)["ipfix"], want); diff != "" {

@@ -169,7 +169,7 @@ func TestEnrichmentEndToEnd(t *testing.T) {
 	fs.send("10.1.0.50", 40002, "10.2.0.11", 5432, 6)
 
 	const total = 40 + 7 + 9 + 5 + 40 + 3 + 4 + 6
-	if got := waitCount(t, ch, countFlows, total, 60*time.Second); got != total {
+	if got := waitFlows(t, ch, total, 60*time.Second); got != total {
 		t.Fatalf("rows = %d, want %d", got, total)
 	}
 	want := []verdictRow{
@@ -205,7 +205,7 @@ func TestPolicyHotReload(t *testing.T) {
 	ch, p, policyPath := startWithPolicy(t, "enrich:\n  policy_reload_interval: 200ms\n")
 	fs := newFlowSender(t, p.NetFlowAddr)
 	fs.send("10.1.0.5", 51001, "10.2.0.10", 22, 5) // violation under the first policy
-	waitCount(t, ch, countFlows, 5, 30*time.Second)
+	waitFlows(t, ch, 5, 30*time.Second)
 	// A first start: detect reads its baseline after the sink migrated.
 	p.waitLog("new_edge baseline loaded from ClickHouse", 30*time.Second)
 	if strings.Contains(p.Logs(), "doesn't exist") {
@@ -224,7 +224,7 @@ func TestPolicyHotReload(t *testing.T) {
 	p.WaitMetric(`flowaudit_enrich_policy_reloads_total{outcome="ok"}`, 1, 30*time.Second)
 	p.WaitMetric(`flowaudit_detect_policy_reloads_total{outcome="ok"}`, 1, 30*time.Second) // detect applies it too
 	fs.send("10.1.0.5", 51002, "10.2.0.10", 22, 6)                                         // allowed now
-	waitCount(t, ch, countFlows, 11, 30*time.Second)
+	waitFlows(t, ch, 11, 30*time.Second)
 
 	if err := os.WriteFile(policyPath, []byte("segments:\n  - name: web\n    cidrs: [not-a-cidr]\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -232,7 +232,7 @@ func TestPolicyHotReload(t *testing.T) {
 	p.WaitMetric(`flowaudit_enrich_policy_reloads_total{outcome="invalid"}`, 1, 30*time.Second)
 	p.WaitMetric(`flowaudit_detect_policy_reloads_total{outcome="invalid"}`, 1, 30*time.Second)
 	fs.send("10.1.0.5", 51003, "10.2.0.10", 22, 7) // still allowed: old policy kept
-	if got := waitCount(t, ch, countFlows, 18, 30*time.Second); got != 18 {
+	if got := waitFlows(t, ch, 18, 30*time.Second); got != 18 {
 		t.Fatalf("rows = %d, want 18", got)
 	}
 	got := map[string]uint64{}

@@ -61,7 +61,7 @@ func TestFirewallEventsEndToEnd(t *testing.T) {
 	if _, err := c.Write(dg); err != nil {
 		t.Fatal(err)
 	}
-	if got := waitCount(t, ch, countFlows, 3, 60*time.Second); got != 3 {
+	if got := waitFlows(t, ch, 3, 60*time.Second); got != 3 {
 		t.Fatalf("rows = %d, want 3", got)
 	}
 	type row struct {

@@ -305,3 +305,31 @@ func waitCount(t testing.TB, ch *testutil.ClickHouseServer, query string, want u
 	}
 	return got
 }
+
+// rollupTotals are the flow totals of every materialized view over flows.
+var rollupTotals = []struct{ name, query string }{
+	{"segment_matrix_1m", "SELECT toUInt64(sum(flows)) FROM flowaudit.segment_matrix_1m"},
+	{"rule_hits_1h", "SELECT toUInt64(sum(flows)) FROM flowaudit.rule_hits_1h"},
+	{"console_edges_1m", "SELECT toUInt64(sum(flows)) FROM flowaudit.console_edges_1m"},
+	{"audit_edges_1d", "SELECT toUInt64(countMerge(flows)) FROM flowaudit.audit_edges_1d"},
+	{"observed_edges", "SELECT toUInt64(countMerge(flows)) FROM flowaudit.observed_edges"},
+}
+
+// waitFlows waits until flowaudit.flows holds want rows (see waitCount)
+// and returns the count. When it does, it also waits until every rollup
+// holds as many flows: ClickHouse makes an insert's rows visible in flows
+// before it pushes them through the materialized views, so a query on a
+// rollup right after the count can still miss the newest block.
+func waitFlows(t testing.TB, ch *testutil.ClickHouseServer, want uint64, timeout time.Duration) uint64 {
+	t.Helper()
+	got := waitCount(t, ch, countFlows, want, timeout)
+	if got != want {
+		return got
+	}
+	for _, r := range rollupTotals {
+		if n := waitCount(t, ch, r.query, got, timeout); n != got {
+			t.Fatalf("%s holds %d flows, flows holds %d", r.name, n, got)
+		}
+	}
+	return got
+}

@@ -88,7 +88,7 @@ func TestPoisonDatagram(t *testing.T) {
 	exp := newExporter(t, p.NetFlowAddr, simulate.ProtocolIPFIX, 21)
 	var want typeTotals
 	want.add(exp.send(10000))
-	if got := waitCount(t, ch, countFlows, want.Flows, 60*time.Second); got != want.Flows {
+	if got := waitFlows(t, ch, want.Flows, 60*time.Second); got != want.Flows {
 		t.Fatalf("rows = %d, want exactly %d", got, want.Flows)
 	}
 	if diff := cmp.Diff(flowTotals(t, ch), map[string]typeTotals{"ipfix": want}); diff != "" {
@@ -222,7 +222,7 @@ func TestJunkFromManySources(t *testing.T) {
 	if got := p.Metric(`flowaudit_ingest_flows_total{exporter="127.0.0.1",flow_type="ipfix"}`); got != float64(want.Flows) {
 		t.Errorf("flows of the real exporter = %v, want %d", got, want.Flows)
 	}
-	if got := waitCount(t, ch, countFlows, want.Flows, 60*time.Second); got != want.Flows {
+	if got := waitFlows(t, ch, want.Flows, 60*time.Second); got != want.Flows {
 		t.Errorf("rows = %d, want exactly %d", got, want.Flows)
 	}
 	if n := strings.Count(p.Logs(), "undecodable flow datagram"); n > 10 {

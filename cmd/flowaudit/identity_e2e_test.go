@@ -38,7 +38,7 @@ func TestIdentitySourcesEndToEnd(t *testing.T) {
 	for _, h := range []string{"10.1.0.10", "10.1.0.20", "10.1.0.30", "10.1.0.40", "10.1.0.50", "10.1.0.60"} {
 		fs.send(h, 40000, "192.0.2.80", 443, 2)
 	}
-	if got := waitCount(t, ch, countFlows, 12, 60*time.Second); got != 12 {
+	if got := waitFlows(t, ch, 12, 60*time.Second); got != 12 {
 		t.Fatalf("%d flows, want 12", got)
 	}
 	rows, err := ch.Conn(t).Query(context.Background(), `SELECT IPv6NumToString(src_addr), src_identity_source, src_identity, src_device, toUInt64(count())

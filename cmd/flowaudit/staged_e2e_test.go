@@ -39,7 +39,7 @@ rules:
 	fs.send("10.1.0.5", 51001, "10.2.0.10", 5432, 7) // allowed, staged violation
 	fs.send("10.1.0.5", 51002, "10.2.0.11", 5432, 5) // allowed, staged allowed
 	fs.send("10.1.0.6", 51003, "10.2.0.10", 22, 3)   // violation: alerts
-	if got := waitCount(t, ch, countFlows, 15, 30*time.Second); got != 15 {
+	if got := waitFlows(t, ch, 15, 30*time.Second); got != 15 {
 		t.Fatalf("rows = %d, want 15", got)
 	}
 	for _, c := range []struct {

@@ -147,7 +147,7 @@ func TestSeparateStages(t *testing.T) {
 		}
 		want.add(tot)
 	}
-	if got := waitCount(t, ch, countFlows, want.Flows, 60*time.Second); got != want.Flows {
+	if got := waitFlows(t, ch, want.Flows, 60*time.Second); got != want.Flows {
 		t.Fatalf("rows = %d, want %d", got, want.Flows)
 	}
 	// Stopping one sink hands its partitions to the other: later flows
@@ -165,7 +165,7 @@ func TestSeparateStages(t *testing.T) {
 		}
 		want.add(tot)
 	}
-	if got := waitCount(t, ch, countFlows, want.Flows, 60*time.Second); got != want.Flows {
+	if got := waitFlows(t, ch, want.Flows, 60*time.Second); got != want.Flows {
 		t.Fatalf("rows after one sink stopped = %d, want %d", got, want.Flows)
 	}
 	time.Sleep(time.Second)
