@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/flowaudit/flowaudit/internal/testutil"
+	"github.com/flowaudit/flowaudit/schemas"
 )
 
 // binary is the flowaudit binary built once by TestMain; end-to-end tests
@@ -306,13 +307,26 @@ func waitCount(t testing.TB, ch *testutil.ClickHouseServer, query string, want u
 	return got
 }
 
-// rollupTotals are the flow totals of every materialized view over flows.
-var rollupTotals = []struct{ name, query string }{
-	{"segment_matrix_1m", "SELECT toUInt64(sum(flows)) FROM flowaudit.segment_matrix_1m"},
-	{"rule_hits_1h", "SELECT toUInt64(sum(flows)) FROM flowaudit.rule_hits_1h"},
-	{"console_edges_1m", "SELECT toUInt64(sum(flows)) FROM flowaudit.console_edges_1m"},
-	{"audit_edges_1d", "SELECT toUInt64(countMerge(flows)) FROM flowaudit.audit_edges_1d"},
-	{"observed_edges", "SELECT toUInt64(countMerge(flows)) FROM flowaudit.observed_edges"},
+// rollupTotals gives, for every table a materialized view fills from
+// flows with a flows count, the query of its total flows.
+func rollupTotals() map[string]string {
+	totals := map[string]string{}
+	for _, table := range schemas.Tables() {
+		if !strings.Contains(table.View, "FROM {db}.flows") {
+			continue
+		}
+		for _, c := range table.Columns {
+			if c.Name != "flows" {
+				continue
+			}
+			sum := "sum(flows)"
+			if c.Type == schemas.TypeAggregate {
+				sum = "countMerge(flows)"
+			}
+			totals[table.Name] = "SELECT toUInt64(" + sum + ") FROM flowaudit." + table.Name
+		}
+	}
+	return totals
 }
 
 // waitFlows waits until flowaudit.flows holds want rows (see waitCount)
@@ -326,9 +340,9 @@ func waitFlows(t testing.TB, ch *testutil.ClickHouseServer, want uint64, timeout
 	if got != want {
 		return got
 	}
-	for _, r := range rollupTotals {
-		if n := waitCount(t, ch, r.query, got, timeout); n != got {
-			t.Fatalf("%s holds %d flows, flows holds %d", r.name, n, got)
+	for name, query := range rollupTotals() {
+		if n := waitCount(t, ch, query, got, timeout); n != got {
+			t.Fatalf("%s holds %d flows, flows holds %d", name, n, got)
 		}
 	}
 	return got
